@@ -1,0 +1,35 @@
+# Quick start:  make book   (install, execute every notebook, build the site)
+#               make test   (install if needed, run the test suite)
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+DSCO    := $(VENV)/bin/dsco
+PROFILE ?= paper
+DATASET ?= digits
+
+.PHONY: install book run site test clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+## execute the notebooks (papermill, cached) and render them (Jupyter Book)
+book: install
+	$(DSCO) run --dataset $(DATASET) --profile $(PROFILE)
+	$(DSCO) book --dataset $(DATASET) --profile $(PROFILE)
+
+run: install
+	$(DSCO) run --dataset $(DATASET) --profile $(PROFILE)
+
+site: install
+	$(DSCO) book --dataset $(DATASET) --profile $(PROFILE)
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf build book/_build book/notebooks

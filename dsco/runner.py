@@ -1,0 +1,156 @@
+"""The batch runner: execute the numbered notebooks with papermill, one dataset and profile at a time.
+
+``run(dataset, profile, ...)`` executes ``notebooks/NN_*.ipynb`` in numbered order, injecting
+``dataset``, ``profile``, ``seed``, ``device`` (and any extra parameters) into each notebook's cell
+tagged ``parameters``. Executed copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that
+folder is what the book renders.
+
+Caching: beside each executed copy sits ``<stem>.key``, a SHA-256 of the injected parameters, the
+notebook's source cells and every file of the package (``dsco/``) and of ``data/``. A rerun whose key
+matches skips the notebook; ``force=True`` re-executes it.
+
+Failures: the notebook's previous executed copy and key are deleted (stale output never reaches the
+book), the failed copy is kept as ``<stem>.failed.ipynb`` for inspection, and :class:`NotebookFailed`
+names the notebook, the failing cell and the exception line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from . import DATASETS, PROFILES, ROOT
+
+NOTEBOOKS = ROOT / "notebooks"
+RUNS = ROOT / "build" / "runs"
+_NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
+
+
+class RunError(ValueError):
+    """Bad input to the runner (unknown name, missing notebook, no parameters cell)."""
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised while executing."""
+
+
+@dataclass
+class Result:
+    notebook: str
+    status: str  # "executed" | "skipped"
+    seconds: float
+    output: Path
+
+
+def notebooks(only=None, folder: Path = NOTEBOOKS) -> list[Path]:
+    """The numbered notebooks in execution order; ``only`` selects by stem, file name or number."""
+    found = sorted(p for p in Path(folder).glob("*.ipynb") if _NAME.match(p.name))
+    if not only:
+        return found
+    chosen = []
+    for want in only:
+        want = str(want).removesuffix(".ipynb")
+        hits = [p for p in found if p.stem == want or p.stem.split("_", 1)[0] == want]
+        if not hits:
+            raise RunError(f"no notebook {want!r} in {folder}: give a stem such as "
+                           f"{found[0].stem if found else '10_occupancy_table13'} or its number")
+        chosen += [p for p in hits if p not in chosen]
+    return sorted(chosen)
+
+
+def parameters_cell(path: Path) -> int:
+    """Index of the cell tagged ``parameters``; :class:`RunError` if there is none."""
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return i
+    raise RunError(f"{path.name} has no cell tagged 'parameters': tag the cell that defines "
+                   "dataset/profile/seed/device with the 'parameters' tag")
+
+
+def _file_digest(h, base: Path, pattern: str) -> None:
+    for f in sorted(base.glob(pattern)):
+        if f.is_file() and "__pycache__" not in f.parts:
+            h.update(str(f.relative_to(ROOT)).encode())
+            h.update(f.read_bytes())
+
+
+def sources_digest() -> str:
+    """SHA-256 over the package sources and the shipped data (models cards/weights, paper tables)."""
+    h = hashlib.sha256()
+    _file_digest(h, ROOT / "dsco", "**/*.py")
+    _file_digest(h, ROOT / "data", "**/*")
+    return h.hexdigest()
+
+
+def cache_key(path: Path, params: dict, sources: str) -> str:
+    """Key of one execution: parameters + the notebook's cell sources + package/data digest."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [(c.cell_type, c.source) for c in nb.cells]
+    blob = json.dumps(dict(params=params, cells=cells, sources=sources), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _failure_message(path: Path, err: Exception) -> str:
+    cell = getattr(err, "exec_count", None)
+    ename, evalue = getattr(err, "ename", type(err).__name__), getattr(err, "evalue", str(err))
+    where = f"cell [{cell}]" if cell is not None else "a cell"
+    line = f"{ename}: {evalue}".strip().splitlines()
+    return f"notebook {path.name} failed in {where}: {line[-1] if line else ename}"
+
+
+def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: str = "cpu",
+        only=None, force: bool = False, extra: dict | None = None, runs_dir: Path | None = None,
+        folder: Path = NOTEBOOKS, progress: bool = True, log=print) -> list[Result]:
+    """Execute the notebooks for one dataset and profile; see the module docstring."""
+    if dataset not in DATASETS:
+        raise RunError(f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}")
+    if profile not in PROFILES:
+        raise RunError(f"unknown profile {profile!r}: use --profile with one of {', '.join(PROFILES)}")
+    paths = notebooks(only, folder)
+    if not paths:
+        raise RunError(f"no numbered notebooks (NN_name.ipynb) in {folder}")
+    for p in paths:  # validate everything before executing anything
+        parameters_cell(p)
+    params = dict(dataset=dataset, profile=profile, seed=seed, device=device, **(extra or {}))
+    out_dir = Path(runs_dir or RUNS) / dataset / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = sources_digest()
+
+    import papermill as pm
+    from tqdm.auto import tqdm
+
+    results = []
+    bar = tqdm(paths, desc=f"{dataset}/{profile}", unit="nb", disable=not progress)
+    for path in bar:
+        bar.set_postfix_str(path.stem)
+        out, key_file = out_dir / path.name, out_dir / f"{path.stem}.key"
+        failed = out_dir / f"{path.stem}.failed.ipynb"
+        key = cache_key(path, params, sources)
+        if not force and out.exists() and key_file.exists() and key_file.read_text() == key:
+            results.append(Result(path.stem, "skipped", 0.0, out))
+            continue
+        for stale in (out, key_file, failed):
+            stale.unlink(missing_ok=True)
+        tmp = out_dir / f".{path.stem}.running.ipynb"
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(str(path), str(tmp), parameters=params, cwd=str(path.parent),
+                                kernel_name="python3", progress_bar=False, log_output=False)
+        except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
+            if tmp.exists():
+                tmp.replace(failed)
+            raise NotebookFailed(_failure_message(path, err)
+                                 + (f" (executed copy: {failed})" if failed.exists() else "")) from err
+        tmp.replace(out)
+        key_file.write_text(key)
+        seconds = time.perf_counter() - t0
+        results.append(Result(path.stem, "executed", seconds, out))
+        if log:
+            bar.write(f"  {path.stem}: executed in {seconds:.1f} s")
+    return results
