@@ -47,9 +47,10 @@ class Result:
     output: Path
 
 
-def notebooks(only=None, folder: Path = NOTEBOOKS) -> list[Path]:
+def notebooks(only=None, folder: Path | None = None) -> list[Path]:
     """The numbered notebooks in execution order; ``only`` selects by stem, file name or number."""
-    found = sorted(p for p in Path(folder).glob("*.ipynb") if _NAME.match(p.name))
+    folder = Path(folder or NOTEBOOKS)
+    found = sorted(p for p in folder.glob("*.ipynb") if _NAME.match(p.name))
     if not only:
         return found
     chosen = []
@@ -106,7 +107,7 @@ def _failure_message(path: Path, err: Exception) -> str:
 
 def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: str = "cpu",
         only=None, force: bool = False, extra: dict | None = None, runs_dir: Path | None = None,
-        folder: Path = NOTEBOOKS, progress: bool = True, log=print) -> list[Result]:
+        folder: Path | None = None, progress: bool = True, log=print) -> list[Result]:
     """Execute the notebooks for one dataset and profile; see the module docstring."""
     if dataset not in DATASETS:
         raise RunError(f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}")
@@ -114,7 +115,7 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         raise RunError(f"unknown profile {profile!r}: use --profile with one of {', '.join(PROFILES)}")
     paths = notebooks(only, folder)
     if not paths:
-        raise RunError(f"no numbered notebooks (NN_name.ipynb) in {folder}")
+        raise RunError(f"no numbered notebooks (NN_name.ipynb) in {folder or NOTEBOOKS}")
     for p in paths:  # validate everything before executing anything
         parameters_cell(p)
     params = dict(dataset=dataset, profile=profile, seed=seed, device=device, **(extra or {}))

@@ -1,0 +1,141 @@
+"""The papermill batch runner and the ``dsco`` CLI, on tiny synthetic notebooks."""
+
+import nbformat
+import pytest
+
+from dsco import cli, runner
+
+
+def make_notebook(path, body="x = 1", tagged=True):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"')
+    if tagged:
+        params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def fixed_sources(monkeypatch):
+    """Pin the package/data digest so edits elsewhere in the tree don't invalidate these caches."""
+    monkeypatch.setattr(runner, "sources_digest", lambda: "0" * 64)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    make_notebook(nbs / "10_first.ipynb", "result = (dataset, profile, seed)\nprint(result)")
+    make_notebook(nbs / "20_second.ipynb", "print(root)" )
+    (nbs / "notes.ipynb").write_text("{}")  # not numbered: ignored
+    return nbs
+
+
+def run(folder, tmp_path, **kw):
+    kw.setdefault("extra", {"root": "/data/x"})
+    return runner.run(folder=folder, runs_dir=tmp_path / "runs", progress=False, log=None, **kw)
+
+
+def test_notebooks_order_and_only(folder):
+    assert [p.stem for p in runner.notebooks(folder=folder)] == ["10_first", "20_second"]
+    assert [p.stem for p in runner.notebooks(["20"], folder)] == ["20_second"]
+    assert [p.stem for p in runner.notebooks(["20_second.ipynb", "10_first"], folder)] == ["10_first", "20_second"]
+    with pytest.raises(runner.RunError, match="no notebook '99'"):
+        runner.notebooks(["99"], folder)
+
+
+def test_run_injects_parameters_then_skips_then_forces(folder, tmp_path):
+    first = run(folder, tmp_path, profile="paper", seed=3)
+    assert [r.status for r in first] == ["executed", "executed"]
+    out = nbformat.read(first[0].output, as_version=4)
+    injected = [c for c in out.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "seed = 3" in injected[0].source
+    printed = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    assert "('digits', 'paper', 3)" in printed
+    assert first[0].output.parent == tmp_path / "runs" / "digits" / "paper"
+
+    again = run(folder, tmp_path, profile="paper", seed=3)
+    assert [r.status for r in again] == ["skipped", "skipped"]
+    changed = run(folder, tmp_path, profile="paper", seed=4)  # new parameters: new key
+    assert [r.status for r in changed] == ["executed", "executed"]
+    forced = run(folder, tmp_path, profile="paper", seed=4, force=True, only=["10"])
+    assert [r.status for r in forced] == ["executed"]
+
+
+def test_editing_a_notebook_invalidates_only_it(folder, tmp_path):
+    run(folder, tmp_path)
+    make_notebook(folder / "20_second.ipynb", "print(root, 2)")
+    assert [r.status for r in run(folder, tmp_path)] == ["skipped", "executed"]
+
+
+def test_failure_names_cell_and_exception_and_removes_stale_output(folder, tmp_path):
+    ok = run(folder, tmp_path)
+    stale = ok[1].output
+    assert stale.exists()
+    make_notebook(folder / "20_second.ipynb", "raise ZeroDivisionError('boom here')")
+    with pytest.raises(runner.NotebookFailed) as err:
+        run(folder, tmp_path)
+    msg = str(err.value)
+    assert "20_second.ipynb" in msg and "cell [" in msg and "ZeroDivisionError: boom here" in msg
+    assert not stale.exists() and not stale.with_suffix(".key").exists()
+    assert (stale.parent / "20_second.failed.ipynb").exists()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(dataset="mnist"), "unknown dataset 'mnist'"),
+    (dict(profile="fast"), "unknown profile 'fast'"),
+    (dict(only=["42"]), "no notebook '42'"),
+])
+def test_bad_input_writes_nothing(folder, tmp_path, kw, match):
+    with pytest.raises(runner.RunError, match=match):
+        run(folder, tmp_path, **kw)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_untagged_parameters_cell_is_rejected_before_anything_runs(folder, tmp_path):
+    make_notebook(folder / "30_untagged.ipynb", tagged=False)
+    with pytest.raises(runner.RunError, match="30_untagged.ipynb has no cell tagged 'parameters'"):
+        run(folder, tmp_path)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cache_key_depends_on_params_and_sources(folder):
+    nb = folder / "10_first.ipynb"
+    k = runner.cache_key(nb, {"seed": 0}, "abc")
+    assert k == runner.cache_key(nb, {"seed": 0}, "abc")
+    assert k != runner.cache_key(nb, {"seed": 1}, "abc")
+    assert k != runner.cache_key(nb, {"seed": 0}, "abd")
+
+
+def test_sources_digest_is_a_sha256(monkeypatch):
+    monkeypatch.undo()
+    digest = runner.sources_digest()
+    assert len(digest) == 64 and int(digest, 16) >= 0
+
+
+def test_cli_bad_input_exit_2_one_line(capsys):
+    assert cli.main(["run", "--dataset", "mnist"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown dataset 'mnist'" in err and "--dataset" in err
+    assert cli.main(["run", "--profile", "fast"]) == 2
+    assert cli.main(["run", "--only", "99_nothing"]) == 2
+    assert cli.main(["run", "-p", "seed", "3"]) == 2
+
+
+def test_cli_value_parsing():
+    assert cli._value("3") == 3 and cli._value("0.5") == 0.5 and cli._value("true") is True
+    assert cli._value("/data/imagenette") == "/data/imagenette"
+    assert cli._value("[1, 2]") == "[1, 2]"  # lists stay strings: notebooks parse their own
+
+
+def test_cli_run_on_folder(monkeypatch, folder, tmp_path, capsys):
+    monkeypatch.setattr(runner, "NOTEBOOKS", folder)
+    monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")
+    assert cli.main(["run", "--only", "20", "-p", "root", "/x/y"]) == 0
+    out = tmp_path / "runs" / "digits" / "smoke" / "20_second.ipynb"
+    assert "/x/y" in out.read_text()
+    assert "1 executed, 0 skipped" in capsys.readouterr().out
+    assert cli.main(["run", "--only", "20", "-p", "root", "/x/y"]) == 0
+    assert "0 executed, 1 skipped" in capsys.readouterr().out
