@@ -1,0 +1,304 @@
+"""Datasets: the embedded ``digits`` default and ImageFolder trees of ImageNet classes (SPEC §2, §4).
+
+Entry point: ``load(name, split, root=None, *, size=256, transform=None)``. ``split`` is
+``"train"`` or ``"test"`` (``"val"`` is an alias of ``"test"``).
+
+``digits`` -- the embedded default, playing ImageNette's role (SPEC §2.1)
+    scikit-learn's bundled handwritten digits (1,797 real 8×8 images, 10 classes, no download),
+    pixels 0..16 scaled to [-1, 1], shape N×1×8×8, labels 0..9. One fixed stratified split,
+    ``train_test_split(test_size=0.25, stratify=y, random_state=0)``: train 1,347 images
+    (131–137 per class), test 450 (43–46 per class), each kept in the original order. Returned
+    in memory as an :class:`ImageSet` (``root`` is ignored).
+
+``imagenette``, ``imagewoof``, ``imagenet1k`` -- ImageFolder trees of original-ImageNet wnid folders
+    ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*`` (split ``"test"`` reads ``val/``).
+    ImageNette and ImageWoof take their label order, names and ImageNet-1k indices from the pinned
+    lists ``data/classes/<name>.csv`` (columns ``label,wnid,name,imagenet_index``); other folders
+    under the root are ignored, so a full ImageNet root works too. ImageNet-1k takes the sorted
+    wnid folder names under ``root/train`` (the standard ImageNet-1k label order); its class names
+    are the wnids themselves (no names file is shipped). Returned as a lazy :class:`FolderSet` (a
+    torch ``Dataset``): an image is read when indexed, resized (bicubic) so its short side is
+    ``size`` and center-cropped to ``size``×``size`` (256 for the VAE path, 224 for classifiers),
+    scaled to [-1, 1]. Scanning a tree costs one directory walk; load it once and reuse it.
+
+Both set types are map-style datasets (``len(s)``, ``s[i] -> (x, y)``) with ``y`` (long labels),
+``classes`` (names), ``name``, ``split`` and ``class_indices(c)``, ``counts()``, ``per_class(c)``
+(tensor of class ``c``'s images), ``subset(indices)``, ``sample_per_class(ipc, seed)`` (a seeded,
+class-balanced random real subset) and ``in_memory()`` (an :class:`ImageSet` of the images).
+
+Latent cache (SPEC §4): :func:`encode_class` / :func:`latents` encode a class's real images once
+with any ``encode(x) -> z`` callable (the backbone's) and cache them as safetensors under
+``build/cache/latents/`` (git-ignored), keyed by a hash of dataset, split, class, encoder id,
+transform and file list. Every bad input raises :class:`DatasetError`, one line naming the fix.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+from torchvision import transforms
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from tqdm.auto import tqdm
+
+from . import DATASETS, ROOT
+
+SPLITS = ("train", "test", "val")
+CLASS_DIR = ROOT / "data" / "classes"
+CACHE_DIR = ROOT / "build" / "cache" / "latents"
+DIGITS_TEST_SIZE = 0.25
+DIGITS_SEED = 0
+_LAYOUT = "train/<wnid>/*.JPEG and val/<wnid>/*"
+
+
+class DatasetError(ValueError):
+    """A bad dataset name, split, root, folder, image or request; the message names the fix."""
+
+
+class _Labelled:
+    """What both set types share, given ``y`` (long labels), ``classes`` and ``__getitem__``."""
+
+    def class_indices(self, c: int) -> torch.Tensor:
+        """Positions of the images of class ``c`` (in dataset order)."""
+        if not 0 <= int(c) < len(self.classes):
+            raise DatasetError(f"class {c} is out of range for {self.name}: use 0..{len(self.classes) - 1}")
+        return torch.nonzero(self.y == int(c)).flatten()
+
+    def counts(self) -> torch.Tensor:
+        """Number of images per class, a long tensor of length ``len(classes)``."""
+        return torch.bincount(self.y, minlength=len(self.classes))
+
+    def per_class(self, c: int) -> torch.Tensor:
+        """The images of class ``c`` stacked into one tensor K×C×H×W."""
+        return torch.stack([self[i][0] for i in self.class_indices(c).tolist()])
+
+    def sample_per_class(self, ipc: int, seed: int = 0):
+        """A random real subset: ``ipc`` images drawn without replacement from every class.
+
+        Seeded (same ``seed`` => same subset), class-balanced, ordered by class.
+        """
+        counts = self.counts()
+        small = int(counts.argmin())
+        n = int(counts[small])
+        if ipc < 1 or ipc > n:
+            raise DatasetError(f"ipc={ipc} does not fit {self.name}/{self.split}: its smallest class "
+                               f"{self.classes[small]!r} has {n} images; use 1 <= ipc <= {n}")
+        g = torch.Generator().manual_seed(seed)
+        picks = [self.class_indices(c)[torch.randperm(int(counts[c]), generator=g)[:ipc]]
+                 for c in range(len(self.classes))]
+        return self.subset(torch.cat(picks))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name}/{self.split}: "
+                f"{len(self)} images, {len(self.classes)} classes)")
+
+
+@dataclass(eq=False, repr=False)
+class ImageSet(_Labelled, Dataset):
+    """Images in memory: ``x`` float N×C×H×W in [-1, 1], ``y`` long N, ``classes`` names."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: list[str]
+    name: str = ""
+    split: str = ""
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def per_class(self, c: int) -> torch.Tensor:
+        return self.x[self.class_indices(c)]
+
+    def subset(self, indices) -> "ImageSet":
+        """The images at ``indices`` (any int sequence or tensor), in that order."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return replace(self, x=self.x[idx], y=self.y[idx])
+
+    def in_memory(self) -> "ImageSet":
+        return self
+
+
+@dataclass(eq=False, repr=False)
+class FolderSet(_Labelled, Dataset):
+    """A lazy ImageFolder set: ``files[i]`` is read and transformed when ``set[i]`` is indexed."""
+
+    files: list[str]
+    y: torch.Tensor
+    classes: list[str]
+    wnids: list[str]
+    name: str
+    split: str
+    transform: Callable
+
+    def __getitem__(self, i):
+        path = self.files[i]
+        try:
+            with Image.open(path) as im:
+                img = im.convert("RGB")
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for unreadable files
+            raise DatasetError(f"corrupt or unreadable image {path} ({type(e).__name__}): "
+                               "delete or replace the file") from e
+        return self.transform(img), self.y[i]
+
+    def subset(self, indices) -> "FolderSet":
+        """The images at ``indices`` (any int sequence or tensor), in that order, still lazy."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return replace(self, files=[self.files[i] for i in idx.tolist()], y=self.y[idx])
+
+    def in_memory(self) -> ImageSet:
+        """Read every image into an :class:`ImageSet` (for small subsets, e.g. a random real set)."""
+        x = torch.stack([self[i][0] for i in range(len(self))])
+        return ImageSet(x, self.y.clone(), list(self.classes), self.name, self.split)
+
+
+def image_transform(size: int = 256) -> Callable:
+    """Resize the short side to ``size`` (bicubic), center-crop ``size``×``size``, scale to [-1, 1]."""
+    return transforms.Compose([
+        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.CenterCrop(size),
+        transforms.ToTensor(),
+        transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+    ])
+
+
+def load(name: str, split: str, root=None, *, size: int = 256, transform: Callable | None = None):
+    """Load dataset ``name`` (one of ``dsco.DATASETS``), split ``"train"`` or ``"test"``.
+
+    ``digits`` gives an in-memory :class:`ImageSet`; the ImageFolder datasets need ``root`` and
+    give a lazy :class:`FolderSet` whose images pass through ``transform`` (default
+    :func:`image_transform(size) <image_transform>`). See the module docstring for layouts.
+    """
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split {split!r}: use one of {', '.join(SPLITS)} ('val' = 'test')")
+    split = "test" if split == "val" else split
+    if name == "digits":
+        return _digits(split)
+    return _folder(name, split, root, transform or image_transform(size))
+
+
+def _digits(split: str) -> ImageSet:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    train, test = train_test_split(np.arange(len(d.target)), test_size=DIGITS_TEST_SIZE,
+                                   stratify=d.target, random_state=DIGITS_SEED)
+    keep = np.sort(train if split == "train" else test)
+    x = torch.from_numpy(d.images[keep]).float().div(8.0).sub(1.0).unsqueeze(1)  # 0..16 -> [-1, 1]
+    y = torch.from_numpy(d.target[keep]).long()
+    return ImageSet(x, y, [str(c) for c in range(10)], "digits", split)
+
+
+def class_table(name: str, root=None) -> list[dict]:
+    """The class list of an ImageFolder dataset in label order: dicts with ``label``, ``wnid``,
+    ``name``, ``imagenet_index``. Pinned CSV for imagenette/imagewoof; sorted wnid folders under
+    ``root/train`` for imagenet1k (names are the wnids)."""
+    if name in ("imagenette", "imagewoof"):
+        with open(CLASS_DIR / f"{name}.csv", newline="") as f:
+            return [{"label": int(r["label"]), "wnid": r["wnid"], "name": r["name"],
+                     "imagenet_index": int(r["imagenet_index"])} for r in csv.DictReader(f)]
+    if name != "imagenet1k":
+        raise DatasetError(f"no class table for {name!r}: use imagenette, imagewoof or imagenet1k")
+    train = Path(_need_root(name, root)) / "train"
+    wnids = sorted(p.name for p in train.glob("n*") if p.is_dir() and re.fullmatch(r"n\d{8}", p.name))
+    if not wnids:
+        raise DatasetError(f"no wnid folders (like n01440764) in {train}: pass root= the ImageNet-1k "
+                           f"folder holding {_LAYOUT}")
+    return [{"label": i, "wnid": w, "name": w, "imagenet_index": i} for i, w in enumerate(wnids)]
+
+
+def _need_root(name: str, root) -> Path:
+    if root is None:
+        raise DatasetError(f"dataset {name!r} needs root=: the folder holding {_LAYOUT} "
+                           "(ImageNet wnid folders)")
+    return Path(root).expanduser()
+
+
+def _folder(name: str, split: str, root, transform: Callable) -> FolderSet:
+    split_dir = _need_root(name, root) / ("train" if split == "train" else "val")
+    if not split_dir.is_dir():
+        raise DatasetError(f"no folder {split_dir}: pass root= the {name} folder holding {_LAYOUT}")
+    table = class_table(name, root)
+    for r in table:
+        if not (split_dir / r["wnid"]).is_dir():
+            raise DatasetError(f"class folder missing: {split_dir / r['wnid']} ({r['wnid']}, {r['name']}); "
+                               f"put that class's images there or fix root=")
+    samples = make_dataset(str(split_dir), {r["wnid"]: r["label"] for r in table},
+                           extensions=IMG_EXTENSIONS, allow_empty=True)
+    y = torch.tensor([t for _, t in samples], dtype=torch.long)
+    counts = torch.bincount(y, minlength=len(table))
+    for r in table:
+        if counts[r["label"]] == 0:
+            raise DatasetError(f"empty class folder: {split_dir / r['wnid']} ({r['name']}) holds no images "
+                               f"({'/'.join(IMG_EXTENSIONS)}); add its images or fix root=")
+    return FolderSet([p for p, _ in samples], y, [r["name"] for r in table],
+                     [r["wnid"] for r in table], name, split, transform)
+
+
+def encode_class(data, c: int, encoder: Callable, *, encoder_id: str | None = None, cache_dir=None,
+                 batch_size: int = 32, progress: bool = True) -> torch.Tensor:
+    """The latents ``encoder(x)`` of the real images of class ``c`` of ``data``, in dataset order.
+
+    ``encoder`` is any ``encode(x) -> z`` callable (e.g. the backbone's ``encode``); it receives CPU
+    batches of at most ``batch_size`` images and is called under ``torch.no_grad()``. For a
+    :class:`FolderSet` the result is cached in ``cache_dir`` (default ``build/cache/latents/``) as
+    safetensors, keyed by a SHA-256 of (dataset, split, class, ``encoder_id``, transform, file list
+    with sizes); a second call with the same key reads the file and never calls ``encoder``.
+    In-memory sets (``digits``, identity autoencoder) are encoded directly, uncached.
+    """
+    idx = data.class_indices(c).tolist()
+    if not isinstance(data, FolderSet):
+        return _encode(data, idx, encoder, batch_size, progress)
+    if not encoder_id:
+        raise DatasetError("encode_class needs encoder_id=: a string naming the encoder and its weights "
+                           "(e.g. the VAE path), so cached latents of different encoders never mix")
+    files = [data.files[i] for i in idx]
+    key = {"dataset": data.name, "split": data.split, "class": [int(c), data.wnids[c]],
+           "encoder": encoder_id, "transform": repr(data.transform),
+           "files": [[Path(f).parent.name + "/" + Path(f).name, os.path.getsize(f)] for f in files]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    path = Path(cache_dir or CACHE_DIR) / f"{data.name}-{data.split}-{data.wnids[c]}-{digest}.safetensors"
+    if path.is_file():
+        return load_file(path)["z"]
+    z = _encode(data, idx, encoder, batch_size, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    meta = {k: json.dumps(v) for k, v in key.items() if k != "files"} | {"n_files": str(len(files))}
+    save_file({"z": z.contiguous()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written cache entry
+    return z
+
+
+def _encode(data, idx: list[int], encoder: Callable, batch_size: int, progress: bool) -> torch.Tensor:
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, len(idx), batch_size), desc=f"encode {data.name}", disable=not progress):
+            x = torch.stack([data[i][0] for i in idx[s:s + batch_size]])
+            out.append(encoder(x).detach().float().cpu())
+    return torch.cat(out)
+
+
+def latents(name: str, split: str, cls: int, encoder: Callable, root=None, cache_dir=None, *,
+            encoder_id: str | None = None, size: int = 256, batch_size: int = 32,
+            progress: bool = True) -> torch.Tensor:
+    """``encode_class(load(name, split, root, size=size), cls, encoder, ...)`` in one call.
+
+    Each call scans the tree; to encode many classes, ``load`` once and call :func:`encode_class`.
+    """
+    return encode_class(load(name, split, root, size=size), cls, encoder, encoder_id=encoder_id,
+                        cache_dir=cache_dir, batch_size=batch_size, progress=progress)
