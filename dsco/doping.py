@@ -1,0 +1,256 @@
+"""Dope Trigger and Doping (paper §3.5, §4.2; SPEC §3): when to stop synthesising, which real
+samples to add, and how to hand the resulting concentrated set to others.
+
+- :func:`confusion_scores` -- Eq. 31, oriented so the most confused sample ranks first.
+- :func:`dope_trigger` -- the marginal gain ΔN/ΔM of Eq. 30 over an IPC schedule; fires at ≤ 1.
+- :func:`select` / :func:`concentrate` -- pick the real samples (per class by default, the official
+  code's global ranking as ``per_class=False``) and append them to the synthetic set.
+- :func:`export` / :func:`read_export` -- an ImageFolder tree of PNGs plus ``manifest.json``
+  (provenance and SHA-256 of every file), readable by ``torchvision.datasets.ImageFolder``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from .data import ImageSet
+
+
+class DopingError(ValueError):
+    """Bad input to a doping or export function; the message names the fix."""
+
+
+def confusion_scores(student_probs, teacher_probs) -> torch.Tensor:
+    """How confused the student φ_S is about each real sample; **higher = more confused**.
+
+    Both inputs are post-softmax probabilities, N×C (student trained on the synthetic set, teacher
+    pre-trained on the target set); c_T = argmax of the teacher's row.
+
+    Sign: the paper prints Eq. 31 as ``Conf = p_S(c_T) − max_{c≠c_T} p_S(c)``, which is *negative*
+    when the student disagrees with the teacher, yet says disagreeing samples get *positive* scores
+    and that "the samples with the highest confusion scores are selected". The official code
+    (``compute_clarity`` in kkkkqq/Dataset-Concentration) computes the printed expression, calls
+    it "clarity", and selects in *ascending* order -- i.e. the disagreeing samples first. We return
+    the negation of the printed expression, ``max_{c≠c_T} p_S(c) − p_S(c_T)`` ∈ [−1, 1], so that
+    sorting by descending score selects exactly what the paper's text and the official code select.
+    """
+    s, t = (torch.as_tensor(p, dtype=torch.float64) for p in (student_probs, teacher_probs))
+    if s.ndim != 2 or s.shape != t.shape or s.shape[1] < 2:
+        raise DopingError(f"student_probs {tuple(s.shape)} and teacher_probs {tuple(t.shape)} must both be "
+                          "N×C with the same N and C >= 2: pass one row per real sample")
+    for name, p in (("student_probs", s), ("teacher_probs", t)):
+        if not torch.isfinite(p).all() or (p < 0).any() or ((p.sum(1) - 1).abs() > 1e-3).any():
+            raise DopingError(f"{name} rows must be probabilities (>= 0, summing to 1): "
+                              "apply softmax to the logits")
+    c_t = t.argmax(1)
+    p_ct = s.gather(1, c_t[:, None]).squeeze(1)
+    others = s.scatter(1, c_t[:, None], -1.0).amax(1)
+    return (others - p_ct).float()
+
+
+@dataclass
+class Trigger:
+    """Result of :func:`dope_trigger`: the per-interval table and where the trigger fires."""
+
+    table: pd.DataFrame  # ipc_from, ipc_to, m_from, m_to, n_from, n_to, gain (= ΔN/ΔM)
+    fires_at: int | None  # IPC M1 opening the first interval with ΔN/ΔM <= 1 (None: never)
+    num_classes: int
+
+
+def dope_trigger(schedule, n_recognised, *, num_classes: int) -> Trigger:
+    """The marginal gains of Eq. 30, ΔN/ΔM = (N_{M2} − N_{M1}) / (M2 − M1), between consecutive
+    points of an IPC ``schedule`` (e.g. 1, 5, 10, 20, 40), and the point where ΔN/ΔM ≤ 1.
+
+    Units: ``n_recognised[k]`` is N_M, the number of target (training) samples -- all classes
+    together -- that a model trained on the synthetic set at ``schedule[k]`` IPC classifies
+    correctly; M is counted in samples too, M = IPC × ``num_classes``. So ΔN/ΔM is "extra real
+    samples recognised per extra synthetic sample" and the threshold 1 is the paper's. (With per-class
+    counts of N, pass ``num_classes=1``.) ``fires_at`` is the IPC M1 at the start of the first
+    interval whose gain is ≤ 1: synthesis stops there and Doping supplies the rest.
+    """
+    ipc = np.asarray(schedule, dtype=np.int64)
+    n = np.asarray(n_recognised, dtype=np.float64)
+    if ipc.ndim != 1 or n.shape != ipc.shape or len(ipc) < 2:
+        raise DopingError(f"schedule ({ipc.shape}) and n_recognised ({n.shape}) must be 1-D of equal length "
+                          ">= 2: give one N per schedule point")
+    if (ipc < 1).any() or (np.diff(ipc) <= 0).any():
+        raise DopingError(f"schedule {ipc.tolist()} must be strictly increasing positive IPCs: sort it")
+    if not int(num_classes) >= 1 or not np.isfinite(n).all() or (n < 0).any():
+        raise DopingError("num_classes must be >= 1 and n_recognised finite counts >= 0: check the inputs")
+    m = ipc * int(num_classes)
+    gain = np.diff(n) / np.diff(m)
+    table = pd.DataFrame({"ipc_from": ipc[:-1], "ipc_to": ipc[1:], "m_from": m[:-1], "m_to": m[1:],
+                          "n_from": n[:-1], "n_to": n[1:], "gain": gain})
+    on = np.flatnonzero(gain <= 1)
+    return Trigger(table, int(ipc[on[0]]) if len(on) else None, int(num_classes))
+
+
+def select(scores, labels, ipc_real: int, per_class: bool = True) -> torch.Tensor:
+    """Indices of the real samples to dope, ranked by descending confusion score.
+
+    ``per_class=True`` (default, class-balanced): the ``ipc_real`` highest-scoring samples of every
+    class present in ``labels``, grouped by class in label order. ``per_class=False`` (the
+    official code's default): the global top ``ipc_real × number of classes``, whatever their class.
+    Ties keep dataset order (stable sort), so the result is deterministic.
+    """
+    s = np.asarray(torch.as_tensor(scores, dtype=torch.float64))
+    y = np.asarray(torch.as_tensor(labels, dtype=torch.long))
+    if s.ndim != 1 or y.shape != s.shape:
+        raise DopingError(f"scores {s.shape} and labels {y.shape} must be 1-D of equal length: "
+                          "pass one score and one label per real sample")
+    if not np.isfinite(s).all():
+        raise DopingError("scores contain NaN or inf: recompute them with confusion_scores")
+    if int(ipc_real) < 0:
+        raise DopingError(f"ipc_real={ipc_real} must be >= 0")
+    order = np.argsort(-s, kind="stable")
+    classes, counts = np.unique(y, return_counts=True)
+    if not per_class:
+        k = int(ipc_real) * len(classes)
+        if k > len(s):
+            raise DopingError(f"ipc_real={ipc_real} × {len(classes)} classes = {k} exceeds the {len(s)} real "
+                              f"samples: use ipc_real <= {len(s) // len(classes)}")
+        return torch.as_tensor(order[:k].copy())
+    picks = []
+    for c, size in zip(classes, counts):
+        if int(ipc_real) > size:
+            raise DopingError(f"ipc_real={ipc_real} exceeds class {c}'s size ({size} samples): use "
+                              f"ipc_real <= {counts.min()} (the smallest class) or per_class=False")
+        picks.append(order[y[order] == c][: int(ipc_real)])
+    return torch.as_tensor(np.concatenate(picks) if picks else np.zeros(0, np.int64))
+
+
+def concentrate(synthetic: ImageSet, real, selection) -> ImageSet:
+    """The concentrated set: the synthetic images then the selected real ones (``real[selection]``).
+
+    ``real`` may be an :class:`~dsco.data.ImageSet` or a lazy ``FolderSet`` (only the selected images
+    are read). The first ``len(synthetic)`` rows are synthetic.
+    """
+    if list(synthetic.classes) != list(real.classes):
+        raise DopingError("synthetic and real sets have different class lists: build both from the same dataset")
+    idx = torch.as_tensor(selection, dtype=torch.long).flatten()
+    if len(idx) and (idx.min() < 0 or idx.max() >= len(real)):
+        raise DopingError(f"selection holds indices outside 0..{len(real) - 1}: select on this real set's scores")
+    picked = real.subset(idx).in_memory()
+    if len(picked) and picked.x.shape[1:] != synthetic.x.shape[1:]:
+        raise DopingError(f"real images {tuple(picked.x.shape[1:])} and synthetic {tuple(synthetic.x.shape[1:])} "
+                          "differ in shape: decode/resize both to the same size")
+    return ImageSet(torch.cat([synthetic.x.float(), picked.x.float()]), torch.cat([synthetic.y, picked.y]),
+                    list(synthetic.classes), f"{synthetic.name}+doped" if synthetic.name else "concentrated",
+                    synthetic.split or "train")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def class_folder(label: int, name: str, num_classes: int) -> str:
+    """``<label zero-padded>_<name>`` (e.g. ``03_3``): string order = label order, as ImageFolder needs."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")
+    return f"{label:0{max(2, len(str(num_classes - 1)))}d}" + (f"_{slug}" if slug else "")
+
+
+def export(data, folder, *, method: str, parameters: dict, seeds, classes=None) -> Path:
+    """Write ``data`` (an ImageSet, or ``(x, y)`` with ``x`` N×C×H×W in [-1, 1], C = 1 or 3) as an
+    ImageFolder tree ``folder/<class folder>/<index>.png`` plus ``folder/manifest.json``.
+
+    Pixels: ``uint8 = round((x + 1) * 127.5)`` after clamping to [-1, 1] (the number of clamped
+    values is recorded); 1 channel → grayscale PNG, 3 → RGB. ``<index>`` is the sample's position in
+    ``data``. Class folders are :func:`class_folder` names, so ``torchvision.datasets.ImageFolder``
+    assigns the same labels; every class gets a folder (ImageFolder needs ``allow_empty=True`` if a
+    class has no images). The manifest holds method, parameters, seeds, package versions, creation
+    time, classes, counts per class and every file's SHA-256. ``folder`` must be absent or empty;
+    the tree is written to a temporary sibling and renamed, so a failure leaves nothing behind.
+    """
+    from .plots import package_versions
+
+    if hasattr(data, "in_memory"):
+        data = data.in_memory()
+    x, y = (data.x, data.y) if isinstance(data, ImageSet) else data
+    x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or y.shape != (len(x),) or not torch.isfinite(x).all():
+        raise DopingError(f"export needs finite x N×C×H×W with C = 1 or 3 and y of length N, "
+                          f"got x {tuple(x.shape)}, y {tuple(y.shape)}: pass images in [-1, 1]")
+    classes = list(classes if classes is not None else getattr(data, "classes", None) or
+                   [str(c) for c in range(int(y.max()) + 1 if len(y) else 0)])
+    if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+        raise DopingError(f"labels must lie in 0..{len(classes) - 1}: pass classes= with one name per label")
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise DopingError(f"{folder} exists and is not an empty folder: choose a new folder or delete it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    dirs = [class_folder(c, n, len(classes)) for c, n in enumerate(classes)]
+    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
+    try:
+        for d in dirs:
+            (tmp / d).mkdir()
+        files = []
+        for i, (px, c) in enumerate(zip(pixels, y.tolist())):
+            rel = f"{dirs[c]}/{i:0{len(str(max(len(x) - 1, 0)))}d}.png"
+            Image.fromarray(px[..., 0] if px.shape[-1] == 1 else px).save(tmp / rel)
+            files.append({"path": rel, "label": c, "sha256": _sha256(tmp / rel)})
+        manifest = {"format": "dsco-export/1", "method": method, "parameters": parameters, "seeds": seeds,
+                    "packages": package_versions(), "created": datetime.now(timezone.utc).isoformat(),
+                    "name": getattr(data, "name", ""), "split": getattr(data, "split", ""),
+                    "classes": classes, "class_folders": dirs,
+                    "counts": {n: int((y == c).sum()) for c, n in enumerate(classes)},
+                    "shape": list(x.shape[1:]), "n_clamped": int((x.abs() > 1).sum()),
+                    "pixels": "uint8 = round((x + 1) * 127.5), x clamped to [-1, 1]; "
+                              "read back as uint8 / 127.5 - 1",
+                    "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+        if folder.exists():
+            folder.rmdir()  # empty (checked above): rename needs the name free
+        os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_export(folder, verify: bool = True) -> ImageSet:
+    """Read an :func:`export` tree back into an :class:`~dsco.data.ImageSet`, in the exported order.
+
+    ``x = uint8 / 127.5 − 1``, so a round trip is exact up to the uint8 quantisation (≤ 0.5/127.5
+    per pixel) and exact for anything read back from an export. With ``verify`` every file's SHA-256
+    is checked against the manifest and files missing from it are reported.
+    """
+    folder = Path(folder)
+    try:
+        m = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise DopingError(f"no readable manifest.json in {folder} ({type(e).__name__}): "
+                          "point at a folder written by dsco.doping.export") from e
+    if m.get("format") != "dsco-export/1":
+        raise DopingError(f"{folder}/manifest.json is not a dsco export: re-export with dsco.doping.export")
+    if verify:
+        listed = {f["path"] for f in m["files"]}
+        extra = sorted(str(p.relative_to(folder)) for p in folder.glob("*/*") if p.is_file())
+        extra = [p for p in extra if p not in listed]
+        if extra:
+            raise DopingError(f"{folder / extra[0]} is not in manifest.json: remove it or re-export")
+    xs = []
+    for f in m["files"]:
+        path = folder / f["path"]
+        if not path.is_file():
+            raise DopingError(f"{path} is listed in manifest.json but missing: re-export the set")
+        if verify and _sha256(path) != f["sha256"]:
+            raise DopingError(f"SHA-256 mismatch for {path}: the file was modified; re-export the set")
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("L" if m["shape"][0] == 1 else "RGB"))
+        xs.append(torch.from_numpy(a.reshape(*a.shape[:2], -1).copy()).permute(2, 0, 1))
+    x = (torch.stack(xs).float() / 127.5 - 1) if xs else torch.zeros(0, *m["shape"])
+    y = torch.tensor([f["label"] for f in m["files"]], dtype=torch.long)
+    return ImageSet(x, y, list(m["classes"]), m.get("name", ""), m.get("split", ""))
