@@ -52,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .book import BookError
     from .runner import NotebookFailed, RunError
 
     args = parser().parse_args(argv)
@@ -71,12 +72,13 @@ def main(argv=None) -> int:
         elif args.command == "book":
             from .book import build
 
+            print(f"dsco book: building the site from build/runs/{args.dataset}/{args.profile} ...")
             index = build(dataset=args.dataset, profile=args.profile)
             print(f"dsco book: open {index}")
     except (RunError, ValueError, FileNotFoundError) as err:
         print(f"dsco: error: {err}", file=sys.stderr)
         return 2
-    except NotebookFailed as err:
+    except (NotebookFailed, BookError) as err:
         print(f"dsco: {err}", file=sys.stderr)
         return 1
     return 0

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def start(dataset: str, profile: str, seed: int, device: str = "cpu", **extra) -
         raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda' (optionally 'cuda:N')")
     seed_everything(seed)
     style()
+    # tqdm.auto without ipywidgets falls back to text bars; its warning about that is noise here.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     _RUN.clear()
     _RUN.update(params=dict(dataset=dataset, profile=profile, seed=seed, device=device, **extra),
                 t0=time.perf_counter())

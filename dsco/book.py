@@ -1,0 +1,458 @@
+"""The companion's book: Jupyter Book 1.0 renders the notebooks that ``dsco run`` executed.
+
+The book never executes anything. :func:`build` takes the executed copies that the batch runner wrote
+to ``build/runs/<dataset>/<profile>/<stem>.ipynb`` and stages, under ``book/_build/src/``:
+
+* ``_config.yml`` and any other committed source in ``book/`` (copied as they are);
+* ``notebooks/<stem>.ipynb`` — one executed copy per notebook in ``notebooks/``;
+* ``_toc.yml`` — generated: one part per first digit of the notebook number (:data:`PARTS`);
+* ``intro.md`` — generated from the template ``book/intro.md``: the provenance of the pages
+  (dataset, profile, date, git commit) and the paper → notebook map from ``book/paper_map.yml``.
+
+Sphinx then writes the site to ``book/_build/html/`` with warnings as errors (a missing notebook or a
+broken cross-reference fails the build; the harmless ones are listed in ``suppress_warnings`` in
+``book/_config.yml``), and :func:`check_html` inspects the result (error output cells, missing
+images, anything loaded from a CDN). Math renders offline: MathJax 3 is installed from the npm
+registry into ``build/node/`` on first use (:func:`ensure_mathjax`) and served from the site's own
+``_static/mathjax/``.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from . import ROOT
+
+#: Book part of a notebook, by the first digit of its number (SPEC §5).
+PARTS = {
+    "0": "Setup",
+    "1": "Theory",
+    "2": "The method on a dataset",
+    "3": "Paper tables",
+    "4": "Paper figures",
+    "5": "Cost and beyond the paper",
+}
+#: MathJax release installed from the npm registry (the es5 bundle ``tex-chtml.js`` is used).
+MATHJAX_VERSION = "3.2.2"
+#: Map sections of the intro page, in order: key in ``paper_map.yml`` ``items`` -> heading.
+MAP_SECTIONS = {
+    "sections": "Sections",
+    "tables": "Tables",
+    "figures": "Figures",
+    "beyond": "Beyond the paper",
+}
+#: Hosts that must never serve a script, stylesheet, font or image of the built site.
+CDN_MARKERS = ("cdn.jsdelivr", "unpkg.com", "googleapis", "gstatic", "cdnjs", "cloudflare",
+               "mybinder", "thebe")
+
+_NAME = re.compile(r"^(\d)\d_[A-Za-z0-9_]+$")
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_REMOTE = re.compile(r"^(https?:)?//", re.I)
+
+
+class BookError(RuntimeError):
+    """The book cannot be built; the message names the fix."""
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+def notebook_stems(notebooks_dir: str | Path) -> list[str]:
+    """Stems of the notebooks in ``notebooks_dir`` in reading (= execution) order.
+
+    Names must look like ``NN_short_name.ipynb`` with a first digit in :data:`PARTS`.
+    """
+    notebooks_dir = Path(notebooks_dir)
+    stems = sorted(p.stem for p in notebooks_dir.glob("*.ipynb"))
+    for stem in stems:
+        m = _NAME.match(stem)
+        if not m:
+            raise BookError(f"{notebooks_dir / stem}.ipynb: name it NN_short_name.ipynb "
+                            f"(two digits, then letters, digits or '_') so the book can place it")
+        if m.group(1) not in PARTS:
+            raise BookError(f"{notebooks_dir / stem}.ipynb: the book has no part for "
+                            f"{m.group(1)}x; use a number in 0x-5x (SPEC §5) or add one to "
+                            f"dsco.book.PARTS")
+    return stems
+
+
+def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None = None,
+                       notebooks_dir: str | Path | None = None) -> list[Path]:
+    """The executed copy of every notebook in ``notebooks_dir``, in order.
+
+    Raises :class:`BookError` (naming the ``dsco run`` command to run) when there are none or when
+    a notebook has no executed copy in ``runs_dir/<dataset>/<profile>/``.
+    """
+    runs_dir = Path(runs_dir) if runs_dir is not None else ROOT / "build" / "runs"
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks"
+    fix = f"run `dsco run --dataset {dataset} --profile {profile}` first"
+    stems = notebook_stems(notebooks_dir)
+    if not stems:
+        raise BookError(f"no notebooks in {notebooks_dir}: nothing to put in the book")
+    run_dir = runs_dir / dataset / profile
+    if not run_dir.is_dir() or not any(run_dir.glob("*.ipynb")):
+        raise BookError(f"no executed notebooks in {run_dir}: {fix}")
+    missing = [s for s in stems if not (run_dir / f"{s}.ipynb").is_file()]
+    if missing:
+        raise BookError(f"no executed copy of {', '.join(missing)} in {run_dir}: {fix}")
+    return [run_dir / f"{s}.ipynb" for s in stems]
+
+
+def make_toc(stems: list[str], root: str = "intro") -> dict:
+    """The ``_toc.yml`` (jb-book format) for the notebooks ``stems``: one part per first digit."""
+    parts = []
+    for digit, caption in PARTS.items():
+        chapters = [{"file": f"notebooks/{s}"} for s in stems if s[0] == digit]
+        if chapters:
+            parts.append({"caption": caption, "chapters": chapters})
+    return {"format": "jb-book", "root": root, "parts": parts}
+
+
+def load_paper_map(path: str | Path | None = None) -> dict:
+    """Read ``book/paper_map.yml`` and check that every item names known notebooks."""
+    path = Path(path) if path is not None else ROOT / "book" / "paper_map.yml"
+    data = yaml.safe_load(Path(path).read_text(encoding="utf8"))
+    notebooks, items = data.get("notebooks") or {}, data.get("items") or {}
+    for key in items:
+        if key not in MAP_SECTIONS:
+            raise BookError(f"{path}: unknown items section {key!r}; use one of "
+                            f"{', '.join(MAP_SECTIONS)}")
+    for key, entries in items.items():
+        for entry in entries:
+            for stem in entry.get("notebooks") or []:
+                if stem not in notebooks:
+                    raise BookError(f"{path}: {entry['id']} names {stem!r}, which is not under "
+                                    f"'notebooks:'; add it there with its issue number")
+    for stem, info in notebooks.items():
+        if "issue" not in info:
+            raise BookError(f"{path}: notebook {stem!r} has no issue number; add 'issue: N'")
+    return data
+
+
+def paper_map_markdown(paper_map: dict, present: set[str] | list[str]) -> str:
+    """MyST tables mapping each paper item to its notebook(s).
+
+    A notebook in ``present`` becomes a ``{doc}`` link to ``notebooks/<stem>``; any other reads
+    ``planned (issue #N)``. Present notebooks that the map does not mention are listed at the end.
+    """
+    present = set(present)
+    notebooks = paper_map.get("notebooks") or {}
+
+    def cell(stems):
+        out = []
+        for stem in stems:
+            if stem in present:
+                out.append(f"{{doc}}`{stem} <notebooks/{stem}>`")
+            else:
+                out.append(f"`{stem}` — planned (issue #{notebooks[stem]['issue']})")
+        return "<br>".join(out) if out else "—"
+
+    lines: list[str] = []
+    mentioned: set[str] = set()
+    for key, heading in MAP_SECTIONS.items():
+        entries = (paper_map.get("items") or {}).get(key) or []
+        if not entries:
+            continue
+        lines += [f"### {heading}", "", "| Paper | Content | Notebook |", "|---|---|---|"]
+        for e in entries:
+            stems = e.get("notebooks") or []
+            mentioned.update(stems)
+            title = str(e.get("title", "")).replace("|", "\\|")
+            lines.append(f"| {e['id']} | {title} | {cell(stems)} |")
+        lines.append("")
+    extra = sorted(present - mentioned)
+    if extra:
+        lines += ["### Other notebooks in this build", ""]
+        lines += [f"- {{doc}}`{s} <notebooks/{s}>`" for s in extra]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_intro(template: str, **values) -> str:
+    """Fill the ``{{ name }}`` placeholders of the intro template; every one must be given."""
+    unknown = sorted(set(_PLACEHOLDER.findall(template)) - set(values))
+    if unknown:
+        raise BookError(f"intro template needs {', '.join(unknown)}; pass them to render_intro")
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def _run_date(paths: list[Path]) -> str:
+    """When the pages were produced: the latest papermill end time of the executed notebooks."""
+    ends = []
+    for p in paths:
+        try:
+            meta = json.loads(p.read_text(encoding="utf8")).get("metadata", {})
+        except (OSError, ValueError):
+            continue
+        end = (meta.get("papermill") or {}).get("end_time")
+        if end:
+            ends.append(str(end))
+    if ends:
+        return max(ends)[:16].replace("T", " ") + " UTC"
+    return time.strftime("%Y-%m-%d")
+
+
+# --------------------------------------------------------------------------------------------
+# MathJax, offline
+
+
+def ensure_mathjax(node_dir: str | Path | None = None) -> Path:
+    """Install MathJax :data:`MATHJAX_VERSION` from the npm registry once; return a static root.
+
+    The returned folder holds ``mathjax/`` (the es5 ``tex-chtml.js`` bundle with the fonts and the
+    lazily loaded TeX extensions); :func:`build` adds it to Sphinx's ``html_static_path``.
+    """
+    node_dir = Path(node_dir) if node_dir is not None else ROOT / "build" / "node"
+    static = node_dir / "static"
+    dest = static / "mathjax"
+    stamp = dest / ".version"
+    if (dest / "tex-chtml.js").is_file() and stamp.is_file() \
+            and stamp.read_text().strip() == MATHJAX_VERSION:
+        return static
+    pkg = node_dir / "node_modules" / "mathjax"
+    if not _mathjax_version(pkg) == MATHJAX_VERSION:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise BookError("npm not found: install Node.js and npm (e.g. `apt-get install -y npm`)"
+                            " so the book can serve MathJax offline")
+        node_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [npm, "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
+               "--prefix", str(node_dir), f"mathjax@{MATHJAX_VERSION}"]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0 or _mathjax_version(pkg) != MATHJAX_VERSION:
+            last = (res.stderr.strip().splitlines() or ["?"])[-1]
+            raise BookError(f"could not install mathjax@{MATHJAX_VERSION} from the npm registry "
+                            f"({last}): check access to the registry, or run `{' '.join(cmd)}`")
+    es5 = pkg / "es5"
+    keep = {"tex-chtml.js", "core.js", "loader.js", "startup.js"}
+
+    def ignore(folder, names):
+        if Path(folder) == es5:  # only the bundle we load, not the other combined bundles
+            return [n for n in names if n.endswith(".js") and n not in keep]
+        if Path(folder) == es5 / "output":
+            return [n for n in names if n != "chtml"]
+        return []
+
+    tmp = static / f".mathjax-{time.time_ns()}"
+    shutil.copytree(es5, tmp, ignore=ignore)
+    shutil.copy2(pkg / "LICENSE", tmp / "LICENSE")
+    (tmp / ".version").write_text(MATHJAX_VERSION)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return static
+
+
+def _mathjax_version(pkg: Path) -> str | None:
+    try:
+        return json.loads((pkg / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Build
+
+
+def _extensions(config_path: Path) -> list[str]:
+    """Jupyter Book's default Sphinx extensions without ``sphinx_thebe``.
+
+    ``sphinx_thebe`` writes ``THEBE_JS_URL = "https://unpkg.com/thebe..."`` into every page (thebe
+    runs cells on Binder; this book has no launch buttons). ``sphinx_comments`` stays: it adds
+    nothing while ``html.comments`` is off. The ``extra_extensions`` of ``_config.yml`` are kept.
+    """
+    from jupyter_book.config import get_default_sphinx_config
+
+    user = (yaml.safe_load(config_path.read_text(encoding="utf8")) or {}).get("sphinx") or {}
+    exts = [e for e in get_default_sphinx_config()["extensions"]
+            if e != "sphinx_thebe"]
+    return exts + [e for e in user.get("extra_extensions") or [] if e not in exts]
+
+
+class _Tee(io.StringIO):
+    """Collects Sphinx's warning stream (and still shows it when ``echo``)."""
+
+    def __init__(self, echo):
+        super().__init__()
+        self.echo = echo
+
+    def write(self, s):
+        if self.echo is not None:
+            self.echo.write(s)
+        return super().write(s)
+
+    def isatty(self):
+        return False
+
+
+def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Path | None = None,
+          notebooks_dir: str | Path | None = None, book_dir: str | Path | None = None,
+          out_dir: str | Path | None = None, node_dir: str | Path | None = None,
+          commit: str | None = None, date: str | None = None, check: bool = True,
+          quiet: bool = True) -> Path:
+    """Build the book for one dataset and profile; return the path of ``index.html``.
+
+    Defaults: executed notebooks from ``build/runs/<dataset>/<profile>/``, the notebook list from
+    ``notebooks/``, sources from ``book/``, output to ``book/_build/`` (``src/`` staged sources,
+    ``html/`` the site), MathJax under ``build/node/``. ``commit`` and ``date`` go on the intro page
+    (defaults: the current git commit, and the latest papermill end time of the notebooks).
+    With ``check`` the built pages go through :func:`check_html` and any problem fails the build.
+    Raises :class:`BookError` with the fix in its message.
+    """
+    from .plots import check_params, git_commit
+
+    check_params(dataset, profile)
+    book_dir = Path(book_dir) if book_dir is not None else ROOT / "book"
+    out_dir = Path(out_dir) if out_dir is not None else book_dir / "_build"
+    for name in ("_config.yml", "intro.md", "paper_map.yml"):
+        if not (book_dir / name).is_file():
+            raise BookError(f"{book_dir / name} is missing: restore it from git")
+    executed = executed_notebooks(dataset, profile, runs_dir, notebooks_dir)
+    stems = [p.stem for p in executed]
+    static_root = ensure_mathjax(node_dir)
+
+    # Stage the sources.
+    src, html, doctrees = out_dir / "src", out_dir / "html", out_dir / ".doctrees"
+    for d in (src, html, doctrees, out_dir / "jupyter_execute"):
+        if d.exists():
+            shutil.rmtree(d)
+    skip = {"_build", "notebooks", "node_modules", ".ipynb_checkpoints", "__pycache__",
+            "_toc.yml", "paper_map.yml", "package.json", "package-lock.json"}
+    shutil.copytree(book_dir, src, ignore=lambda folder, names: [
+        n for n in names if n in skip or (Path(folder) / n).resolve() == out_dir.resolve()])
+    (src / "notebooks").mkdir()
+    for p in executed:
+        shutil.copy2(p, src / "notebooks" / p.name)
+    (src / "_toc.yml").write_text(yaml.safe_dump(make_toc(stems), sort_keys=False))
+    paper_map = load_paper_map(book_dir / "paper_map.yml")
+    intro = render_intro(
+        (book_dir / "intro.md").read_text(encoding="utf8"),
+        dataset=dataset, profile=profile,
+        profile_note={"smoke": "tiny sizes for a quick look and CI; the numbers are not meant "
+                               "to be read as results",
+                      "paper": "the paper's protocol at this scale"}[profile],
+        date=date or _run_date(executed), commit=(commit or git_commit() or "unknown")[:12],
+        run_command=f"dsco run --dataset {dataset} --profile {profile}",
+        n_notebooks=len(stems), paper_map=paper_map_markdown(paper_map, stems))
+    (src / "intro.md").write_text(intro, encoding="utf8")
+
+    # Render with warnings as errors (keep going to report them all).
+    from jupyter_book.sphinx import build_sphinx
+
+    overrides = {
+        "extensions": _extensions(src / "_config.yml"),
+        "external_toc_path": (src / "_toc.yml").as_posix(),
+        "latex_individualpages": False,
+        "html_static_path": [static_root.as_posix()],
+    }
+    tee = _Tee(None if quiet else sys.stderr)
+    with contextlib.redirect_stderr(tee):
+        result = build_sphinx(src, html, noconfig=True, path_config=str(src / "_config.yml"),
+                              confoverrides=overrides, doctreedir=doctrees, freshenv=True,
+                              warningiserror=True, keep_going=True, quiet=quiet)
+    log = re.sub(r"\x1b\[[0-9;]*m", "", tee.getvalue())
+    if isinstance(result, BaseException):
+        raise BookError(f"the book build crashed: {result!r}\n{log}") from result
+    warnings = [line.replace(f"{src.resolve()}/", "").replace(f"{src}/", "")
+                for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    if result != 0 and not warnings:
+        warnings = log.strip().splitlines()[-5:] or [f"sphinx exited with status {result}"]
+    index = html / "index.html"
+    problems = check_html(html) if check and index.is_file() else []
+    if warnings or problems:
+        lines = [f"Sphinx warning: {w}" for w in warnings] + problems
+        raise BookError(f"the book at {html} has {len(lines)} problem(s) (broken pages; fix the "
+                        f"notebooks or book/, rerun the notebooks with `dsco run --dataset "
+                        f"{dataset} --profile {profile}`):\n" + "\n".join(lines))
+    if not index.is_file():
+        raise BookError(f"the build wrote no {index}: rerun with quiet=False to see Sphinx's output")
+    return index
+
+
+# --------------------------------------------------------------------------------------------
+# Check the built site
+
+
+def check_html(html_dir: str | Path) -> list[str]:
+    """Problems in a built site, one line each (empty list: none). Every page is parsed and flagged for:
+
+    * an error output cell: myst-nb renders a notebook error output as a ``div`` with classes
+      ``output traceback`` (a stream to stderr is ``output stderr`` and is *not* an error: warnings
+      and text progress bars go there); a cell tagged ``raises-exception`` (an error shown on
+      purpose, which papermill also lets pass) is exempt; papermill's "An Exception was
+      encountered" banner is flagged too;
+    * an ``<img>`` whose local file is missing (``data:`` URIs are fine);
+    * a local ``<script src>`` or ``<link href>`` whose file is missing;
+    * anything loaded from the network: a remote ``src`` (script, img, iframe, source, ...), a remote
+      ``<link href>``, a CDN host (:data:`CDN_MARKERS`) in an inline script or style, a remote
+      ``url(...)`` / ``@import`` in the site's CSS; plain hyperlinks (``<a href>``) are fine;
+    * math (``class="math"``) on a page that does not load the local MathJax.
+    """
+    from bs4 import BeautifulSoup
+
+    html_dir = Path(html_dir)
+    if not (html_dir / "index.html").is_file():
+        return [f"{html_dir}: no index.html (the book was not built)"]
+    problems: list[str] = []
+    pages = [p for p in sorted(html_dir.rglob("*.html"))
+             if not {"_static", "_sources", "_images"} & set(p.relative_to(html_dir).parts)]
+    for page in pages:
+        rel = page.relative_to(html_dir).as_posix()
+        soup = BeautifulSoup(page.read_text(encoding="utf8", errors="replace"), "html.parser")
+
+        def local_missing(url):
+            path = unquote(urlsplit(url).path)
+            return bool(path) and not (page.parent / path).exists()
+
+        for div in soup.select("div.output.traceback"):
+            cell = div.find_parent("div", class_="cell")
+            if cell is not None and "tag_raises-exception" in cell.get("class", []):
+                continue  # an error the notebook shows on purpose (papermill lets it pass too)
+            first = next((ln for ln in div.get_text().splitlines() if ln.strip()), "")
+            last = next((ln for ln in reversed(div.get_text().splitlines()) if ln.strip()), "")
+            problems.append(f"{rel}: error output cell: {last.strip() or first.strip()}")
+        if soup.find(id="papermill-error-cell") or "An Exception was encountered at" in soup.get_text():
+            problems.append(f"{rel}: papermill error banner (the notebook failed while executing)")
+
+        for tag in soup.find_all(src=True):
+            src = tag["src"].strip()
+            if src.startswith("data:"):
+                continue
+            if _REMOTE.match(src):
+                problems.append(f"{rel}: <{tag.name}> loads {src} from the network")
+            elif local_missing(src):
+                what = "image" if tag.name == "img" else f"<{tag.name}> source"
+                problems.append(f"{rel}: missing {what} {src}")
+        for tag in soup.find_all("link", href=True):
+            href = tag["href"].strip()
+            if _REMOTE.match(href):
+                problems.append(f"{rel}: <link rel={' '.join(tag.get('rel', []))}> loads {href} "
+                                f"from the network")
+            elif {"stylesheet", "preload", "icon"} & set(tag.get("rel", [])) and local_missing(href):
+                problems.append(f"{rel}: missing stylesheet/asset {href}")
+        for tag in soup.find_all(["script", "style"]):
+            text = tag.string or ""
+            for marker in CDN_MARKERS:
+                if marker in text:
+                    problems.append(f"{rel}: inline <{tag.name}> mentions {marker} (a CDN)")
+        if soup.select(".math"):
+            scripts = [s["src"] for s in soup.find_all("script", src=True)]
+            if not any("mathjax" in s.lower() and not _REMOTE.match(s) for s in scripts):
+                problems.append(f"{rel}: page has math but does not load the local MathJax")
+
+    for css in sorted((html_dir / "_static").rglob("*.css")) if (html_dir / "_static").is_dir() else []:
+        text = css.read_text(encoding="utf8", errors="replace")
+        for m in re.finditer(r"(@import\s+(url\()?|url\()\s*['\"]?((https?:)?//[^'\")\s]+)", text):
+            problems.append(f"{css.relative_to(html_dir).as_posix()}: CSS loads {m.group(3)}")
+    return problems

@@ -1,0 +1,269 @@
+"""The book: staging, toc, paper map, offline build, and the HTML check (dsco.book).
+
+The builds here use tiny synthetic "executed" notebooks written with nbformat (a tagged parameters
+cell, $x^2$ math, a matplotlib PNG output), so they do not depend on the real notebooks. Two Sphinx
+builds in all (~15 s each on 2 cores); MathJax comes from the npm registry once (build/node/).
+"""
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from dsco import ROOT
+from dsco import book
+
+pytestmark = pytest.mark.slow
+
+PRESENT = ("10_occupancy_table13", "21_nopt_digits_fig5_fig6")
+
+
+def _png() -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1, 2], [0, 1, 4])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _error_cell(tags=()):
+    return new_code_cell("1 / 0", execution_count=4, metadata={"tags": list(tags)}, outputs=[
+        new_output("error", ename="ZeroDivisionError", evalue="division by zero",
+                   traceback=["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"])])
+
+
+def _executed(title: str, extra_cells=()) -> nbformat.NotebookNode:
+    cells = [
+        new_markdown_cell(f"# {title}\n\nThe loss is $x^2$, and $$\\int_0^1 x^2\\,dx = \\tfrac13.$$"),
+        new_code_cell('dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"',
+                      metadata={"tags": ["parameters"]}, execution_count=1),
+        new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1, 2], [0, 1, 4])",
+                      execution_count=2, outputs=[
+                          new_output("display_data", data={"image/png": _png(),
+                                                           "text/plain": "<Figure size 300x200>"}),
+                          new_output("stream", name="stderr", text="100%|##########| 3/3\n")]),
+        *extra_cells,
+    ]
+    return new_notebook(cells=cells, metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+        "papermill": {"end_time": "2026-01-02T03:04:05.000000", "parameters": {"profile": "smoke"}}})
+
+
+def _project(tmp: Path, extra_cells=None) -> dict:
+    """notebooks/ (sources) and runs/digits/smoke/ (executed copies) for the PRESENT stems."""
+    extra_cells = extra_cells or {}
+    nb_dir, run_dir = tmp / "notebooks", tmp / "runs" / "digits" / "smoke"
+    nb_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True)
+    for i, stem in enumerate(PRESENT):
+        executed = _executed(f"Synthetic page {i}", extra_cells.get(stem, ()))
+        source = nbformat.from_dict(executed)
+        for cell in source.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(source, nb_dir / f"{stem}.ipynb")
+        nbformat.write(executed, run_dir / f"{stem}.ipynb")
+    return dict(runs_dir=tmp / "runs", notebooks_dir=nb_dir, out_dir=tmp / "out")
+
+
+@pytest.fixture(scope="module")
+def good_book(tmp_path_factory):
+    dirs = _project(tmp_path_factory.mktemp("good"))
+    index = book.build("digits", "smoke", commit="0123456789abcdef", **dirs)
+    return index, dirs
+
+
+@pytest.fixture(scope="module")
+def bad_book(tmp_path_factory):
+    """21_...: an error output and a link to a page that does not exist; 10_...: an error shown on
+    purpose (tag raises-exception) and a heading level skipped (a suppressed, harmless warning)."""
+    dirs = _project(tmp_path_factory.mktemp("bad"), extra_cells={
+        "21_nopt_digits_fig5_fig6": [_error_cell(),
+                                     new_markdown_cell("See {doc}`12_sampling_bias`.")],
+        "10_occupancy_table13": [_error_cell(tags=["raises-exception"]),
+                                 new_markdown_cell("### Skipped a level")]})
+    with pytest.raises(book.BookError) as err:
+        book.build("digits", "smoke", **dirs)
+    return dirs["out_dir"] / "html", str(err.value)
+
+
+# ---------------------------------------------------------------- the built book
+
+
+def test_build_writes_index_and_pages(good_book):
+    index, dirs = good_book
+    html = index.parent
+    assert index == dirs["out_dir"] / "html" / "index.html" and index.is_file()
+    for stem in PRESENT:
+        assert (html / "notebooks" / f"{stem}.html").is_file()
+    toc = (dirs["out_dir"] / "src" / "_toc.yml").read_text()
+    assert "caption: Theory" in toc and "caption: The method on a dataset" in toc
+    assert "Setup" not in toc  # no 0x notebook present -> no empty part
+
+
+def test_intro_map_links_present_and_marks_missing_as_planned(good_book):
+    index, _ = good_book
+    intro = (index.parent / "intro.html").read_text()
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", intro))
+    assert 'href="notebooks/10_occupancy_table13.html"' in intro
+    assert 'href="notebooks/21_nopt_digits_fig5_fig6.html"' in intro
+    assert "12_sampling_bias — planned (issue #4)" in text
+    assert "51_cost_table12_fig4 — planned (issue #7)" in text
+    assert "Table 13" in text and "Figure 8" in text
+    assert "0123456789ab" in text and "smoke" in text and "2026-01-02 03:04 UTC" in text
+
+
+def test_check_html_finds_no_problems_in_a_good_book(good_book):
+    index, _ = good_book
+    assert book.check_html(index.parent) == []
+
+
+def test_math_and_figures_are_local(good_book):
+    index, _ = good_book
+    html = index.parent
+    page = (html / "notebooks" / "10_occupancy_table13.html").read_text()
+    assert 'class="math' in page  # $x^2$ became math for MathJax, not literal text
+    assert re.search(r'<script[^>]+src="\.\./_static/mathjax/tex-chtml\.js', page)
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    imgs = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    assert imgs and all((html / "notebooks" / src).is_file() for src in imgs)
+
+
+def test_no_cdn_references_in_built_pages(good_book):
+    index, _ = good_book
+    html = index.parent
+    for page in html.rglob("*.html"):
+        if "_static" in page.parts:
+            continue
+        text = page.read_text()
+        for marker in ("cdn.jsdelivr", "unpkg", "googleapis", "cdnjs"):
+            assert marker not in text, (page, marker)
+        sources = re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="([^"]+)"', text)
+        assert not [s for s in sources if s.startswith(("http:", "https:", "//"))], page
+
+
+def test_check_html_flags_missing_image_and_cdn(good_book, tmp_path):
+    index, _ = good_book
+    html = tmp_path / "html"
+    shutil.copytree(index.parent, html)
+    page = html / "notebooks" / "10_occupancy_table13.html"
+    img = re.search(r'<img[^>]+src="([^"]+)"', page.read_text()).group(1)
+    (page.parent / img).unlink()
+    text = page.read_text().replace(
+        "</head>", '<script src="https://cdn.jsdelivr.net/npm/x.js"></script>'
+                   '<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Lato">'
+                   "</head>")
+    page.write_text(text.replace("</body>", '<a href="https://arxiv.org/abs/2603.27987">paper</a></body>'))
+    problems = book.check_html(html)
+    assert any("missing image" in p and img in p for p in problems)
+    assert any("cdn.jsdelivr.net" in p for p in problems)
+    assert any("fonts.googleapis.com" in p for p in problems)
+    assert not any("arxiv.org" in p for p in problems)  # a plain hyperlink is fine
+    assert book.check_html(tmp_path / "nowhere") != []
+
+
+def test_broken_reference_and_error_output_fail_the_build(bad_book):
+    html, message = bad_book
+    lines = message.splitlines()
+    assert "dsco run --dataset digits --profile smoke" in lines[0]
+    assert [ln for ln in lines if ln.startswith("Sphinx warning") and "12_sampling_bias" in ln]
+    assert [ln for ln in lines if "error output cell" in ln and "ZeroDivisionError" in ln]
+    assert not [ln for ln in lines if "Skipped" in ln or "header" in ln.lower()]
+    assert len(lines) == 3, message  # exactly: header line, the broken link, the error cell
+
+
+def test_check_html_flags_error_output(bad_book):
+    html, _ = bad_book
+    problems = book.check_html(html)
+    assert len(problems) == 1, problems  # the raises-exception cell in 10_... is exempt
+    assert problems[0].startswith("notebooks/21_nopt_digits_fig5_fig6.html: error output cell")
+
+
+# ---------------------------------------------------------------- bad input, without a build
+
+
+def test_build_without_executed_notebooks_names_the_fix(tmp_path):
+    dirs = _project(tmp_path)
+    shutil.rmtree(dirs["runs_dir"])
+    with pytest.raises(book.BookError, match=r"run `dsco run --dataset digits --profile smoke` first"):
+        book.build("digits", "smoke", **dirs)
+    (dirs["runs_dir"] / "digits" / "smoke").mkdir(parents=True)
+    nbformat.write(_executed("x"), dirs["runs_dir"] / "digits" / "smoke" / f"{PRESENT[0]}.ipynb")
+    with pytest.raises(book.BookError, match=rf"no executed copy of {PRESENT[1]} .*"
+                                             r"run `dsco run --dataset digits --profile smoke` first"):
+        book.executed_notebooks("digits", "smoke", dirs["runs_dir"], dirs["notebooks_dir"])
+    with pytest.raises(ValueError, match="unknown profile"):
+        book.build("digits", "fast", **dirs)
+
+
+def test_notebook_stems_order_and_bad_names(tmp_path):
+    for name in ("21_b", "00_a", "10_c"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert book.notebook_stems(tmp_path) == ["00_a", "10_c", "21_b"]
+    (tmp_path / "notes.ipynb").write_text("{}")
+    with pytest.raises(book.BookError, match="NN_short_name"):
+        book.notebook_stems(tmp_path)
+    (tmp_path / "notes.ipynb").unlink()
+    (tmp_path / "71_x.ipynb").write_text("{}")
+    with pytest.raises(book.BookError, match="no part for 7x"):
+        book.notebook_stems(tmp_path)
+
+
+def test_make_toc_groups_by_first_digit():
+    toc = book.make_toc(["00_a", "11_b", "12_c", "52_d"])
+    assert toc["format"] == "jb-book" and toc["root"] == "intro"
+    assert [p["caption"] for p in toc["parts"]] == ["Setup", "Theory", "Cost and beyond the paper"]
+    assert toc["parts"][1]["chapters"] == [{"file": "notebooks/11_b"}, {"file": "notebooks/12_c"}]
+
+
+def test_paper_map_covers_every_section_table_and_figure():
+    data = book.load_paper_map(ROOT / "book" / "paper_map.yml")
+    ids = {e["id"] for entries in data["items"].values() for e in entries}
+    wanted = ({f"§3.{i}" for i in range(1, 6)} | {"§4.1", "§4.2"}
+              | {f"Table {i}" for i in range(1, 14)} | {f"Figure {i}" for i in range(1, 9)})
+    assert wanted <= ids, wanted - ids
+    assert all(e["notebooks"] for entries in data["items"].values() for e in entries)
+    # every notebook the project has is on the map (so the intro never hides one)
+    for stem in book.notebook_stems(ROOT / "notebooks"):
+        assert stem in data["notebooks"], f"add {stem} to book/paper_map.yml"
+
+
+def test_paper_map_markdown_links_or_plans(tmp_path):
+    data = {"notebooks": {"10_a": {"issue": 2}, "11_b": {"issue": 9}},
+            "items": {"tables": [{"id": "Table 13", "title": "x | y", "notebooks": ["10_a"]},
+                                 {"id": "Table 1", "title": "t", "notebooks": ["11_b"]}]}}
+    md = book.paper_map_markdown(data, present={"10_a", "12_extra"})
+    assert "| Table 13 | x \\| y | {doc}`10_a <notebooks/10_a>` |" in md
+    assert "`11_b` — planned (issue #9)" in md
+    assert "{doc}`12_extra <notebooks/12_extra>`" in md  # present but unmapped: still listed
+    bad = tmp_path / "map.yml"
+    bad.write_text("notebooks: {}\nitems:\n  tables:\n    - {id: T1, notebooks: [99_x]}\n")
+    with pytest.raises(book.BookError, match="99_x"):
+        book.load_paper_map(bad)
+
+
+def test_render_intro_fills_and_rejects_missing_values():
+    assert book.render_intro("a {{ x }} b {{y}}", x=1, y="z") == "a 1 b z"
+    with pytest.raises(book.BookError, match="needs y"):
+        book.render_intro("{{ x }} {{ y }}", x=1)
+
+
+def test_ensure_mathjax_is_cached(good_book):
+    static = book.ensure_mathjax()
+    assert (static / "mathjax" / "tex-chtml.js").is_file()
+    assert (static / "mathjax" / ".version").read_text() == book.MATHJAX_VERSION
+    assert book.ensure_mathjax() == static
