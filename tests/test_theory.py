@@ -1,0 +1,229 @@
+"""Tests for dsco.theory: occupancy (App. B, Table 13) and the RKHS toy (§3.1–3.2)."""
+import math
+
+import numpy as np
+import pytest
+
+from dsco import theory as T
+
+
+# ---- Part 1: occupancy -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [10, 50, 100])
+def test_monte_carlo_matches_closed_form(n):
+    mean, std = T.occupancy_monte_carlo(n, n_exp=500, seed=0)
+    assert abs(mean - T.expected_occupancy(n)) < 0.2
+    assert abs(std - T.occupancy_std(n)) < 0.25 * T.occupancy_std(n)
+
+
+def test_table13_closed_form_rounds_to_paper():
+    # Table 13 (n_exp = 500): mean 6.5 / 31.7 / 63.4, std 1.0 / 2.2 / 3.2
+    assert T.expected_occupancy(10) == pytest.approx(6.5132156, abs=1e-6)
+    assert round(T.expected_occupancy(100), 1) == 63.4
+    assert round(T.occupancy_std(10), 1) == 1.0
+    assert round(T.occupancy_std(50), 1) == 2.2
+
+
+def test_occupancy_hand_values():
+    assert T.expected_occupancy(1) == 1.0
+    assert T.expected_occupancy(2) == pytest.approx(1.5)
+    assert T.expected_occupancy(3) == pytest.approx(57 / 27)
+    assert T.occupancy_std(1) == 0.0
+    assert T.occupancy_std(2) == pytest.approx(0.5)
+    # n = 3: P(1)=3/27, P(2)=18/27, P(3)=6/27
+    assert T.occupancy_pmf(3) == pytest.approx(np.array([0, 3, 18, 6]) / 27)
+    assert T.occupancy_pmf(1) == pytest.approx([0.0, 1.0])
+
+
+def test_occupancy_pmf_moments_match_closed_forms():
+    for n in (7, 64):
+        pmf = T.occupancy_pmf(n)
+        k = np.arange(n + 1)
+        mean = (pmf * k).sum()
+        assert pmf.sum() == pytest.approx(1.0)
+        assert mean == pytest.approx(T.expected_occupancy(n))
+        assert math.sqrt((pmf * (k - mean) ** 2).sum()) == pytest.approx(T.occupancy_std(n))
+
+
+def test_large_n_limits():
+    n = 10 ** 6
+    assert T.expected_occupancy(n) / n == pytest.approx(1 - math.exp(-1), rel=1e-5)
+    # the occupied-count variance tends to N (e^-1 - 2 e^-2)
+    assert T.occupancy_std(n) ** 2 / n == pytest.approx(math.exp(-1) - 2 * math.exp(-2), rel=1e-3)
+
+
+def test_ideal_sampling_chance_values():
+    assert T.ideal_sampling_chance(1) == 1.0
+    assert T.ideal_sampling_chance(2) == 0.5
+    assert T.ideal_sampling_chance(3) == pytest.approx(6 / 27)
+    assert T.ideal_sampling_chance(10) == pytest.approx(math.factorial(10) / 10 ** 10)
+    # beyond the exact-integer branch the log-space value agrees with Stirling
+    assert T.ideal_sampling_chance(1001) == 0.0
+    for n in (700, 10 ** 4, 10 ** 7):
+        log_p = T.log_ideal_sampling_chance(n)
+        assert math.isfinite(log_p)
+        stirling = 0.5 * math.log(2 * math.pi * n) - n
+        assert log_p == pytest.approx(stirling, abs=1e-3)
+    assert T.ideal_sampling_chance(700) == pytest.approx(math.exp(T.log_ideal_sampling_chance(700)),
+                                                         rel=1e-9)
+    assert T.ideal_sampling_chance(700) > 0.0
+
+
+def test_occupancy_deterministic_and_seeded():
+    a = T.occupancy_counts(37, n_exp=20, seed=3)
+    b = T.occupancy_counts(37, n_exp=20, seed=3)
+    c = T.occupancy_counts(37, n_exp=20, seed=4)
+    assert a.shape == (20,) and a.dtype == np.int64
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert ((a >= 1) & (a <= 37)).all()
+    assert T.occupancy_monte_carlo(37, 20, 3) == (float(a.mean()), float(a.std(ddof=1)))
+    assert T.occupancy_counts(1, n_exp=5).tolist() == [1] * 5
+
+
+@pytest.mark.parametrize("call", [
+    lambda: T.expected_occupancy(0),
+    lambda: T.occupancy_std(-3),
+    lambda: T.ideal_sampling_chance(0),
+    lambda: T.log_ideal_sampling_chance(2.5),
+    lambda: T.occupancy_pmf(True),
+    lambda: T.occupancy_counts(10, n_exp=0),
+    lambda: T.occupancy_monte_carlo(10, n_exp=1),
+    lambda: T.occupancy_monte_carlo(10, seed=-1),
+])
+def test_occupancy_bad_input(call):
+    with pytest.raises(ValueError, match="integer >="):
+        call()
+
+
+# ---- Part 2: RKHS toy --------------------------------------------------------------------------
+
+def _small_case(seed=0, n=120):
+    x, labels = T.sample_gaussian_mixture(n, seed=seed)
+    return x, labels
+
+
+def test_gaussian_mixture_sampler():
+    x, labels = _small_case()
+    assert x.shape == (120, 2) and labels.shape == (120,)
+    x2, labels2 = _small_case()
+    assert np.array_equal(x, x2) and np.array_equal(labels, labels2)
+    assert not np.array_equal(x, _small_case(seed=1)[0])
+    # component means are recovered roughly and the heaviest component dominates
+    big, _ = T.sample_gaussian_mixture(4000, seed=0)
+    _, lab = T.sample_gaussian_mixture(4000, seed=0)
+    assert np.bincount(lab).argmax() == 0
+    assert np.allclose(big[lab == 0].mean(0), T.GMM_MEANS[0], atol=0.1)
+    with pytest.raises(ValueError, match="means must be"):
+        T.sample_gaussian_mixture(5, means=[0.0, 1.0])
+    with pytest.raises(ValueError, match="scales must be > 0"):
+        T.sample_gaussian_mixture(5, scales=(1.0, 0.0, 1.0))
+
+
+def test_kernel_properties():
+    x, _ = _small_case(n=40)
+    k = T.gaussian_kernel(x, x, bandwidth=0.7)
+    assert k.shape == (40, 40)
+    assert np.allclose(np.diag(k), 1.0)
+    assert np.allclose(k, k.T)
+    assert ((k > 0) & (k <= 1 + 1e-12)).all()
+    assert np.linalg.eigvalsh(k).min() > -1e-9  # positive semi-definite
+    # shift invariance
+    assert np.allclose(T.gaussian_kernel(x + 3.0, x[:5] + 3.0, 0.7), k[:, :5])
+    # hand value: distance 1, bandwidth 1 -> exp(-1/2)
+    assert T.gaussian_kernel([[0.0, 0.0]], [[1.0, 0.0]])[0, 0] == pytest.approx(math.exp(-0.5))
+    # Eq. 2-3: ||f^a - f^b||^2 = 2 - 2k, decreasing in k
+    d2 = T.rkhs_sq_distance(x, x, 0.7)
+    assert np.allclose(d2, np.diag(k)[:, None] + np.diag(k)[None, :] - 2 * k)
+    assert ((d2 >= -1e-12) & (d2 <= 2)).all()
+
+
+def test_recognition_radius():
+    r = T.recognition_radius(bandwidth=0.5, threshold=0.05)
+    assert T.gaussian_kernel([[0.0, 0.0]], [[r, 0.0]], 0.5)[0, 0] == pytest.approx(0.05)
+    assert T.recognition_radius(2.0) == pytest.approx(4 * T.recognition_radius(0.5))
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        T.recognition_radius(1.0, threshold=1.0)
+
+
+def test_recognition_chance_eq6():
+    x, _ = _small_case(n=50)
+    s = x[:6]
+    k = T.gaussian_kernel(x, s, 0.8)
+    lin = T.recognition_chance(x, s, 0.8, h="linear")
+    sat = T.recognition_chance(x, s, 0.8, h="saturating")
+    log = T.recognition_chance(x, s, 0.8, h="log")
+    assert np.allclose(lin, k.sum(1) / 6)
+    assert np.allclose(sat, 1 - np.exp(-k.sum(1)))
+    assert np.allclose(log, np.log(k.mean(1)))
+    assert ((lin > 0) & (lin <= 1)).all() and ((sat > 0) & (sat < 1)).all()
+    assert T.expected_recognition_chance(x, s, 0.8, "saturating") == pytest.approx(sat.mean())
+    # a surrogate on top of a target recognises it more than a far one (Eq. 4)
+    near = T.recognition_chance([[0.0, 0.0]], [[0.1, 0.0]], 1.0)[0]
+    far = T.recognition_chance([[0.0, 0.0]], [[3.0, 0.0]], 1.0)[0]
+    assert near > far
+    # log h stays finite far away (log-sum-exp)
+    assert np.isfinite(T.recognition_chance([[0.0, 0.0]], [[100.0, 0.0]], 0.1, h="log")).all()
+
+
+def test_mmd2():
+    x, _ = _small_case(n=80)
+    assert T.mmd2(x, x, 0.5) == pytest.approx(0.0, abs=1e-12)
+    assert T.mmd2(x, x + 2.0, 0.5) > T.mmd2(x, x + 0.2, 0.5) > 0
+    assert T.mmd2(x[:10], x, 0.5) == pytest.approx(T.mmd2(x, x[:10], 0.5))
+    # hand value: one point each, distance 1, bandwidth 1 -> 2 - 2 exp(-1/2)
+    assert T.mmd2([[0.0]], [[1.0]], 1.0) == pytest.approx(2 - 2 * math.exp(-0.5))
+
+
+def test_optimiser_lowers_mmd_and_is_deterministic():
+    x, _ = _small_case(n=100)
+    init = np.random.default_rng(0).uniform(-6, 6, size=(8, 2))
+    fit = T.optimise_surrogates(x, init, bandwidth=0.8, objective="mmd", steps=60, lr=0.1,
+                                log_every=10, snapshot_steps=(0, 60))
+    assert fit.surrogates.shape == (8, 2)
+    assert list(fit.history.columns) == ["step", "expected_recognition", "mmd2"]
+    assert fit.history.step.tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert fit.history.mmd2.iloc[-1] < 0.5 * fit.history.mmd2.iloc[0]
+    assert np.array_equal(fit.snapshots[0], init)
+    assert np.array_equal(fit.snapshots[60], fit.surrogates)
+    again = T.optimise_surrogates(x, init, bandwidth=0.8, objective="mmd", steps=60, lr=0.1,
+                                  log_every=10)
+    assert np.array_equal(fit.surrogates, again.surrogates)
+    # init is not modified in place
+    assert np.array_equal(init, np.random.default_rng(0).uniform(-6, 6, size=(8, 2)))
+
+
+@pytest.mark.parametrize("h", ["linear", "saturating"])
+def test_optimiser_raises_expected_recognition(h):
+    x, _ = _small_case(n=100)
+    init = np.random.default_rng(1).uniform(-6, 6, size=(6, 2))
+    fit = T.optimise_surrogates(x, init, bandwidth=0.8, h=h, steps=40, lr=0.1, log_every=40)
+    first, last = fit.history.expected_recognition.iloc[[0, -1]]
+    assert last > first
+    assert last == pytest.approx(T.expected_recognition_chance(x, fit.surrogates, 0.8, h))
+
+
+def test_linear_h_collapses_onto_one_mode():
+    # Eq. 7 with linear h is linear in P_S: its maximiser is a point mass at the mode of g * P_T.
+    x = np.random.default_rng(0).normal(size=(200, 1))
+    init = np.linspace(-1.0, 1.0, 5)[:, None]
+    fit = T.optimise_surrogates(x, init, bandwidth=1.0, h="linear", steps=120, lr=0.1,
+                                log_every=120)
+    assert np.ptp(fit.surrogates) < 0.05
+
+
+def test_rkhs_bad_input():
+    x, _ = _small_case(n=10)
+    with pytest.raises(ValueError, match="bandwidth must be"):
+        T.gaussian_kernel(x, x, bandwidth=0)
+    with pytest.raises(ValueError, match="shape \\(n, d\\)"):
+        T.mmd2(x[:, 0], x, 1.0)
+    with pytest.raises(ValueError, match="dimensions differ"):
+        T.recognition_chance(x, x[:, :1], 1.0)
+    with pytest.raises(ValueError, match="unknown h"):
+        T.recognition_chance(x, x, 1.0, h="sigmoid")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        T.mmd2(np.full((2, 2), np.nan), x, 1.0)
+    with pytest.raises(ValueError, match="unknown objective"):
+        T.optimise_surrogates(x, x[:2], objective="kl")
+    with pytest.raises(ValueError, match="steps must be"):
+        T.optimise_surrogates(x, x[:2], steps=-1)
