@@ -1,0 +1,186 @@
+"""Tests for dsco.nopt (noise-optimised synthesis, §4.1) on tiny backbones."""
+import math
+
+import pytest
+import torch
+
+from dsco import backbones, nopt
+
+STEPS = 5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is fastest, and far faster than two on a shared, loaded CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def digits_bb():
+    """The shipped digits DDPM if present, else a tiny random-weights one (same code path)."""
+    if backbones.DIGITS_WEIGHTS.is_file():
+        return backbones.load("digits-ddpm")
+    return backbones.load("digits-ddpm", random_weights=True, config=backbones.TINY_UNET)
+
+
+@pytest.fixture(scope="module")
+def real():
+    from dsco import data
+
+    train = data.load("digits", "train")
+    return {c: train.per_class(c)[:12] for c in range(10)}
+
+
+def run(bb, mode, seed=0, classes=(2,), ipc=4, **kw):
+    kw = {"num_steps": STEPS, "iterations": 8, "progress": False, "n_templates": 16, **kw}
+    return nopt.synthesize(bb, list(classes), ipc, mode, seed, **kw)
+
+
+def test_mode_none_equals_vanilla_sampler_bit_for_bit(digits_bb):
+    ref, ref_labels = backbones.sample(digits_bb, [1, 7], 3, seed=5, num_steps=STEPS, progress=False)
+    z, labels, log = nopt.synthesize(digits_bb, [1, 7], 3, "none", 5, num_steps=STEPS, progress=False)
+    assert torch.equal(z, ref) and torch.equal(labels, ref_labels)
+    assert log.empty
+
+
+def test_same_seed_identical_other_seed_differs(digits_bb, real):
+    a = run(digits_bb, "accessible", seed=3, real_latents=real)
+    b = run(digits_bb, "accessible", seed=3, real_latents=real)
+    c = run(digits_bb, "accessible", seed=4, real_latents=real)
+    assert torch.equal(a[0], b[0]) and a[2].equals(b[2])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_accessible_reduces_alignment_at_every_step(digits_bb, real):
+    z, labels, log = run(digits_bb, "accessible", classes=(0, 5), real_latents=real, iterations=15)
+    assert z.shape == (8, 1, 8, 8) and labels.tolist() == [0] * 4 + [5] * 4
+    assert len(log) == 2 * (STEPS - 1)
+    assert (log["total_last"] < log["total_first"]).all()
+    # the alignment falls at every step whose noise matters; the step into t = 0 has sigma ~ 0.01,
+    # so there the noise barely moves the sample and the reality term dominates (change < 1 %)
+    moving = log["sigma"] > 0.05
+    assert moving.sum() == 2 * (STEPS - 2)
+    assert (log["align_last"] < log["align_first"])[moving].all(), log[["step", "align_first", "align_last"]]
+    last = log[~moving]
+    assert ((last["align_last"] - last["align_first"]).abs() < 0.01 * last["align_first"]).all()
+    assert (log["t_ref"] == log["t"].shift(-1).where(log["step"] < STEPS - 2, 0)).all()  # sample's level
+    # total = reality + lambda_align * N * align (Eq. 19-21)
+    expected = log["reality_last"] + 5e-4 * 4 * log["align_last"]
+    assert torch.allclose(torch.tensor(log["total_last"].values), torch.tensor(expected.values), rtol=1e-6)
+
+
+def test_free_mode_runs_and_lowers_its_loss(digits_bb, tmp_path):
+    z, _, log = run(digits_bb, "free", iterations=10, template_cache=tmp_path)
+    assert z.shape == (4, 1, 8, 8) and torch.isfinite(z).all()
+    assert {"maxoc_first", "stats_last", "reality_last"} <= set(log.columns)
+    assert (log["total_last"] < log["total_first"]).all()
+    assert len(list(tmp_path.glob("templates-*.pt"))) == 1
+    nopt._MEMORY_CACHE.clear()  # the second run reads the disk cache and reproduces the first
+    z2, _, log2 = run(digits_bb, "free", iterations=10, template_cache=tmp_path)
+    assert torch.equal(z, z2) and log.equals(log2)
+
+
+def test_template_stats_shapes_and_cache(digits_bb):
+    mean, std = nopt.template_stats(digits_bb, 3, 0, num_steps=STEPS, n_templates=10, batch_size=4)
+    assert mean.shape == std.shape == (STEPS + 1, 256) and (std > 0).all()
+    again = nopt.template_stats(digits_bb, 3, 0, num_steps=STEPS, n_templates=10, batch_size=4)
+    assert again[0] is mean  # in-memory cache
+
+
+def test_all_terms_off_equals_vanilla(digits_bb, real):
+    ref = backbones.sample(digits_bb, [2], 4, seed=0, num_steps=STEPS, progress=False)[0]
+    a = run(digits_bb, "accessible", reality=False, align=False, real_latents=real)
+    f = run(digits_bb, "free", reality=False, maxoc=False, stats=False)
+    assert torch.equal(a[0], ref) and torch.equal(f[0], ref)
+    assert (a[2]["total_first"] == 0).all()
+
+
+def test_loss_switches_change_the_objective(digits_bb, real):
+    base = run(digits_bb, "accessible", real_latents=real)
+    no_real = run(digits_bb, "accessible", reality=False, real_latents=real)
+    assert not torch.equal(base[0], no_real[0])
+    assert torch.allclose(torch.tensor(no_real[2]["total_last"].values),
+                          torch.tensor((5e-4 * 4 * no_real[2]["align_last"]).values), rtol=1e-6)
+    only_stats = run(digits_bb, "free", reality=False, maxoc=False, lambda_stats=2.0)
+    assert torch.allclose(torch.tensor(only_stats[2]["total_first"].values),
+                          torch.tensor((2.0 * only_stats[2]["stats_first"]).values), rtol=1e-6)
+    scaled = run(digits_bb, "free", reality=False, maxoc=False, lambda_stats=2.0, stats_scale_hw=True)
+    assert torch.allclose(torch.tensor(scaled[2]["total_first"].values),
+                          torch.tensor((2.0 * 4 * scaled[2]["stats_first"]).values), rtol=1e-6)  # K·L = 2·2
+
+
+def test_free_mode_ipc1_has_no_maxoc(digits_bb):
+    z, _, log = run(digits_bb, "free", ipc=1)
+    assert z.shape == (1, 1, 8, 8) and log["maxoc_first"].isna().all() and log["total_last"].notna().all()
+
+
+def test_official_switches(digits_bb, real):
+    base = run(digits_bb, "accessible", real_latents=real, classes=(1,))
+    noisier = run(digits_bb, "accessible", real_latents=real, classes=(1,), targets_one_step_noisier=True)
+    assert (noisier[2]["t_ref"] == noisier[2]["t"]).all()
+    assert not torch.equal(base[0], noisier[0])
+    per_class = run(digits_bb, "accessible", real_latents=real, classes=(1,), projector_per_class=True)
+    assert not torch.equal(base[0], per_class[0])  # projector seeded 0 + 1 instead of 0
+    # per class: the projector of class 1 is seeded 0 + 1 -- the same as forcing a seed-1 projector
+    forced = run(digits_bb, "accessible", real_latents=real, classes=(1,),
+                 projector=lambda s: nopt.projector_mod.make("digits", seed=1))
+    assert torch.equal(per_class[0], forced[0])
+    lhs = run(digits_bb, "accessible", real_latents=real, classes=(1,), latin_hypercube=True)
+    assert torch.isfinite(lhs[0]).all() and not torch.equal(base[0], lhs[0])
+
+
+def test_lhs_normal_is_a_stratified_normal_sample():
+    g = torch.Generator().manual_seed(0)
+    x = nopt.lhs_normal((5, 2, 3), g)
+    q = torch.special.ndtri((torch.arange(5, dtype=torch.float64) + 0.5) / 5).float()
+    assert x.shape == (5, 2, 3)
+    for col in x.reshape(5, -1).T:  # each coordinate is a permutation of the 5 quantiles
+        assert torch.equal(col.sort().values, q)
+    assert torch.equal(x, nopt.lhs_normal((5, 2, 3), torch.Generator().manual_seed(0)))
+    assert (nopt.lhs_normal((1, 4), g) == 0).all()
+
+
+def test_n_diffused_and_aux_generators():
+    assert nopt.n_diffused(13, 4) == 68  # >= 5 * 13, multiple of 4
+    assert nopt.n_diffused(2, 10) == 50  # >= 5 * N
+    assert nopt.n_diffused(20, 10) == 100
+    a = torch.randn(3, generator=nopt.aux_generator(0, 1, "targets"))
+    assert torch.equal(a, torch.randn(3, generator=nopt.aux_generator(0, 1, "targets")))
+    assert not torch.equal(a, torch.randn(3, generator=nopt.aux_generator(0, 1, "templates")))
+    assert not torch.equal(a, torch.randn(3, generator=backbones.class_generator(0, 1)))
+
+
+def test_errors_name_the_fix(digits_bb, real):
+    with pytest.raises(ValueError, match="use one of"):
+        run(digits_bb, "magic")
+    with pytest.raises(ValueError, match="real_latents="):
+        run(digits_bb, "accessible")
+    with pytest.raises(ValueError, match="no entry for class 2"):
+        run(digits_bb, "accessible", real_latents={0: real[0]})
+    with pytest.raises(ValueError, match="expected"):
+        run(digits_bb, "accessible", real_latents={2: torch.zeros(3, 2, 8, 8)})
+    with pytest.raises(ValueError, match="ipc"):
+        run(digits_bb, "none", ipc=0)
+    with pytest.raises(ValueError, match="out of range"):
+        run(digits_bb, "none", classes=(10,))
+    with pytest.raises(ValueError, match="projector must be"):
+        run(digits_bb, "accessible", real_latents=real, projector=3)
+
+
+def test_tiny_dit_end_to_end_through_decode():
+    bb = backbones.load("dit-xl-2-256", random_weights=True, config=backbones.TINY_DIT,
+                        vae_config=backbones.TINY_VAE)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand((6, 3, 8, 8), generator=g) * 2 - 1
+    z_real = bb.encode(images)
+    assert tuple(z_real.shape[1:]) == bb.latent_shape
+    for mode in ("accessible", "free"):
+        z, labels, log = nopt.synthesize(bb, [4], 3, mode, 0, num_steps=4, iterations=4, n_templates=6,
+                                         real_latents={4: z_real}, progress=False)
+        assert z.shape == (3, *bb.latent_shape) and len(log) == 3
+        assert all(math.isfinite(v) for v in log["total_last"])
+        x = bb.decode(z)
+        assert x.shape == (3, 3, 8, 8) and torch.isfinite(x).all()

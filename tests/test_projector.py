@@ -1,0 +1,87 @@
+"""Tests for dsco.projector (App. C random feature projector)."""
+import pytest
+import torch
+
+from dsco import projector
+
+
+def test_paper_preset_shape_and_widths():
+    p = projector.make("paper", seed=0)
+    assert p.widths == (256, 512, 1024, 2048) and p.groups == 16
+    assert p.output_shape(32, 32) == (2048, 4, 4)
+    out = p(torch.randn(1, 4, 32, 32))
+    assert out.shape == (1, 2048, 4, 4)
+
+
+def test_digits_preset_shape():
+    p = projector.make("digits", seed=0)
+    out = p(torch.randn(3, 1, 8, 8))
+    assert out.shape == (3, *p.output_shape(8, 8)) == (3, 256, 2, 2)
+
+
+def test_layer_structure_dense_then_grouped():
+    p = projector.RandomProjector(4, widths=(32, 64, 128), groups=16, seed=0)
+    convs = [m for m in p if isinstance(m, torch.nn.Conv2d)]
+    acts = [m for m in p if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(convs) == 3 and len(acts) == 2
+    assert all(a.negative_slope == 0.01 for a in acts)
+    assert isinstance(p[-1], torch.nn.Conv2d)  # no activation after the last layer
+    first, *rest = convs
+    assert first.groups == 1 and first.kernel_size == (3, 3) and first.stride == (1, 1)
+    assert first.weight.shape == (32, 4, 3, 3)
+    assert rest[0].weight.shape == (64, 32 // 16, 4, 4) and rest[1].weight.shape == (128, 64 // 16, 4, 4)
+    assert all(c.groups == 16 and c.stride == (2, 2) and c.padding == (1, 1) for c in rest)
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in p.modules())
+
+
+def test_frozen_and_eval():
+    p = projector.make("digits", seed=0)
+    assert all(not q.requires_grad for q in p.parameters())
+    p.train()
+    assert not p.training
+    x = torch.randn(2, 1, 8, 8, requires_grad=True)
+    p(x).sum().backward()  # gradients still flow to the input
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_seeded_and_global_rng_untouched():
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = projector.make("digits", seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = projector.make("digits", seed=7)
+    c = projector.make("digits", seed=8)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a[0].weight, c[0].weight)
+
+
+def test_last_layer_linear_gives_negative_outputs():
+    p = projector.make("digits", seed=0)
+    out = p(torch.randn(16, 1, 8, 8))
+    assert (out < 0).float().mean() > 0.2  # a LeakyReLU at the end would leave few, tiny negatives
+    assert out.min() < -0.1 * out.abs().max()
+
+
+def test_bad_config_errors():
+    with pytest.raises(ValueError, match="multiples of 16"):
+        projector.RandomProjector(1, widths=(24, 64), groups=16)
+    with pytest.raises(ValueError, match="unknown projector preset"):
+        projector.make("nope")
+    with pytest.raises(ValueError, match="no projector preset"):
+        projector.preset_for((3, 5, 5))
+    assert projector.preset_for((4, 32, 32)) == "paper"
+    assert projector.preset_for((1, 8, 8)) == "digits"
+
+
+def test_overrides():
+    p = projector.make("digits", seed=0, widths=(32, 64))
+    assert p(torch.randn(1, 1, 8, 8)).shape == (1, 64, 4, 4)
+
+
+def test_for_latents_defaults():
+    assert projector.for_latents((4, 32, 32)).widths == (256, 512, 1024, 2048)
+    p = projector.for_latents((1, 8, 8), seed=3)
+    assert p.widths == (64, 128, 256) and p.seed == 3
+    q = projector.for_latents((4, 8, 8))
+    assert q.in_channels == 4 and q(torch.randn(2, 4, 8, 8)).shape == (2, 256, 2, 2)
