@@ -7,7 +7,6 @@ from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 
 from dsco import backbones as B
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

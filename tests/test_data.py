@@ -11,7 +11,6 @@ from PIL import Image
 from dsco import data
 from dsco.data import DatasetError
 
-torch.set_num_threads(2)
 
 NETTE = "n01440764 n02102040 n02979186 n03000684 n03028079 n03394916 n03417042 n03425413 n03445777 n03888257".split()
 NETTE_IDX = [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]

@@ -10,7 +10,6 @@ from dsco import data, doping
 from dsco.data import ImageSet
 from dsco.doping import DopingError
 
-torch.set_num_threads(2)
 
 
 # --- confusion scores (Eq. 31) -------------------------------------------------------------

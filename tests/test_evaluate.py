@@ -11,15 +11,6 @@ from dsco import evaluate as ev
 from dsco.data import load
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared by several processes: one thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def train():
     return load("digits", "train")

@@ -9,7 +9,6 @@ from dsco import backbones as B
 from dsco import data
 from dsco import teacher as T
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
