@@ -227,3 +227,95 @@ def test_rkhs_bad_input():
         T.optimise_surrogates(x, x[:2], objective="kl")
     with pytest.raises(ValueError, match="steps must be"):
         T.optimise_surrogates(x, x[:2], steps=-1)
+
+
+# ---- Part 3: exact-score Gaussian-mixture diffusion (§3.4) ---------------------------------------
+
+import torch  # noqa: E402
+
+from dsco import backbones as B  # noqa: E402
+from dsco import nopt  # noqa: E402
+
+
+@pytest.mark.parametrize("means,scales,weights", [
+    (T.GMM_MEANS, T.GMM_SCALES, T.GMM_WEIGHTS),
+    ([[-2.0], [1.5]], [0.5, 0.8], [0.3, 0.7]),
+])
+@pytest.mark.parametrize("t", [0, 300, 999])
+def test_gmm_exact_score_matches_finite_difference(means, scales, weights, t):
+    bb = T.GaussianMixtureDiffusion(means, scales, weights)
+    z = torch.as_tensor(np.random.default_rng(0).normal(size=(5, bb.dim)) * 2)
+    h = 1e-5
+    fd = torch.stack([(bb.log_prob(z + h * e, t) - bb.log_prob(z - h * e, t)) / (2 * h)
+                      for e in torch.eye(bb.dim, dtype=torch.float64)], dim=1)
+    assert torch.allclose(bb.score(z, t), fd, atol=1e-6)
+    # the ε-prediction is −√(1−ᾱ_t)·score, with the latent shape (D, 1, 1)
+    a = bb.scheduler.alphas_cumprod[t].double()
+    eps = bb._forward(z.float().reshape(5, bb.dim, 1, 1), t, 0)
+    assert eps.shape == (5, bb.dim, 1, 1)
+    assert torch.allclose(eps.reshape(5, -1).double(), -(1 - a).sqrt() * bb.score(z, t), atol=1e-5)
+
+
+def test_gmm_log_prob_is_the_noisy_mixture_density():
+    bb = T.GaussianMixtureDiffusion([[0.0], [3.0]], [1.0, 0.5], [0.5, 0.5])
+    a = float(bb.scheduler.alphas_cumprod[500])
+    z = torch.tensor([[0.7]], dtype=torch.float64)
+    dens = sum(0.5 / math.sqrt(2 * math.pi * v) * math.exp(-(0.7 - math.sqrt(a) * m) ** 2 / (2 * v))
+               for m, v in ((0.0, a * 1.0 + 1 - a), (3.0, a * 0.25 + 1 - a)))
+    assert float(bb.log_prob(z, 500)) == pytest.approx(math.log(dens), rel=1e-10)
+
+
+def test_gmm_sampling_recovers_mean_and_variance():
+    torch.set_num_threads(1)
+    bb = T.GaussianMixtureDiffusion()
+    z, labels = B.sample(bb, [0], 2000, seed=0, num_steps=250, progress=False)
+    assert z.shape == (2000, 2, 1, 1) and labels.tolist() == [0] * 2000
+    x = z.reshape(-1, 2).double().numpy()
+    ref = T.sample_gaussian_mixture(50_000, seed=1)[0]
+    assert np.allclose(x.mean(0), ref.mean(0), atol=0.15)
+    assert np.allclose(x.var(0), ref.var(0), rtol=0.1)
+
+
+def test_gmm_marginal_sample_is_the_diffused_target():
+    bb = T.GaussianMixtureDiffusion()
+    x0 = T.sample_gaussian_mixture(20_000, seed=3)[0]
+    noise = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    zt = bb.q_sample(torch.as_tensor(x0), 600, noise).numpy()
+    direct = bb.marginal_sample(20_000, 600, seed=4)
+    assert T.set_distance(zt, direct) < 0.05
+    assert np.allclose(zt.var(0), direct.var(0), rtol=0.05)
+
+
+def test_gmm_backbone_runs_through_nopt_and_traces_steps():
+    torch.set_num_threads(1)
+    bb = T.GaussianMixtureDiffusion(num_steps=5)
+    plain, _ = B.sample(bb, [0], 8, seed=1, num_steps=5, progress=False)
+    bb.trace = []
+    none, _, log = nopt.synthesize(bb, [0], 8, "none", seed=1, num_steps=5, progress=False)
+    assert torch.equal(plain, none) and log.empty
+    assert [t for t, _ in bb.trace] == bb.timesteps.tolist() and bb.trace[0][1].shape == (8, 2)
+    real = {0: torch.as_tensor(T.sample_gaussian_mixture(200, seed=0)[0], dtype=torch.float32).reshape(-1, 2, 1, 1)}
+    z, _, log = nopt.synthesize(bb, [0], 8, "accessible", seed=1, num_steps=5, iterations=20,
+                                real_latents=real, projector={"in_channels": 2, "widths": (16,), "groups": 1},
+                                progress=False)
+    assert z.shape == (8, 2, 1, 1) and torch.isfinite(z).all()
+    assert (log["align_last"] < log["align_first"]).all()
+
+
+def test_gmm_backbone_rejects_bad_input():
+    with pytest.raises(ValueError, match="means must be"):
+        T.GaussianMixtureDiffusion(means=[0.0, 1.0])
+    bb = T.GaussianMixtureDiffusion()
+    with pytest.raises(ValueError, match="points must be"):
+        bb.score(torch.zeros(3, 5), 10)
+    with pytest.raises(ValueError, match="training timestep"):
+        bb.log_prob(torch.zeros(3, 2), 1000)
+
+
+def test_set_distance():
+    x = np.array([[0.0, 0.0], [1.0, 2.0]])
+    assert T.set_distance(x, x) == 0.0
+    assert T.set_distance(x, x + [1.0, 3.0]) == pytest.approx(2.0)  # mean of W1 = 1 and 3
+    assert T.set_distance(x, x + 1.0, "mmd") == pytest.approx(T.mmd2(x, x + 1.0))
+    with pytest.raises(ValueError, match="unknown metric"):
+        T.set_distance(x, x, "l2")
