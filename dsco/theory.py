@@ -183,6 +183,19 @@ GMM_SCALES = (0.8, 0.5, 0.4)
 GMM_WEIGHTS = (0.6, 0.3, 0.1)
 
 
+def _check_mixture(means, scales, weights):
+    """Isotropic mixture parameters as float64 arrays: means ``(K, d)``, scales and weights ``(K,)``."""
+    means = np.asarray(means, dtype=np.float64)
+    scales = np.asarray(scales, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if means.ndim != 2 or scales.shape != (len(means),) or weights.shape != (len(means),):
+        raise ValueError("means must be (K, d), scales and weights length K: "
+                         f"got {means.shape}, {scales.shape}, {weights.shape}")
+    if np.any(scales <= 0) or np.any(weights < 0) or weights.sum() <= 0:
+        raise ValueError("scales must be > 0 and weights >= 0 with a positive sum")
+    return means, scales, weights
+
+
 def sample_gaussian_mixture(n: int, means=GMM_MEANS, scales=GMM_SCALES, weights=GMM_WEIGHTS,
                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` points from an isotropic Gaussian mixture (the toy target set ``T``).
@@ -192,14 +205,7 @@ def sample_gaussian_mixture(n: int, means=GMM_MEANS, scales=GMM_SCALES, weights=
     """
     n = _check_int(n, "n")
     seed = _check_int(seed, "seed", minimum=0)
-    means = np.asarray(means, dtype=np.float64)
-    scales = np.asarray(scales, dtype=np.float64)
-    weights = np.asarray(weights, dtype=np.float64)
-    if means.ndim != 2 or scales.shape != (len(means),) or weights.shape != (len(means),):
-        raise ValueError("means must be (K, d), scales and weights length K: "
-                         f"got {means.shape}, {scales.shape}, {weights.shape}")
-    if np.any(scales <= 0) or np.any(weights < 0) or weights.sum() <= 0:
-        raise ValueError("scales must be > 0 and weights >= 0 with a positive sum")
+    means, scales, weights = _check_mixture(means, scales, weights)
     rng = np.random.default_rng(seed)
     labels = rng.choice(len(means), size=n, p=weights / weights.sum())
     points = means[labels] + scales[labels, None] * rng.standard_normal((n, means.shape[1]))
@@ -490,14 +496,7 @@ class GaussianMixtureDiffusion(_backbones.Backbone):
     """
 
     def __init__(self, means=GMM_MEANS, scales=GMM_SCALES, weights=GMM_WEIGHTS, num_steps: int = 50):
-        means = np.asarray(means, dtype=np.float64)
-        scales = np.asarray(scales, dtype=np.float64)
-        weights = np.asarray(weights, dtype=np.float64)
-        if means.ndim != 2 or scales.shape != (len(means),) or weights.shape != (len(means),):
-            raise ValueError("means must be (K, D), scales and weights length K: "
-                             f"got {means.shape}, {scales.shape}, {weights.shape}")
-        if np.any(scales <= 0) or np.any(weights < 0) or weights.sum() <= 0:
-            raise ValueError("scales must be > 0 and weights >= 0 with a positive sum")
+        means, scales, weights = _check_mixture(means, scales, weights)
         sched = _backbones.make_scheduler("fixed_small")
         model = _GMMEpsilon(means, scales, weights, sched.alphas_cumprod)
         self.dim = means.shape[1]
