@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ from . import DATASETS, PROFILES, ROOT
 NOTEBOOKS = ROOT / "notebooks"
 RUNS = ROOT / "build" / "runs"
 _NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
+# Kernels inherit this: tqdm.auto without ipywidgets warns at import that it falls back to text
+# bars, which are exactly what the rendered book shows, so the warning is noise on every page.
+_QUIET_WARNINGS = "ignore:IProgress not found"
 
 
 class RunError(ValueError):
@@ -125,6 +129,10 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
 
     import papermill as pm
     from tqdm.auto import tqdm
+
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if _QUIET_WARNINGS not in current:
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, _QUIET_WARNINGS]))
 
     results = []
     bar = tqdm(paths, desc=f"{dataset}/{profile}", unit="nb", disable=not progress)

@@ -139,3 +139,10 @@ def test_cli_run_on_folder(monkeypatch, folder, tmp_path, capsys):
     assert "1 executed, 0 skipped" in capsys.readouterr().out
     assert cli.main(["run", "--only", "20", "-p", "root", "/x/y"]) == 0
     assert "0 executed, 1 skipped" in capsys.readouterr().out
+
+
+def test_kernels_do_not_print_the_tqdm_ipywidgets_warning(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONWARNINGS", "")  # restored after the test
+    make_notebook(folder / "10_first.ipynb", "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))")
+    out = run(folder, tmp_path, only=["10"])[0].output.read_text()
+    assert "IProgress" not in out and '"3\\n"' in out
