@@ -10,7 +10,6 @@ samples to add, and how to hand the resulting concentrated set to others.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,6 +24,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from .backbones import sha256
 from .data import ImageSet
 
 
@@ -151,10 +151,6 @@ def concentrate(synthetic: ImageSet, real, selection) -> ImageSet:
                     synthetic.split or "train")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def class_folder(label: int, name: str, num_classes: int) -> str:
     """``<label zero-padded>_<name>`` (e.g. ``03_3``): string order = label order, as ImageFolder needs."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")
@@ -200,7 +196,7 @@ def export(data, folder, *, method: str, parameters: dict, seeds, classes=None) 
         for i, (px, c) in enumerate(zip(pixels, y.tolist())):
             rel = f"{dirs[c]}/{i:0{len(str(max(len(x) - 1, 0)))}d}.png"
             Image.fromarray(px[..., 0] if px.shape[-1] == 1 else px).save(tmp / rel)
-            files.append({"path": rel, "label": c, "sha256": _sha256(tmp / rel)})
+            files.append({"path": rel, "label": c, "sha256": sha256(tmp / rel)})
         manifest = {"format": "dsco-export/1", "method": method, "parameters": parameters, "seeds": seeds,
                     "packages": package_versions(), "created": datetime.now(timezone.utc).isoformat(),
                     "name": getattr(data, "name", ""), "split": getattr(data, "split", ""),
@@ -246,7 +242,7 @@ def read_export(folder, verify: bool = True) -> ImageSet:
         path = folder / f["path"]
         if not path.is_file():
             raise DopingError(f"{path} is listed in manifest.json but missing: re-export the set")
-        if verify and _sha256(path) != f["sha256"]:
+        if verify and sha256(path) != f["sha256"]:
             raise DopingError(f"SHA-256 mismatch for {path}: the file was modified; re-export the set")
         with Image.open(path) as im:
             a = np.asarray(im.convert("L" if m["shape"][0] == 1 else "RGB"))
