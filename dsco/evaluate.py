@@ -764,3 +764,85 @@ def _one_run(x, y, test, arch, arch_kwargs, p, epochs, run_seed, num_classes, te
     if not math.isfinite(out["last_loss"]):
         raise EvaluateError(f"training {arch} diverged (loss {out['last_loss']}): lower the protocol's lr")
     return out | {"seed": run_seed, "wall_s": time.perf_counter() - start, "peak_mem_mb": _peak_mem_mb(device)}
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. Grids of evaluations (one table of the paper = one grid)
+# ---------------------------------------------------------------------------------------------
+
+def _grid_job(job: dict) -> list[dict]:
+    """One (set, arch, run) of :func:`grid`, in this or a worker process."""
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    r = evaluate(job["data"], job["arch"], job["protocol"], repeats=1, seed=job["seed"], device=job["device"],
+                 teacher=job["teacher"], progress=False, cache_dir=job["cache_dir"], **job["arch_kwargs"])
+    return {"acc": r.accs[0], "wall_s": r.wall_s[0], "peak_mem_mb": r.peak_mem_mb[0], "ipc": r.ipc,
+            "epochs": r.epochs, "steps": r.steps, "metric": r.metric, "device": r.device, "cached": r.cached[0]}
+
+
+def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3, seed: int = 0, *,
+         device: str = "cpu", workers: int = 1, teacher: nn.Module | None = None, names=("set",),
+         cache_dir=None, progress: bool = True, **arch_kwargs):
+    """Evaluate every set of ``sets`` on every architecture of ``archs``, ``repeats`` times.
+
+    ``sets``: ``{label: surrogate}`` (anything :func:`evaluate` takes); a tuple label is split into
+    the columns ``names`` (e.g. ``{("DsCo", 10): s}`` with ``names=("method", "ipc")``). Run ``r``
+    uses seed ``seed + r``, as :func:`evaluate`, and every run goes through its cache (``cache_dir``), so a grid
+    that is interrupted resumes where it stopped. ``workers > 1`` spreads the runs over that many
+    spawned processes (one torch thread each; on one GPU they share the device) — the result does
+    not depend on ``workers``. Returns a long :class:`pandas.DataFrame`, one row per run: the
+    ``names`` columns, ``arch``, ``protocol``, ``run_seed``, ``acc``, ``wall_s``, ``peak_mem_mb``,
+    ``ipc`` (images per class of the set, unless ``names`` has an ``ipc`` column), ``epochs``, ``steps``, ``metric``, ``device``, ``cached``. See :func:`summary`.
+    """
+    import pandas as pd
+
+    names = tuple(names)
+    archs = [archs] if isinstance(archs, str) else list(archs)
+    bad = [a for a in archs if a not in ARCHS]
+    if bad:
+        raise EvaluateError(f"unknown architecture(s) {bad}: use names from {', '.join(ARCHS)}")
+    if workers < 1 or repeats < 1:
+        raise EvaluateError(f"workers and repeats must be >= 1 (got {workers}, {repeats})")
+    labels = []
+    for label in sets:
+        parts = label if isinstance(label, tuple) else (label,)
+        if len(parts) != len(names):
+            raise EvaluateError(f"set label {label!r} has {len(parts)} part(s) but names={names}: "
+                                "give one name per part of the labels")
+        labels.append(parts)
+    teacher = teacher.cpu() if isinstance(teacher, nn.Module) else teacher
+    jobs, keys = [], []
+    for parts, data in zip(labels, sets.values()):
+        for arch in archs:
+            for r in range(repeats):
+                keys.append(dict(zip(names, parts)) | {"arch": arch, "protocol": get_protocol(protocol).name,
+                                                       "run_seed": seed + r})
+                jobs.append({"data": data, "arch": arch, "protocol": protocol, "seed": seed + r, "device": device,
+                             "teacher": teacher, "arch_kwargs": arch_kwargs, "cache_dir": cache_dir, "threads": 1 if workers > 1 else 0})
+    bar = tqdm(total=len(jobs), desc=f"grid {len(sets)} sets × {len(archs)} archs × {repeats}", disable=not progress)
+    if workers == 1:
+        results = []
+        for job in jobs:
+            results.append(_grid_job(job))
+            bar.update(1)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            results = []
+            for res in pool.map(_grid_job, jobs):
+                results.append(res)
+                bar.update(1)
+    bar.close()
+    return pd.DataFrame([k | {c: v for c, v in r.items() if c not in k} for k, r in zip(keys, results)])
+
+
+def summary(df, index, columns="arch", value: str = "acc", digits: int = 1):
+    """``mean ± std`` (population std, as :class:`EvalResult`) of ``value`` per cell of a pivot of a
+    :func:`grid` result: rows ``index``, columns ``columns`` (a name or a list of names)."""
+    g = df.groupby(([index] if isinstance(index, str) else list(index))
+                   + ([columns] if isinstance(columns, str) else list(columns)), sort=False)[value]
+    stats = g.agg(mean="mean", std=lambda v: float(np.std(v)))
+    text = stats.apply(lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}", axis=1)
+    return text.unstack(columns)

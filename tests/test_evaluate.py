@@ -363,3 +363,29 @@ def test_soft_labels_with_the_shipped_digits_teacher(train, small_test):
     res = ev.evaluate(s, "convnet", tiny(name="soft"), repeats=1, test_set=small_test, teacher=teacher,
                       cache=False, progress=False)
     assert res.protocol == "soft" and 0 <= res.accs[0] <= 100
+
+
+def test_grid_rows_seeds_and_workers_agree(tmp_path):
+    train = load("digits", "train")
+    sets = {("random", 1): train.sample_per_class(1, 0), ("random", 2): train.sample_per_class(2, 0)}
+    p = ev.get_protocol("hard", "smoke", epochs=2)
+    df = ev.grid(sets, ["convnet"], p, repeats=2, seed=5, names=("method", "ipc"), progress=False,
+                 cache_dir=tmp_path, width=8)
+    assert len(df) == 4 and list(df.columns[:5]) == ["method", "ipc", "arch", "protocol", "run_seed"]
+    assert df.run_seed.tolist() == [5, 6, 5, 6] and df.ipc.tolist() == [1, 1, 2, 2]
+    one = ev.evaluate(sets[("random", 2)], "convnet", p, repeats=2, seed=5, progress=False, cache_dir=tmp_path,
+                      width=8)
+    assert df.acc.tolist()[2:] == one.accs and all(one.cached)
+    par = ev.grid(sets, ["convnet"], p, repeats=2, seed=5, names=("method", "ipc"), progress=False,
+                     workers=2, cache_dir=tmp_path / "fresh", width=8)
+    assert par.acc.tolist() == df.acc.tolist()
+    table = ev.summary(df, "method", ["arch", "ipc"])
+    mean, std = np.mean(one.accs), np.std(one.accs)
+    assert table.loc["random", ("convnet", 2)] == f"{mean:.1f} ± {std:.1f}"
+
+
+def test_grid_bad_input():
+    with pytest.raises(ev.EvaluateError, match="unknown architecture"):
+        ev.grid({"a": None}, ["vgg"])
+    with pytest.raises(ev.EvaluateError, match="names="):
+        ev.grid({("a", 1): None}, ["convnet"])
