@@ -12,6 +12,11 @@ matches skips the notebook; ``force=True`` re-executes it.
 Failures: the notebook's previous executed copy and key are deleted (stale output never reaches the
 book), the failed copy is kept as ``<stem>.failed.ipynb`` for inspection, and :class:`NotebookFailed`
 names the notebook, the failing cell and the exception line.
+
+Parallel batches: ``jobs > 1`` first executes the setup notebooks (``0x_*``: they train or load what
+the others read) one after another, then the rest in up to ``jobs`` concurrent papermill kernels.
+A failure no longer stops the batch: the other notebooks finish, then :class:`NotebookFailed` lists
+every failure. Results are the same as a sequential run (every notebook is seeded on its own).
 """
 from __future__ import annotations
 
@@ -111,7 +116,7 @@ def _failure_message(path: Path, err: Exception) -> str:
 
 def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: str = "cpu",
         only=None, force: bool = False, extra: dict | None = None, runs_dir: Path | None = None,
-        folder: Path | None = None, progress: bool = True, log=print) -> list[Result]:
+        folder: Path | None = None, progress: bool = True, log=print, jobs: int = 1) -> list[Result]:
     """Execute the notebooks for one dataset and profile; see the module docstring."""
     if dataset not in DATASETS:
         raise RunError(f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}")
@@ -134,16 +139,12 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     if _QUIET_WARNINGS not in current:
         os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, _QUIET_WARNINGS]))
 
-    results = []
-    bar = tqdm(paths, desc=f"{dataset}/{profile}", unit="nb", disable=not progress)
-    for path in bar:
-        bar.set_postfix_str(path.stem)
+    def execute(path: Path) -> Result:
         out, key_file = out_dir / path.name, out_dir / f"{path.stem}.key"
         failed = out_dir / f"{path.stem}.failed.ipynb"
         key = cache_key(path, params, sources)
         if not force and out.exists() and key_file.exists() and key_file.read_text() == key:
-            results.append(Result(path.stem, "skipped", 0.0, out))
-            continue
+            return Result(path.stem, "skipped", 0.0, out)
         for stale in (out, key_file, failed):
             stale.unlink(missing_ok=True)
         tmp = out_dir / f".{path.stem}.running.ipynb"
@@ -158,8 +159,37 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
                                  + (f" (executed copy: {failed})" if failed.exists() else "")) from err
         tmp.replace(out)
         key_file.write_text(key)
-        seconds = time.perf_counter() - t0
-        results.append(Result(path.stem, "executed", seconds, out))
-        if log:
-            bar.write(f"  {path.stem}: executed in {seconds:.1f} s")
-    return results
+        return Result(path.stem, "executed", time.perf_counter() - t0, out)
+
+    bar = tqdm(total=len(paths), desc=f"{dataset}/{profile}", unit="nb", disable=not progress)
+
+    def done(result: Result) -> Result:
+        bar.update(1)
+        if log and result.status == "executed":
+            bar.write(f"  {result.notebook}: executed in {result.seconds:.1f} s")
+        return result
+
+    if jobs <= 1:
+        results = []
+        for path in paths:
+            bar.set_postfix_str(path.stem)
+            results.append(done(execute(path)))
+        bar.close()
+        return results
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    setup = [p for p in paths if p.name.startswith("0")]
+    results = {p: done(execute(p)) for p in setup}
+    errors = []
+    with ThreadPoolExecutor(jobs) as pool:  # each papermill call drives its own kernel process
+        futures = {p: pool.submit(execute, p) for p in paths if p not in results}
+        for p, f in futures.items():
+            try:
+                results[p] = done(f.result())
+            except NotebookFailed as err:
+                errors.append(str(err))
+    bar.close()
+    if errors:
+        raise NotebookFailed(f"{len(errors)} notebook(s) failed: " + "; ".join(errors))
+    return [results[p] for p in paths]

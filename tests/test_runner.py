@@ -146,3 +146,21 @@ def test_kernels_do_not_print_the_tqdm_ipywidgets_warning(folder, tmp_path, monk
     make_notebook(folder / "10_first.ipynb", "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))")
     out = run(folder, tmp_path, only=["10"])[0].output.read_text()
     assert "IProgress" not in out and '"3\\n"' in out
+
+
+def test_parallel_jobs_run_setup_first_and_collect_every_failure(folder, tmp_path):
+    make_notebook(folder / "00_setup.ipynb", "setup = True")
+    make_notebook(folder / "30_third.ipynb", "raise ValueError('third broke')")
+    make_notebook(folder / "40_fourth.ipynb", "raise KeyError('fourth broke')")
+    with pytest.raises(runner.NotebookFailed) as err:
+        run(folder, tmp_path, jobs=3)
+    msg = str(err.value)
+    assert msg.startswith("2 notebook(s) failed") and "third broke" in msg and "fourth broke" in msg
+    out = tmp_path / "runs" / "digits" / "smoke"
+    assert {p.name for p in out.glob("*.ipynb")} == {"00_setup.ipynb", "10_first.ipynb", "20_second.ipynb",
+                                                    "30_third.failed.ipynb", "40_fourth.failed.ipynb"}
+    for bad in ("30_third", "40_fourth"):
+        (folder / f"{bad}.ipynb").unlink()
+    again = run(folder, tmp_path, jobs=3)
+    assert [r.notebook for r in again] == ["00_setup", "10_first", "20_second"]
+    assert [r.status for r in again] == ["skipped"] * 3
