@@ -10,7 +10,7 @@ from dsco import book, runner
 
 @pytest.mark.slow
 def test_every_notebook_runs_in_smoke_and_the_book_builds():
-    results = runner.run("digits", "smoke", progress=False, log=None)
+    results = runner.run("digits", "smoke", progress=False, log=None, jobs=2)  # 2 cores: 2 kernels
     assert [r.notebook for r in results] == [p.stem for p in runner.notebooks()]
     for r in results:
         nb = nbformat.read(r.output, as_version=4)
