@@ -563,3 +563,130 @@ def set_distance(x, y, metric: str = "wasserstein", bandwidth: float = 1.0) -> f
     from scipy.stats import wasserstein_distance
 
     return float(np.mean([wasserstein_distance(x[:, j].numpy(), y[:, j].numpy()) for j in range(x.shape[1])]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 4 — coverage of a real class by a synthetic set (Fig. 6's "improved coverage", measured)
+# ---------------------------------------------------------------------------------------------
+# Fig. 6 argues by eye that NOpt's samples are "scattered in multiple dense areas" of the real
+# class while vanilla samples crowd the densest one. A number for that: the fraction of real
+# samples that have a synthetic sample within a fixed radius (a fixed-radius variant of the
+# "coverage" of Naeem et al., 2020, which uses each real sample's own k-NN radius instead).
+
+
+def _flat_points(x, name: str) -> torch.Tensor:
+    """``(n, ...)`` tensors or arrays flattened to ``(n, d)`` float64 points (checked)."""
+    t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if t.ndim < 2:
+        raise ValueError(f"{name} must hold samples along its first axis, shape (n, ...) with at least "
+                         f"2 dimensions (got shape {tuple(t.shape)}): add the batch axis, e.g. x[None]")
+    return _as_points(t.detach().cpu().reshape(t.shape[0], -1), name)
+
+
+def coverage_radius(real, quantile: float = 0.5) -> float:
+    """The default radius for :func:`coverage`: a quantile (default the median) of the real samples'
+    nearest-neighbour distances within the class.
+
+    Each real sample's Euclidean distance (on flattened tensors) to its nearest *other* real sample;
+    the ``quantile`` of these ``n`` distances. With the median, half of the real samples have a real
+    neighbour within the radius, so the radius is "the typical spacing of the class": a synthetic
+    sample within it is as close to a real sample as real samples are to each other. Needs ≥ 2
+    real samples.
+    """
+    x = _flat_points(real, "real")
+    if len(x) < 2:
+        raise ValueError(f"coverage_radius needs at least 2 real samples (got {len(x)}): "
+                         "pass the whole real class")
+    if isinstance(quantile, bool) or not isinstance(quantile, numbers.Real) or not 0 <= quantile <= 1:
+        raise ValueError(f"quantile must be a number in [0, 1] (got {quantile!r}): 0.5 is the median")
+    d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")  # exact, not via x·y
+    d.fill_diagonal_(float("inf"))
+    return float(torch.quantile(d.min(dim=1).values, float(quantile)))
+
+
+def coverage(real, synthetic, radius: float) -> float:
+    """Fraction of real samples whose nearest synthetic sample lies within ``radius`` (inclusive).
+
+    Euclidean distance on flattened tensors: ``real`` ``(n, ...)`` and ``synthetic`` ``(m, ...)``
+    must have the same per-sample size. In ``[0, 1]``; 1 means every real sample has a synthetic
+    sample within ``radius``. A set concentrated in one dense region scores low even when each of
+    its samples is realistic (Fig. 6). Choose ``radius`` with :func:`coverage_radius`.
+    """
+    radius = _check_positive(radius, "radius")
+    x, s = _flat_points(real, "real"), _flat_points(synthetic, "synthetic")
+    if x.shape[1] != s.shape[1]:
+        raise ValueError(f"real and synthetic samples differ in size: {x.shape[1]} vs {s.shape[1]} values "
+                         "per sample; compare latents with latents (or images with images)")
+    return float((torch.cdist(x, s, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values <= radius).double().mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Part 5 — far-apart samples (§3.5): recognition within r_rec, and a target that has them
+# ---------------------------------------------------------------------------------------------
+# §3.5: a surrogate "recognises" a target whose feature lies within the recognition threshold
+# r_rec of it (the dashed rings of Fig. 1; :func:`recognition_radius`). A *far-apart* target
+# sample is one whose nearest other target sample lies farther than 2·r_rec: one surrogate can
+# then recognise at most one such sample, so once only far-apart samples are left, each extra
+# synthetic sample adds at most one recognised target (ΔN/ΔM ≤ 1, the Dope Trigger of Eq. 30).
+
+
+def recognised(targets, surrogates, radius: float) -> np.ndarray:
+    """Boolean mask ``(len(targets),)``: True where some surrogate lies within ``radius``
+    (inclusive, Euclidean) of the target -- the target is recognised by memorising it (§3.5).
+
+    ``N_M = recognised(T, S_M, r_rec).sum()`` is the count of Eq. 30 in the toy.
+    """
+    radius = _check_positive(radius, "radius")
+    t, s = _as_points(targets, "targets"), _as_points(surrogates, "surrogates")
+    _same_dim(t, s)
+    d = torch.cdist(t, s, compute_mode="donot_use_mm_for_euclid_dist")
+    return (d.min(dim=1).values <= radius).numpy()
+
+
+def far_apart_mask(points, radius: float) -> np.ndarray:
+    """Boolean mask ``(n,)``: True for the *far-apart* samples of §3.5, whose nearest other
+    sample lies farther than ``2 · radius`` (``radius`` = the recognition threshold r_rec).
+
+    A ball of radius ``radius`` around any surrogate can hold at most one such sample. A single
+    point is far apart by definition (it has no neighbour).
+    """
+    radius = _check_positive(radius, "radius")
+    x = _as_points(points, "points")
+    d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+    d.fill_diagonal_(float("inf"))
+    return (d.min(dim=1).values > 2 * radius).numpy()
+
+
+def sample_far_apart_target(n_core: int, n_far: int, radius: float, *, means=((0.0, 0.0),),
+                            scales=(1.0,), weights=(1.0,), box: float = 12.0, seed: int = 0,
+                            max_tries: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """A 2-D (or d-D) toy target for §3.5: a dense core plus scattered far-apart points.
+
+    The core is ``n_core`` draws of :func:`sample_gaussian_mixture` (``means``, ``scales``,
+    ``weights``). Then ``n_far`` points are drawn uniformly in the cube ``[-box, box]^d`` and kept
+    only if they lie farther than ``2 · radius`` from every point kept so far (core and scattered),
+    so each of them is far apart in the sense of :func:`far_apart_mask`. Returns
+    ``(points (n_core + n_far, d), scattered (n_core + n_far,) bool)``; deterministic for a seed.
+    Raises a ``ValueError`` naming the fix if the box is too crowded to place them.
+    """
+    n_core = _check_int(n_core, "n_core")
+    n_far = _check_int(n_far, "n_far", minimum=0)
+    radius = _check_positive(radius, "radius")
+    box = _check_positive(box, "box")
+    seed = _check_int(seed, "seed", minimum=0)
+    core, _ = sample_gaussian_mixture(n_core, means, scales, weights, seed=seed)
+    rng = np.random.default_rng([seed, 1])
+    kept = [p for p in core]
+    far, tries = [], 0
+    while len(far) < n_far:
+        if tries >= max_tries:
+            raise ValueError(f"placed only {len(far)} of {n_far} far-apart points after {max_tries} tries: "
+                             "use a larger box, a smaller radius or fewer far points")
+        tries += 1
+        p = rng.uniform(-box, box, size=core.shape[1])
+        if np.min(np.linalg.norm(np.asarray(kept) - p, axis=1)) > 2 * radius:
+            kept.append(p)
+            far.append(p)
+    points = np.concatenate([core, np.asarray(far).reshape(n_far, core.shape[1])])
+    scattered = np.r_[np.zeros(n_core, bool), np.ones(n_far, bool)]
+    return points, scattered

@@ -319,3 +319,90 @@ def test_set_distance():
     assert T.set_distance(x, x + 1.0, "mmd") == pytest.approx(T.mmd2(x, x + 1.0))
     with pytest.raises(ValueError, match="unknown metric"):
         T.set_distance(x, x, "l2")
+
+
+# ---- Part 4: coverage of a real class by a synthetic set ---------------------------------------
+
+def test_coverage_hand_values():
+    real = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [10.0, 0.0]])
+    synthetic = np.array([[0.0, 1.0], [3.0, 2.0]])
+    # nearest synthetic distances: 1, 2, 3, sqrt(49 + 4) = 7.28
+    assert T.coverage(real, synthetic, 0.5) == 0.0
+    assert T.coverage(real, synthetic, 1.0) == 0.25          # the radius is inclusive
+    assert T.coverage(real, synthetic, 2.5) == 0.5
+    assert T.coverage(real, synthetic, 3.0) == 0.75
+    assert T.coverage(real, synthetic, 8.0) == 1.0
+    assert T.coverage(real, real, 1e-9) == 1.0
+
+
+def test_coverage_flattens_image_tensors():
+    torch = pytest.importorskip("torch")
+    real = torch.zeros(3, 1, 2, 2)
+    real[1] += 1.0                      # distance 2 from the zero image (4 pixels of 1)
+    real[2] += 3.0                      # distance 6
+    synthetic = torch.zeros(1, 1, 2, 2)
+    assert T.coverage(real, synthetic, 2.0) == pytest.approx(2 / 3)
+    assert T.coverage(real.numpy(), synthetic.numpy(), 1.0) == pytest.approx(1 / 3)
+
+
+def test_coverage_radius_hand_values():
+    real = np.array([[0.0], [1.0], [3.0], [7.0]])
+    # nearest-neighbour distances: 1, 1, 2, 4 -> median 1.5, min 1, max 4
+    assert T.coverage_radius(real) == pytest.approx(1.5)
+    assert T.coverage_radius(real, 0.0) == pytest.approx(1.0)
+    assert T.coverage_radius(real, 1.0) == pytest.approx(4.0)
+    # with the median radius the real set covers itself fully, a far-away set not at all
+    r = T.coverage_radius(real)
+    assert T.coverage(real, real + 100.0, r) == 0.0
+
+
+def test_coverage_rejects_bad_input():
+    real = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="radius must be a finite number > 0"):
+        T.coverage(real, real, 0.0)
+    with pytest.raises(ValueError, match="differ in size"):
+        T.coverage(real, np.zeros((2, 3)), 1.0)
+    with pytest.raises(ValueError, match=r"shape \(n, \.\.\.\)"):
+        T.coverage(np.zeros(4), real, 1.0)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        T.coverage(real, np.full((1, 2), np.nan), 1.0)
+    with pytest.raises(ValueError, match="at least 2 real samples"):
+        T.coverage_radius(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match=r"quantile must be a number in \[0, 1\]"):
+        T.coverage_radius(real, 1.5)
+
+
+# ---- Part 5: far-apart samples (§3.5) -----------------------------------------------------------
+
+def test_recognised_hand_values():
+    targets = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    surrogates = np.array([[0.0, 0.5]])
+    assert T.recognised(targets, surrogates, 0.5).tolist() == [True, False, False]
+    assert T.recognised(targets, surrogates, 1.2).tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="radius must be a finite number > 0"):
+        T.recognised(targets, surrogates, 0.0)
+    with pytest.raises(ValueError, match="point dimensions differ"):
+        T.recognised(targets, np.zeros((1, 3)), 1.0)
+
+
+def test_far_apart_mask_definition():
+    # nearest-neighbour distances: 1, 1, 4.0 (point 2 to point 1) -> with radius 1 only point 2 is > 2
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    assert T.far_apart_mask(points, 1.0).tolist() == [False, False, True]
+    assert T.far_apart_mask(points, 2.0).tolist() == [False, False, False]
+    assert T.far_apart_mask(points[:1], 1.0).tolist() == [True]
+
+
+def test_sample_far_apart_target_places_far_points_and_is_deterministic():
+    r = 0.3
+    pts, scattered = T.sample_far_apart_target(200, 15, r, seed=3)
+    assert pts.shape == (215, 2) and scattered.sum() == 15 and not scattered[:200].any()
+    assert T.far_apart_mask(pts, r)[scattered].all()
+    # a surrogate ball of radius r around any point holds at most one scattered point
+    far = pts[scattered]
+    d = np.linalg.norm(far[:, None] - far[None], axis=-1) + np.eye(15) * 1e9
+    assert d.min() > 2 * r
+    pts2, _ = T.sample_far_apart_target(200, 15, r, seed=3)
+    np.testing.assert_array_equal(pts, pts2)
+    with pytest.raises(ValueError, match="use a larger box"):
+        T.sample_far_apart_target(10, 50, 1.0, box=2.0, max_tries=200)
