@@ -33,6 +33,7 @@ Every bad input raises :class:`EvaluateError`, one line naming the fix.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -810,7 +811,8 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3,
             raise EvaluateError(f"set label {label!r} has {len(parts)} part(s) but names={names}: "
                                 "give one name per part of the labels")
         labels.append(parts)
-    teacher = teacher.cpu() if isinstance(teacher, nn.Module) else teacher
+    if workers > 1 and isinstance(teacher, nn.Module):  # workers receive a CPU copy; the caller's stays put
+        teacher = copy.deepcopy(teacher).cpu()
     jobs, keys = [], []
     for parts, data in zip(labels, sets.values()):
         for arch in archs:

@@ -16,7 +16,8 @@ from the paper's, each with its reason. Latents are decoded by the backbone (ide
 and clamped to the image range [-1, 1].
 
 The cache (``build/cache/surrogates/``) is keyed by a SHA-256 of the method, IPC, seed, classes,
-dataset, the resolved options, the backbone's weights fingerprint, the device type and
+dataset, the resolved options (every :func:`dsco.nopt.synthesize` argument, defaults filled in, so
+passing a default explicitly names the same set; the engine and chunk sizes are left out), the backbone's weights fingerprint, the device type and
 :data:`CACHE_VERSION`; an entry stores the images, labels, NOpt log and the cost of the original
 run (wall time, peak memory, device), so a cached set still reports what it cost to make.
 """
@@ -50,6 +51,10 @@ CACHE_VERSION = 1
 #: for vanilla on classes 0–1, seed 0; the feature maps have 1,024 entries here against 32,768 for
 #: DiT latents), λ_stats = 1 keeps it on (MMD² 0.04) — see ``dsco.nopt`` and notebook 21.
 DATASET_OPTIONS = {"digits": {"lambda_stats": 1.0}}
+
+
+#: synthesize() arguments that do not change the set (how it is computed, not what): not in the key.
+_NOT_IN_KEY = {"real_latents", "progress", "template_cache", "batch_size", "engine", "compile"}
 
 
 class SurrogateError(ValueError):
@@ -126,8 +131,10 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset: str = "digits", class
     if mode is not None and backbone is None:
         backbone = backbone_for(dataset, device)
 
+    resolved = None if mode is None else {k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items()
+                                          if k not in _NOT_IN_KEY}
     key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": dataset,
-           "classes": classes, "options": opts, "device": torch.device(device).type,
+           "classes": classes, "options": resolved, "device": torch.device(device).type,
            "backbone": nopt._fingerprint(backbone) if backbone is not None else None,
            "real": [real.name, real.split, len(real)]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]

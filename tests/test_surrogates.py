@@ -54,3 +54,10 @@ def test_bad_input(tmp_path):
     with pytest.raises(surrogates.SurrogateError, match="backbone="):
         surrogates.backbone_for("imagenette")
     assert not list(tmp_path.glob("*"))
+
+
+def test_defaults_passed_explicitly_name_the_same_set(tmp_path):
+    a = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, **TINY)
+    b = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, lambda_align=5e-4,
+                        guidance=4.0, batch_size=64, **TINY)
+    assert b.cached and torch.equal(a.data.x, b.data.x)
