@@ -1,4 +1,5 @@
-"""The ``dsco`` command line: ``dsco run`` (papermill batches) and ``dsco book`` (Jupyter Book).
+"""The ``dsco`` command line: ``dsco run`` (papermill batches), ``dsco book`` (Jupyter Book) and
+``dsco bench`` (cost of vanilla sampling vs NOpt, :mod:`dsco.bench`).
 
 Examples::
 
@@ -6,6 +7,8 @@ Examples::
     dsco run --only 10 11 --force                        # two notebooks, re-executed
     dsco run --dataset imagenette -p root /data/imagenette -p backbone_path ./DiT-XL-2-256
     dsco book --dataset digits --profile smoke           # render build/runs/digits/smoke
+    dsco bench --classes 10 --ipc 10 --out build/bench.json   # digits, paper settings, CPU
+    dsco bench --backbone dit-xl-2-256 --random-weights --device cuda --backbone-dtype bf16
 
 Bad input exits with status 2 and one line naming the fix; a failing notebook exits with status 1.
 """
@@ -48,6 +51,30 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("book", help="render the executed notebooks with Jupyter Book")
     _common(b)
+
+    phases = ["vanilla", "vanilla_batched", "accessible", "free"]  # dsco.bench.PHASES (not imported: keeps startup light)
+    c = sub.add_parser("bench", help="time vanilla sampling against NOpt (JSON + table)")
+    c.add_argument("--backbone", default="digits-ddpm", help="digits-ddpm (default) or dit-xl-2-256")
+    c.add_argument("--path", default=None, help="checkpoint folder / hub id (dit-xl-2-256 without --random-weights)")
+    c.add_argument("--random-weights", action="store_true", help="real-size model with random weights")
+    c.add_argument("--tiny", action="store_true", help="with --random-weights: the tiny test configuration")
+    c.add_argument("--classes", type=int, default=10, help="number of classes (the first N; default 10)")
+    c.add_argument("--ipc", type=int, default=10)
+    c.add_argument("--iterations", type=int, default=200)
+    c.add_argument("--steps", type=int, default=50)
+    c.add_argument("--guidance", type=float, default=4.0)
+    c.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    c.add_argument("--phases", nargs="+", default=phases, choices=phases)
+    c.add_argument("--engine", default="batched", choices=["batched", "reference"])
+    c.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                   help="torch.compile the NOpt inner loop (optionally an inductor mode, e.g. reduce-overhead)")
+    c.add_argument("--backbone-dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    c.add_argument("--n-real", type=int, default=None, help="real latents per class (accessible mode)")
+    c.add_argument("--n-templates", type=int, default=200, help="templates per class (free mode)")
+    c.add_argument("--threads", type=int, default=None, help="torch threads for the run")
+    c.add_argument("--peak-tflops", type=float, default=None, help="device peak for the FLOP/s ratio")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default=None, help="write the JSON report here")
     return ap
 
 
@@ -75,6 +102,19 @@ def main(argv=None) -> int:
             print(f"dsco book: building the site from build/runs/{args.dataset}/{args.profile} ...")
             index = build(dataset=args.dataset, profile=args.profile)
             print(f"dsco book: open {index}")
+        elif args.command == "bench":
+            from . import backbones, bench
+
+            if args.tiny and not args.random_weights:
+                raise ValueError("--tiny needs --random-weights")
+            tiny = {"digits-ddpm": (backbones.TINY_UNET, None),
+                    "dit-xl-2-256": (backbones.TINY_DIT, backbones.TINY_VAE)}.get(args.backbone, (None, None))
+            bench.run(args.backbone, args.classes, args.ipc, args.iterations, args.steps, args.guidance, args.device,
+                      phases=args.phases, engine=args.engine, compile=args.compile,
+                      backbone_dtype=args.backbone_dtype, random_weights=args.random_weights,
+                      config=tiny[0] if args.tiny else None, vae_config=tiny[1] if args.tiny else None,
+                      path=args.path, n_real=args.n_real, n_templates=args.n_templates, seed=args.seed,
+                      threads=args.threads, peak=args.peak_tflops, out=args.out, verbose=True)
     except (RunError, ValueError, FileNotFoundError) as err:
         print(f"dsco: error: {err}", file=sys.stderr)
         return 2

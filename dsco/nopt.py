@@ -52,16 +52,43 @@ and ``stats`` (free). The log records each term's raw value (the equation withou
 the drawn noise (``*_first``) and at the optimised noise (``*_last``) of every step, plus the
 weighted objective ``total_*``, whether a term is switched on or not.
 
-Cost on digits (shipped DDPM, 10 classes × IPC 10, 50 steps, one thread of the shared 2-core CPU
-under load from parallel jobs): vanilla ≈ 20–32 s; accessible NOpt ≈ 100 s at 10 iterations and
-≈ 456 s at 200 (≈ 18× vanilla); free NOpt ≈ 58 s at 10 and ≈ 750 s at 200, plus ≈ 275 s once
-for the 200 templates per class. At this scale the free mode with the paper's λ_stats = 1e-3
-drifts off the data (J·K·L = 1024 features here against 32768 for DiT latents): on classes 0–1,
+Engines (``engine=``; issue 7). ``"reference"`` is the loop of the paper's code: class by class,
+step by step, one projector call per class and SGD iteration. ``"batched"`` (the default) computes
+the same thing with all classes of a run at once: one backbone forward per step over every class's
+candidates, and one projector call per SGD iteration (one shared projector: the classes are
+concatenated; per-class projectors: one grouped convolution over classes, :func:`stack_projectors`).
+Each class's loss terms are the same equations, mapped over classes with :func:`torch.vmap`, and the
+per-class objectives are summed: the classes are independent, so the gradient with respect to
+class ``k``'s noise is that of class ``k``'s own objective, and SGD (elementwise) takes the same
+steps. The noise contract above is kept (every class keeps its own CPU generators, drawn in the same
+order). With ``batch_size = ipc`` (the backbone forwarded one class at a time) and one shared
+projector the two engines are equal bit for bit (tested; also checked on digits at 10 classes ×
+IPC 10, 50 steps, 20 iterations). With the default ``batch_size`` the backbone sees all classes in
+one batch, which rounds differently in the last float bits (|Δμ| ≈ 1e-5), and 49 steps of noise
+optimisation amplify that: at those settings the latents differ by 0.012 on average and up to 0.83
+for single pixels (mean |z| ≈ 0.8) — a sensitivity of NOpt itself, not of the batching (a
+per-class projector, as one grouped convolution, adds rounding of the same kind; tolerances in
+tests/test_nopt.py). With nothing to optimise (``mode="none"`` or every term
+off) both engines run the reference loop, which is :func:`dsco.backbones.sample`'s.
+``compile=True`` wraps the batched inner-loop objective (forward and backward) in ``torch.compile``
+with static shapes; ``backbone_dtype=torch.bfloat16`` runs the backbone under autocast while the
+noise, μ, σ and the NOpt losses stay fp32. ``early_stop`` (off by default, not the paper's method)
+ends a class's inner loop once its objective stalls and logs the iterations saved.
+
+Cost on digits (shipped DDPM, 10 classes × IPC 10, 50 steps, all ≈133 real images per class, one
+thread of the shared 2-core CPU under load from parallel jobs): vanilla ≈ 14–32 s; reference
+accessible NOpt ≈ 100 s at 10 iterations and ≈ 456 s at 200 (≈ 18× vanilla); free NOpt ≈ 58 s at
+10 and ≈ 750 s at 200, plus ≈ 275 s once for the 200 templates per class. Per step the accessible
+mode projects 10 × 665 diffused targets (no gradient, the same in both engines) and then runs the
+inner loop; the batched engine replaces 10 projector calls of 10 images per iteration by one of 100.
+Measured engine timings: see :mod:`dsco.bench` and ``dsco bench``. At this scale the free mode
+with the paper's λ_stats = 1e-3 drifts off the data (J·K·L = 1024 features here against 32768 for DiT latents): on classes 0–1,
 seed 0, 200 iterations, the pixel-space RBF MMD² to the real class was 0.42 (vanilla 0.06,
 accessible 0.015), with λ_stats = 1 it was 0.04 and with λ_maxoc = 1 0.07 (one seed, indicative).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -77,6 +104,9 @@ from . import losses
 from . import projector as projector_mod
 
 MODES = ("accessible", "free", "none")
+ENGINES = ("batched", "reference")
+#: Early stopping looks this many iterations back (``early_stop`` of :func:`synthesize`).
+EARLY_STOP_WINDOW = 10
 
 #: Defaults of :func:`synthesize` (paper §5.1.3 and §4.1.4).
 DEFAULTS = {
@@ -238,11 +268,21 @@ def _values(terms: dict, weights: dict) -> dict:
     return out
 
 
-def _optimise(eps0, terms_fn, weights, iterations, lr, momentum):
-    """SGD on the noises of one class; returns the optimised ε and the term values at start and end."""
+def _stalled(totals: list, tol: float | None) -> bool:
+    """Early stopping (off with ``tol=None``): the objective fell by less than ``tol`` (relative)
+    over the last :data:`EARLY_STOP_WINDOW` iterations."""
+    if tol is None or len(totals) <= EARLY_STOP_WINDOW:
+        return False
+    before, now = totals[-1 - EARLY_STOP_WINDOW], totals[-1]
+    return before - now <= tol * abs(before)
+
+
+def _optimise(eps0, terms_fn, weights, iterations, lr, momentum, early_stop=None):
+    """SGD on the noises of one class; returns the optimised ε, the term values at start and end,
+    and the number of SGD steps taken (``< iterations`` only with early stopping)."""
     eps = eps0.clone().requires_grad_(True)
     opt = torch.optim.SGD([eps], lr=lr, momentum=momentum)
-    first = None
+    first, totals, steps = None, [], 0
     with torch.enable_grad():
         for _ in range(iterations):
             terms = terms_fn(eps)
@@ -251,42 +291,188 @@ def _optimise(eps0, terms_fn, weights, iterations, lr, momentum):
             active = [weights[k] * v for k, v in terms.items() if weights[k]]
             if not active:  # every term switched off: nothing to optimise
                 break
+            if early_stop is not None:
+                totals.append(float(sum(active).detach()))
+                if _stalled(totals, early_stop):
+                    break
             opt.zero_grad(set_to_none=True)
             sum(active).backward()
             opt.step()
+            steps += 1
     eps = eps.detach()
     with torch.no_grad():
         last = _values(terms_fn(eps), weights)
-    return eps, (first or last), last
+    return eps, (first or last), last, steps
 
 
-def _accessible_terms(proj, mu, sigma, diffused_targets, n, chunk=256):
-    """Data-accessible objective terms of one step (Eq. 19–21), as a function of the noises.
-
-    The diffused targets are projected (``chunk`` at a time), pooled and standardised by their own
-    per-dimension mean and population std; their sorted columns give the ``n`` OT pivots.
-    Candidates are standardised by the same statistics.
-    """
+def _target_stats(proj, diffused_targets, n, chunk=256):
+    """Reference statistics of the accessible mode at one step (§4.1.3): the diffused targets are
+    projected (``chunk`` at a time), pooled, and give the per-dimension mean and population std and,
+    standardised by them, the ``n`` OT pivots. Returns ``(mean (J,), std (J,), pivots (n, J))``."""
     with torch.no_grad():
         target = torch.cat([losses.pool(proj(diffused_targets[i:i + chunk]))
                             for i in range(0, len(diffused_targets), chunk)])
         mean, std = losses.channel_stats(target)
-        pivots = losses.ot_pivots(losses.cross_normalise(target, mean, std), n)
+        return mean, std, losses.ot_pivots(losses.cross_normalise(target, mean, std), n)
 
-    def terms(eps):
-        f = losses.cross_normalise(losses.pool(proj(mu + sigma * eps)), mean, std)
-        return {"reality": losses.reality_loss(eps), "align": losses.channel_ot_loss(f, pivots)}
-    return terms
+
+def _accessible_class_terms(eps, feats, mean, std, pivots):
+    """Eq. 19–21 for one class, from its noises ``(N, C, H, W)`` and their projected features:
+    the candidates' pooled features are standardised by the targets' statistics."""
+    f = losses.cross_normalise(losses.pool(feats), mean, std)
+    return {"reality": losses.reality_loss(eps), "align": losses.channel_ot_loss(f, pivots)}
+
+
+def _free_class_terms(eps, feats, ref_mean, ref_std):
+    """Eq. 19, 24–27 for one class: feature maps cross-normalised by the templates' channel
+    statistics; max-occupation is NaN for a single candidate."""
+    f = losses.cross_normalise(feats, ref_mean, ref_std)
+    maxoc = losses.max_occupation_loss(f) if len(f) > 1 else torch.tensor(float("nan"))
+    return {"reality": losses.reality_loss(eps), "maxoc": maxoc, "stats": losses.stats_loss(f)}
+
+
+def _accessible_terms(proj, mu, sigma, diffused_targets, n, chunk=256):
+    """Data-accessible objective terms of one step (Eq. 19–21), as a function of the noises."""
+    mean, std, pivots = _target_stats(proj, diffused_targets, n, chunk)
+    return lambda eps: _accessible_class_terms(eps, proj(mu + sigma * eps), mean, std, pivots)
 
 
 def _free_terms(proj, mu, sigma, ref_mean, ref_std):
-    """Data-free objective terms of one step (Eq. 19, 24–27): feature maps cross-normalised by the
-    templates' channel statistics; max-occupation is NaN for a single candidate."""
-    def terms(eps):
-        f = losses.cross_normalise(proj(mu + sigma * eps), ref_mean, ref_std)
-        maxoc = losses.max_occupation_loss(f) if len(f) > 1 else torch.tensor(float("nan"))
-        return {"reality": losses.reality_loss(eps), "maxoc": maxoc, "stats": losses.stats_loss(f)}
-    return terms
+    """Data-free objective terms of one step (Eq. 19, 24–27), as a function of the noises."""
+    return lambda eps: _free_class_terms(eps, proj(mu + sigma * eps), ref_mean, ref_std)
+
+
+# --- the batched engine ---------------------------------------------------------------------------
+def stack_projectors(projectors: list):
+    """One callable ``(K, N, C, H, W) -> (K, N, J, K', L')`` running ``K`` classes' projectors at once.
+
+    One projector shared by all classes: the classes are concatenated into one batch. ``K``
+    :class:`dsco.projector.RandomProjector` s (one per class): every convolution becomes one grouped
+    convolution over the classes (class ``k`` owns the ``k``-th block of input and output channels,
+    so ``groups`` grows ``K``-fold and nothing mixes across classes). Any other modules: stacked
+    weights run with :func:`torch.func.vmap` over :func:`torch.func.functional_call`.
+    """
+    first = projectors[0]
+    if all(p is first for p in projectors):
+        return lambda x: first(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+    k = len(projectors)
+    layer_sets = list(zip(*[list(p.children()) for p in projectors])) if all(
+        isinstance(p, torch.nn.Sequential) and len(p) == len(first) for p in projectors) else None
+    simple = layer_sets is not None and all(
+        all(type(m) is type(ms[0]) for m in ms) and isinstance(ms[0], (torch.nn.Conv2d, torch.nn.LeakyReLU))
+        for ms in layer_sets)
+    if simple:
+        layers = []
+        for ms in layer_sets:
+            m = ms[0]
+            if isinstance(m, torch.nn.LeakyReLU):
+                layers.append(m)
+                continue
+            conv = torch.nn.Conv2d(m.in_channels * k, m.out_channels * k, m.kernel_size, m.stride, m.padding,
+                                   m.dilation, m.groups * k, bias=m.bias is not None,
+                                   device=m.weight.device, dtype=m.weight.dtype)
+            with torch.no_grad():
+                conv.weight.copy_(torch.cat([q.weight for q in ms]))
+                if m.bias is not None:
+                    conv.bias.copy_(torch.cat([q.bias for q in ms]))
+            layers.append(conv.requires_grad_(False))
+        grouped = torch.nn.Sequential(*layers).eval()
+
+        def run(x):  # (K, N, C, H, W) -> (N, K·C, H, W) -> (N, K·J, K', L') -> (K, N, J, K', L')
+            n = x.shape[1]
+            out = grouped(x.transpose(0, 1).reshape(n, -1, *x.shape[3:]))
+            return out.reshape(n, k, -1, *out.shape[2:]).transpose(0, 1)
+        return run
+    params, buffers = torch.func.stack_module_state(projectors)
+    base = copy.deepcopy(first).to("meta")
+    call = lambda p, b, x: torch.func.functional_call(base, (p, b), (x,))  # noqa: E731
+    return lambda x: torch.func.vmap(call)(params, buffers, x)
+
+
+def _batched_objective(project, terms_fn, weights):
+    """``(eps, mu, sigma, *stats) -> (per-class objective (K,), per-class raw terms {term: (K,)})``.
+
+    All classes go through ONE projector call; each class's terms are the reference equations
+    (:func:`_accessible_class_terms` / :func:`_free_class_terms`) mapped over classes with
+    :func:`torch.vmap`. The classes are independent, so the gradient of the summed objective with
+    respect to class ``k``'s noise is the gradient of class ``k``'s own objective.
+    """
+    vterms = torch.vmap(terms_fn)
+
+    def objective(eps, mu, sigma, *stats):
+        terms = vterms(eps, project(mu + sigma * eps), *stats)
+        total = sum(w * terms[name] for name, w in weights.items() if w)
+        return total, terms
+    return objective
+
+
+def _optimise_batched(eps0, objective, args, iterations, lr, momentum, early_stop=None):
+    """SGD on the noises of all ``K`` classes at once (``eps0``: ``(K, N, C, H, W)``).
+
+    SGD with momentum updates every element independently, so one optimiser over the stacked noises
+    takes exactly the per-class steps. With early stopping a class that stalls keeps its noise
+    (it is written back after each later step) and the loop ends once every class has stalled.
+    Returns the optimised ε, per-class term values at start and end, and per-class SGD steps.
+    """
+    k = eps0.shape[0]
+    eps = eps0.clone().requires_grad_(True)
+    opt = torch.optim.SGD([eps], lr=lr, momentum=momentum)
+    first, totals = None, []
+    steps = torch.zeros(k, dtype=torch.long)
+    stopped = torch.zeros(k, dtype=torch.bool)
+    held = None
+    with torch.enable_grad():
+        for _ in range(iterations):
+            total, terms = objective(eps, *args)
+            if first is None:
+                first = {name: v.detach().clone() for name, v in terms.items()}
+            if early_stop is not None:
+                totals.append(total.detach().cpu().tolist())
+                newly = torch.tensor([not stopped[c] and _stalled([row[c] for row in totals], early_stop)
+                                      for c in range(k)])
+                if newly.any():
+                    held = eps.detach().clone() if held is None else torch.where(
+                        newly.to(eps.device).view(-1, *[1] * (eps.dim() - 1)), eps.detach(), held)
+                    stopped |= newly
+                if stopped.all():
+                    break
+            opt.zero_grad(set_to_none=True)
+            total.sum().backward()
+            opt.step()
+            steps += ~stopped
+            if stopped.any():
+                with torch.no_grad():
+                    mask = stopped.to(eps.device).view(-1, *[1] * (eps.dim() - 1))
+                    eps.copy_(torch.where(mask, held, eps))
+    eps = eps.detach()
+    with torch.no_grad():
+        last = {name: v.detach() for name, v in objective(eps, *args)[1].items()}
+    return eps, (last if first is None else first), last, steps
+
+
+def _per_class_values(terms: dict, weights: dict, c: int) -> dict:
+    out = {name: float(v[c]) for name, v in terms.items()}
+    out["total"] = sum(weights[name] * out[name] for name in terms if weights[name])
+    return out
+
+
+def as_dtype(backbone_dtype):
+    """``backbone_dtype`` as None (fp32) or a torch dtype; accepts "fp32", "bf16", "fp16" and dtypes."""
+    names = {"fp32": None, "float32": None, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    dtype = names.get(backbone_dtype, backbone_dtype) if isinstance(backbone_dtype, str) else backbone_dtype
+    if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+        raise ValueError(f"backbone_dtype={backbone_dtype!r}: use None/'fp32', 'bf16' (torch.bfloat16) or 'fp16'")
+    return None if dtype == torch.float32 else dtype
+
+
+def _backbone_step(backbone, z, t, y, guidance, batch_size, backbone_dtype):
+    """``backbone.mean_std`` in fp32, or under autocast to ``backbone_dtype``; μ and σ come back fp32."""
+    if backbone_dtype in (None, torch.float32):
+        return backbone.mean_std(z, int(t), y, guidance, batch_size=batch_size)
+    with torch.autocast(torch.device(z.device).type, dtype=backbone_dtype):
+        mu, sigma = backbone.mean_std(z, int(t), y, guidance, batch_size=batch_size)
+    return mu.float(), sigma.float()
 
 
 def synthesize(backbone, classes, ipc: int, mode: str = "accessible", seed: int = 0, *,
@@ -300,7 +486,9 @@ def synthesize(backbone, classes, ipc: int, mode: str = "accessible", seed: int 
                n_templates: int = DEFAULTS["n_templates"], template_cache=None,
                projector=None, projector_per_class: bool = False,
                targets_one_step_noisier: bool = False, latin_hypercube: bool = False,
-               stats_scale_hw: bool = False, batch_size: int | None = 256, progress: bool = True):
+               stats_scale_hw: bool = False, batch_size: int | None = 256, progress: bool = True,
+               engine: str = "batched", compile: bool | str = False, backbone_dtype=None,
+               early_stop: float | None = None):
     """Synthesise ``ipc`` latents for each class in ``classes`` with NOpt (§4.1) or plain sampling.
 
     Args:
@@ -323,23 +511,39 @@ def synthesize(backbone, classes, ipc: int, mode: str = "accessible", seed: int 
             official-code switches (module docstring).
         batch_size: chunk size of the backbone's forward passes (as in :func:`dsco.backbones.sample`,
             default 256; it changes nothing but memory); the optimisation is always joint over the class.
-        progress: show a tqdm bar over classes × steps.
+        progress: show a tqdm bar over the steps (× classes for the reference engine).
+        engine: ``"batched"`` (default: all classes at once) or ``"reference"`` (class by class);
+            both compute the same thing (module docstring, "Engines").
+        compile: batched engine only: ``torch.compile`` the inner-loop objective (static shapes);
+            ``True`` or an inductor mode such as ``"reduce-overhead"`` (CUDA graphs on a GPU).
+        backbone_dtype: None (fp32) or e.g. ``torch.bfloat16``: the backbone forward under autocast;
+            the NOpt losses, noise, μ and σ stay fp32.
+        early_stop: None (default, the paper: every iteration runs) or a relative tolerance: a
+            class's inner loop stops once its objective fell by less than ``early_stop`` (relative)
+            over the last :data:`EARLY_STOP_WINDOW` iterations. Labelled: not the paper's method.
 
     Returns:
         ``(latents, labels, log)``: latents ``(len(classes)·ipc, C, H, W)`` on the CPU, labels
         ``(len(classes)·ipc,)``, and a :class:`pandas.DataFrame` with one row per class and optimised
         step: ``class, step, t`` (the step's input timestep), ``t_ref`` (the level of the targets or
-        templates), ``sigma`` (mean σ of the step) and ``<term>_first`` / ``<term>_last`` (raw values
-        at the drawn and at the optimised noise) for every term of the mode and for the weighted
-        objective ``total`` (empty for ``mode="none"``). With ``ipc = 1`` the free mode has no
-        max-occupation term (Eq. 25 needs a neighbour; logged as NaN).
+        templates), ``sigma`` (mean σ of the step), ``iterations`` (SGD steps taken) and
+        ``<term>_first`` / ``<term>_last`` (raw values at the drawn and at the optimised noise) for
+        every term of the mode and for the weighted objective ``total`` (empty for ``mode="none"``).
+        With ``ipc = 1`` the free mode has no max-occupation term (Eq. 25 needs a neighbour; logged
+        as NaN). ``log.attrs`` records the engine, compile, backbone dtype, TF32 setting and
+        ``iterations_saved`` (SGD steps skipped by early stopping, summed over classes and steps).
     """
     from . import backbones  # the backbone module owns the noise contract
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if int(ipc) < 1:
         raise ValueError(f"ipc must be >= 1, got {ipc}")
+    if early_stop is not None and not early_stop >= 0:
+        raise ValueError(f"early_stop={early_stop!r}: use None (off) or a relative tolerance >= 0, e.g. 1e-3")
+    backbone_dtype = as_dtype(backbone_dtype)
     ipc = int(ipc)
     classes = [int(c) for c in classes]
     shape = tuple(int(s) for s in backbone.latent_shape)
@@ -358,53 +562,157 @@ def synthesize(backbone, classes, ipc: int, mode: str = "accessible", seed: int 
         weights["align"] = lambda_align * ipc if align else 0.0
     elif mode == "free":
         weights["maxoc"] = lambda_maxoc if maxoc else 0.0
-        weights["stats"] = lambda_stats if stats else 0.0  # × K·L per class if stats_scale_hw
+        weights["stats"] = lambda_stats if stats else 0.0  # × K·L if stats_scale_hw (below)
 
+    # --- per-class setup shared by both engines: projectors, real latents, template statistics -----
+    projs, z0s, refs = {}, {}, {}
+    if mode != "none":
+        shared = None if projector_per_class else _projector(projector, shape, seed, device)
+        for c in classes:
+            projs[c] = _projector(projector, shape, seed + c, device) if projector_per_class else shared
+            if mode == "accessible":
+                z0 = _real_latents(real_latents, c, shape, device)
+                z0s[c] = z0[torch.arange(n_diffused(len(z0), ipc, diffusion_repeats), device=device) % len(z0)]
+            else:
+                refs[c] = template_stats(
+                    backbone, c, seed, guidance=guidance, num_steps=num_steps, n_templates=n_templates,
+                    projector=projector, projector_seed=seed + c if projector_per_class else seed,
+                    batch_size=batch_size, cache_dir=template_cache)
+        if mode == "free" and stats_scale_hw:  # official code: stats term × K·L of the feature map
+            with torch.no_grad():
+                weights["stats"] *= math.prod(projs[classes[0]](torch.zeros(1, *shape, device=device)).shape[2:])
+    ctx = dict(backbone=backbone, classes=classes, ipc=ipc, mode=mode, seed=seed, shape=shape, device=device,
+               timesteps=timesteps, guidance=guidance, weights=weights, iterations=iterations, lr=lr,
+               momentum=momentum, projs=projs, z0s=z0s, refs=refs, targets_one_step_noisier=targets_one_step_noisier,
+               latin_hypercube=latin_hypercube, batch_size=batch_size, progress=progress,
+               backbone_dtype=backbone_dtype, early_stop=early_stop, compile=compile)
+    nothing_to_optimise = mode == "none" or not any(weights.values())
+    used = "reference" if engine == "reference" or nothing_to_optimise else "batched"
+    latents, rows = (_run_reference if used == "reference" else _run_batched)(ctx)
+    labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(ipc)
+    log = pd.DataFrame(rows)
+    log.attrs.update(engine=used, compile=(compile if used == "batched" else False),
+                     backbone_dtype=str(backbone_dtype or torch.float32),
+                     tf32=bool(torch.backends.cuda.matmul.allow_tf32), early_stop=early_stop,
+                     iterations_saved=int(len(log) * iterations - log["iterations"].sum()) if len(log) else 0)
+    return latents, labels, log
+
+
+def _first_noise(ctx, g):
+    shape = (ctx["ipc"], *ctx["shape"])
+    return lhs_normal(shape, g) if ctx["latin_hypercube"] else torch.randn(shape, generator=g)
+
+
+def _diffused_targets(ctx, c, g_tgt, t_ref):
+    """Class ``c``'s real latents diffused to ``t_ref`` with the next draw of its target stream."""
+    z0 = ctx["z0s"][c]
+    draw = lhs_normal if ctx["latin_hypercube"] else (lambda s, gen: torch.randn(s, generator=gen))
+    return ctx["backbone"].q_sample(z0, t_ref, draw(tuple(z0.shape), g_tgt).to(ctx["device"]))
+
+
+def _row(c, i, t, t_ref, sigma, first, last, steps):
+    return {"class": c, "step": i, "t": int(t), "t_ref": t_ref, "sigma": float(sigma.mean()),
+            "iterations": int(steps), **{f"{k}_first": v for k, v in first.items()},
+            **{f"{k}_last": v for k, v in last.items()}}
+
+
+def _run_reference(ctx):
+    """The reference engine: class by class, step by step (the loop of the paper's code)."""
+    from . import backbones
+
+    bb, mode, ipc, shape, device, timesteps = (ctx[k] for k in ("backbone", "mode", "ipc", "shape", "device", "timesteps"))
+    n_steps = len(timesteps)
     rows, out = [], []
-    bar = tqdm(total=len(classes) * n_steps, desc=f"NOpt[{mode}]", disable=not progress)
-    for c in classes:
-        g = backbones.class_generator(seed, c)
-        z = (lhs_normal((ipc, *shape), g) if latin_hypercube else torch.randn((ipc, *shape), generator=g)).to(device)
-        if mode != "none":
-            proj_seed = seed + c if projector_per_class else seed
-            proj = _projector(projector, shape, proj_seed, device)
-        if mode == "accessible":
-            z0 = _real_latents(real_latents, c, shape, device)
-            z0 = z0[torch.arange(n_diffused(len(z0), ipc, diffusion_repeats), device=device) % len(z0)]
-            g_tgt = aux_generator(seed, c, "targets")
-        elif mode == "free":
-            ref_mean, ref_std = template_stats(
-                backbone, c, seed, guidance=guidance, num_steps=num_steps, n_templates=n_templates,
-                projector=projector, projector_seed=proj_seed, batch_size=batch_size,
-                cache_dir=template_cache)
-            if stats_scale_hw:  # official code: stats term × K·L of the feature map
-                weights["stats"] = (lambda_stats if stats else 0.0) * math.prod(proj(torch.zeros(1, *shape, device=device)).shape[2:])
+    bar = tqdm(total=len(ctx["classes"]) * n_steps, desc=f"NOpt[{mode}]", disable=not ctx["progress"])
+    for c in ctx["classes"]:
+        g = backbones.class_generator(ctx["seed"], c)
+        z = _first_noise(ctx, g).to(device)
+        g_tgt = aux_generator(ctx["seed"], c, "targets")
         for i, t in enumerate(timesteps):
-            mu, sigma = backbone.mean_std(z, int(t), c, guidance, batch_size=batch_size)
+            mu, sigma = _backbone_step(bb, z, t, c, ctx["guidance"], ctx["batch_size"], ctx["backbone_dtype"])
             if i == n_steps - 1:  # sigma = 0: nothing to optimise
                 z = mu
                 bar.update(1)
                 break
             eps = torch.randn((ipc, *shape), generator=g).to(device)
             if mode != "none":
-                level = i if targets_one_step_noisier else i + 1  # level k: the latent fed to step k
+                level = i if ctx["targets_one_step_noisier"] else i + 1  # level k: the latent fed to step k
                 t_ref = int(timesteps[level])
+                proj = ctx["projs"][c]
                 if mode == "accessible":
-                    draw = lhs_normal if latin_hypercube else (lambda s, gen: torch.randn(s, generator=gen))
-                    noise = draw(tuple(z0.shape), g_tgt).to(device)
-                    terms_fn = _accessible_terms(proj, mu, sigma, backbone.q_sample(z0, t_ref, noise), ipc,
-                                                 chunk=batch_size or len(z0))
+                    terms_fn = _accessible_terms(proj, mu, sigma, _diffused_targets(ctx, c, g_tgt, t_ref), ipc,
+                                                 chunk=ctx["batch_size"] or len(ctx["z0s"][c]))
                 else:
+                    ref_mean, ref_std = ctx["refs"][c]
                     terms_fn = _free_terms(proj, mu, sigma, ref_mean[level].to(device), ref_std[level].to(device))
-                eps, first, last = _optimise(eps, terms_fn, weights, iterations, lr, momentum)
-                rows.append({"class": c, "step": i, "t": int(t), "t_ref": t_ref, "sigma": float(sigma.mean()),
-                             **{f"{k}_first": v for k, v in first.items()},
-                             **{f"{k}_last": v for k, v in last.items()}})
+                eps, first, last, steps = _optimise(eps, terms_fn, ctx["weights"], ctx["iterations"], ctx["lr"],
+                                                    ctx["momentum"], ctx["early_stop"])
+                rows.append(_row(c, i, t, t_ref, sigma, first, last, steps))
                 bar.set_postfix(cls=c, loss=f"{last['total']:.3g}")
             z = mu + sigma * eps
             bar.update(1)
         out.append(z.detach().cpu())
     bar.close()
-    latents = torch.cat(out)
-    labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(ipc)
-    return latents, labels, pd.DataFrame(rows)
+    return torch.cat(out), rows
+
+
+def _run_batched(ctx):
+    """The batched engine: every step runs all classes through the backbone at once and optimises
+    all their noises with one projector call per SGD iteration (module docstring, "Engines")."""
+    from . import backbones
+
+    bb, mode, ipc, shape, device, timesteps = (ctx[k] for k in ("backbone", "mode", "ipc", "shape", "device", "timesteps"))
+    classes, k, n_steps = ctx["classes"], len(ctx["classes"]), len(timesteps)
+    weights = ctx["weights"]
+    gens = [backbones.class_generator(ctx["seed"], c) for c in classes]
+    g_tgts = [aux_generator(ctx["seed"], c, "targets") for c in classes]
+    z = torch.cat([_first_noise(ctx, g) for g in gens]).to(device)
+    y = torch.tensor(classes, dtype=torch.long, device=device).repeat_interleave(ipc)
+    project = stack_projectors([ctx["projs"][c] for c in classes])
+    terms_fn = _accessible_class_terms if mode == "accessible" else _free_class_terms
+    if mode == "free" and ipc < 2:  # the max-occupation term needs a neighbour: left out, logged NaN
+        terms_fn = _free_single
+        weights = {n: w for n, w in weights.items() if n != "maxoc"}
+    objective = _batched_objective(project, terms_fn, weights)
+    if ctx["compile"]:  # True: inductor's default mode; a string: that mode, e.g. "reduce-overhead" (CUDA graphs)
+        mode_ = None if ctx["compile"] is True else str(ctx["compile"])
+        objective = torch.compile(objective, dynamic=False, mode=mode_)
+    rows = []
+    bar = tqdm(total=n_steps, desc=f"NOpt[{mode}, {k} classes]", disable=not ctx["progress"])
+    for i, t in enumerate(timesteps):
+        mu, sigma = _backbone_step(bb, z, t, y, ctx["guidance"], ctx["batch_size"], ctx["backbone_dtype"])
+        if i == n_steps - 1:
+            z = mu
+            bar.update(1)
+            break
+        eps = torch.cat([torch.randn((ipc, *shape), generator=g) for g in gens]).to(device)
+        level = i if ctx["targets_one_step_noisier"] else i + 1
+        t_ref = int(timesteps[level])
+        if mode == "accessible":
+            chunk = ctx["batch_size"]
+            stats = [_target_stats(ctx["projs"][c], _diffused_targets(ctx, c, g_tgts[j], t_ref), ipc,
+                                   chunk=chunk or len(ctx["z0s"][c])) for j, c in enumerate(classes)]
+        else:
+            stats = [(ctx["refs"][c][0][level], ctx["refs"][c][1][level]) for c in classes]
+        stats = [torch.stack(s).to(device) for s in zip(*stats)]
+        mu_k, sigma_k = mu.unflatten(0, (k, ipc)), sigma.unflatten(0, (k, ipc))
+        eps_k, first, last, steps = _optimise_batched(
+            eps.unflatten(0, (k, ipc)), objective, (mu_k, sigma_k, *stats), ctx["iterations"],
+            ctx["lr"], ctx["momentum"], ctx["early_stop"])
+        for j, c in enumerate(classes):
+            f, l_ = _per_class_values(first, weights, j), _per_class_values(last, weights, j)
+            if mode == "free" and ipc < 2:  # the reference's column order, max-occupation NaN
+                f, l_ = ({"reality": v["reality"], "maxoc": float("nan"), "stats": v["stats"], "total": v["total"]}
+                         for v in (f, l_))
+            rows.append((j, _row(c, i, t, t_ref, sigma_k[j], f, l_, steps[j])))
+        z = mu + sigma * eps_k.flatten(0, 1)
+        bar.update(1)
+    bar.close()
+    rows = [r for _, r in sorted(rows, key=lambda jr: (jr[0], jr[1]["step"]))]  # class-major, as the reference
+    return z.detach().cpu(), rows
+
+
+def _free_single(eps, feats, ref_mean, ref_std):
+    """The free mode's terms for a single candidate (no max-occupation term)."""
+    f = losses.cross_normalise(feats, ref_mean, ref_std)
+    return {"reality": losses.reality_loss(eps), "stats": losses.stats_loss(f)}
