@@ -43,7 +43,7 @@ METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "f
 #: Paper names of the methods, for table rows.
 LABELS = {"random": "Random", "vanilla": "DiT† (vanilla)", "dsco": "DsCo", "dfdsco": "DFDsCo"}
 CACHE_DIR = ROOT / "build" / "cache" / "surrogates"
-TEMPLATE_DIR = ROOT / "build" / "cache" / "templates"
+TEMPLATE_DIR = ROOT / "build" / "cache" / "nopt_templates"
 CACHE_VERSION = 2  # 2: NOpt sets from the batched engine (default since issue 7)
 
 #: Per-dataset NOpt defaults that depart from the paper's, with the reason.
@@ -55,6 +55,19 @@ DATASET_OPTIONS = {"digits": {"lambda_stats": 1.0}}
 
 #: synthesize() arguments that do not change the set (how it is computed, not what): not in the key.
 _NOT_IN_KEY = {"real_latents", "progress", "template_cache", "batch_size", "engine", "compile"}
+
+
+#: NOpt options of the notebooks' ``paper`` profile on the embedded default. SPEC §2 asks for the
+#: whole paper batch in about an hour on a 2-core CPU; at the paper's settings one 10-class NOpt set
+#: costs ≈ 8 min there (200 iterations, every real latent diffused 5 times per step). So: the
+#: paper's 50 steps, guidance, SGD, λs and loss terms, with 100 SGD iterations per step (paper 200),
+#: each real latent diffused once per step (paper ≥ 5; ~135 targets per class and step, fresh noise
+#: every step) and 100 templates per class (paper ≥ 200). Measured here (1 thread, load ≈ 3):
+#: 10 classes × IPC 10 took 44 s at 20 iterations and 62 s at 50 with one diffusion, 111 s at 20 with
+#: five; plain sampling 19 s. On a GPU pass the paper's values (``nopt.DEFAULTS``) instead.
+PAPER_PROFILE = {"iterations": 100, "diffusion_repeats": 1, "n_templates": 100}
+#: The ablation sweeps (Tables 7, 9, 10, 11: ~40 sets) use 20 iterations per step on the CPU.
+SWEEP_PROFILE = {**PAPER_PROFILE, "iterations": 20}
 
 
 class SurrogateError(ValueError):
