@@ -6,6 +6,7 @@ PY      := $(VENV)/bin/python
 DSCO    := $(VENV)/bin/dsco
 PROFILE ?= paper
 DATASET ?= digits
+JOBS    ?= 2
 
 .PHONY: install book run site test clean
 
@@ -19,11 +20,11 @@ install: $(VENV)/.installed
 
 ## execute the notebooks (papermill, cached) and render them (Jupyter Book)
 book: install
-	$(DSCO) run --dataset $(DATASET) --profile $(PROFILE)
+	$(DSCO) run --dataset $(DATASET) --profile $(PROFILE) --jobs $(JOBS)
 	$(DSCO) book --dataset $(DATASET) --profile $(PROFILE)
 
 run: install
-	$(DSCO) run --dataset $(DATASET) --profile $(PROFILE)
+	$(DSCO) run --dataset $(DATASET) --profile $(PROFILE) --jobs $(JOBS)
 
 site: install
 	$(DSCO) book --dataset $(DATASET) --profile $(PROFILE)

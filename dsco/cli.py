@@ -5,6 +5,7 @@ Examples::
 
     dsco run --dataset digits --profile smoke            # every notebook, cached
     dsco run --only 10 11 --force                        # two notebooks, re-executed
+    dsco run --profile paper --jobs 2                    # two kernels at a time (2 cores)
     dsco run --dataset imagenette -p root /data/imagenette -p backbone_path ./DiT-XL-2-256
     dsco book --dataset digits --profile smoke           # render build/runs/digits/smoke
     dsco bench --classes 10 --ipc 10 --out build/bench.json   # digits, paper settings, CPU
@@ -46,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     r.add_argument("--only", nargs="+", metavar="NB", help="notebook stems or numbers to run")
     r.add_argument("--force", action="store_true", help="re-execute even when the cache matches")
+    r.add_argument("--jobs", type=int, default=1,
+                   help="notebooks executed at once after the 0x setup notebooks (default 1)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="extra parameter passed to every notebook (repeatable)")
 
@@ -92,7 +95,7 @@ def main(argv=None) -> int:
             if clash:
                 raise RunError(f"pass {', '.join(sorted(clash))} with --{sorted(clash)[0]}, not -p")
             results = run(args.dataset, args.profile, args.seed, args.device, only=args.only,
-                          force=args.force, extra=extra)
+                          force=args.force, extra=extra, jobs=args.jobs)
             done = sum(r.status == "executed" for r in results)
             print(f"dsco run: {done} executed, {len(results) - done} skipped (cached) -> "
                   f"{results[0].output.parent}")

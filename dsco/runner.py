@@ -122,6 +122,8 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         raise RunError(f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}")
     if profile not in PROFILES:
         raise RunError(f"unknown profile {profile!r}: use --profile with one of {', '.join(PROFILES)}")
+    if int(jobs) < 1:
+        raise RunError(f"jobs={jobs}: use --jobs 1 or more (notebooks executed at once)")
     paths = notebooks(only, folder)
     if not paths:
         raise RunError(f"no numbered notebooks (NN_name.ipynb) in {folder or NOTEBOOKS}")

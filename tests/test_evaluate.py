@@ -389,3 +389,10 @@ def test_grid_bad_input():
         ev.grid({"a": None}, ["vgg"])
     with pytest.raises(ev.EvaluateError, match="names="):
         ev.grid({("a", 1): None}, ["convnet"])
+
+
+def test_cpu_widths_build_narrower_models():
+    for arch, kwargs in ev.CPU_WIDTHS.items():
+        narrow, full = ev.build(arch, 10, (1, 8, 8), **kwargs), ev.build(arch, 10, (1, 8, 8))
+        assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters())
+        assert narrow(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

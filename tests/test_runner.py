@@ -122,6 +122,8 @@ def test_cli_bad_input_exit_2_one_line(capsys):
     assert cli.main(["run", "--profile", "fast"]) == 2
     assert cli.main(["run", "--only", "99_nothing"]) == 2
     assert cli.main(["run", "-p", "seed", "3"]) == 2
+    assert cli.main(["run", "--jobs", "0"]) == 2
+    assert "--jobs 1 or more" in capsys.readouterr().err
 
 
 def test_cli_value_parsing():

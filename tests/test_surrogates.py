@@ -61,3 +61,10 @@ def test_defaults_passed_explicitly_name_the_same_set(tmp_path):
     b = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, lambda_align=5e-4,
                         guidance=4.0, batch_size=64, **TINY)
     assert b.cached and torch.equal(a.data.x, b.data.x)
+
+
+def test_profile_presets_are_nopt_options():
+    from dsco import nopt
+    for preset in (surrogates.PAPER_PROFILE, surrogates.SWEEP_PROFILE):
+        assert set(preset) <= set(nopt.synthesize.__kwdefaults__)
+    assert surrogates.SWEEP_PROFILE["iterations"] < surrogates.PAPER_PROFILE["iterations"] < nopt.DEFAULTS["iterations"]
