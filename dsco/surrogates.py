@@ -65,7 +65,7 @@ _NOT_IN_KEY = {"real_latents", "progress", "template_cache", "batch_size", "engi
 #: every step) and 100 templates per class (paper ≥ 200). Measured here (1 thread, load ≈ 3):
 #: 10 classes × IPC 10 took 44 s at 20 iterations and 62 s at 50 with one diffusion, 111 s at 20 with
 #: five; plain sampling 19 s. On a GPU pass the paper's values (``nopt.DEFAULTS``) instead.
-PAPER_PROFILE = {"iterations": 100, "diffusion_repeats": 1, "n_templates": 100}
+PAPER_PROFILE = {"iterations": 100, "num_steps": 50, "diffusion_repeats": 1, "n_templates": 100}
 #: The ablation sweeps (Tables 7, 9, 10, 11: ~40 sets) use 20 iterations per step on the CPU.
 SWEEP_PROFILE = {**PAPER_PROFILE, "iterations": 20}
 
