@@ -32,3 +32,13 @@ def test_every_notebook_has_one_tagged_parameters_cell_with_the_common_names():
             assert f"{name} =" in tagged[0].source, f"{path.name} lacks {name}"
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
             f"{path.name} is stored with outputs: clear them"
+
+
+def test_titles_have_no_math():
+    """Page titles appear in the book's sidebar on every page, including pages that load no MathJax."""
+    for path in runner.notebooks():
+        nb = nbformat.read(path, as_version=4)
+        titles = [ln for c in nb.cells if c.cell_type == "markdown" for ln in c.source.splitlines()
+                  if ln.startswith("# ")]
+        assert len(titles) == 1, f"{path.name}: one H1 title per notebook"
+        assert "$" not in titles[0], f"{path.name}: write the title without $…$ math (use Unicode)"
