@@ -179,19 +179,21 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         bar.close()
         return results
 
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     setup = [p for p in paths if p.name.startswith("0")]
     results = {p: done(execute(p)) for p in setup}
-    errors = []
+    errors = {}
     with ThreadPoolExecutor(jobs) as pool:  # each papermill call drives its own kernel process
-        futures = {p: pool.submit(execute, p) for p in paths if p not in results}
-        for p, f in futures.items():
+        futures = {pool.submit(execute, p): p for p in paths if p not in results}
+        for f in as_completed(futures):  # report each notebook when it finishes
             try:
-                results[p] = done(f.result())
+                results[futures[f]] = done(f.result())
             except NotebookFailed as err:
-                errors.append(str(err))
+                bar.update(1)
+                errors[futures[f]] = str(err)
     bar.close()
     if errors:
-        raise NotebookFailed(f"{len(errors)} notebook(s) failed: " + "; ".join(errors))
+        raise NotebookFailed(f"{len(errors)} notebook(s) failed: "
+                             + "; ".join(errors[p] for p in paths if p in errors))
     return [results[p] for p in paths]
