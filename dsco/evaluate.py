@@ -33,6 +33,7 @@ Every bad input raises :class:`EvaluateError`, one line naming the fix.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -672,7 +673,9 @@ def teacher_fingerprint(teacher: Callable, x: torch.Tensor, device: str = "cpu")
     return _sha(*arrays)
 
 
-def _peak_mem_mb(device: str) -> float:
+def peak_mem_mb(device: str) -> float:
+    """Peak memory in MiB: on CUDA ``torch.cuda.max_memory_allocated`` (since the last reset), on
+    CPU the process's peak resident set size so far (``ru_maxrss``)."""
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2 ** 20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -770,14 +773,14 @@ def _one_run(x, y, test, arch, arch_kwargs, p, epochs, run_seed, num_classes, te
                           best_of_last_third=best_of_last_third, device=device, progress=progress)
     if not math.isfinite(out["last_loss"]):
         raise EvaluateError(f"training {arch} diverged (loss {out['last_loss']}): lower the protocol's lr")
-    return out | {"seed": run_seed, "wall_s": time.perf_counter() - start, "peak_mem_mb": _peak_mem_mb(device)}
+    return out | {"seed": run_seed, "wall_s": time.perf_counter() - start, "peak_mem_mb": peak_mem_mb(device)}
 
 
 # ---------------------------------------------------------------------------------------------
 # 5. Grids of evaluations (one table of the paper = one grid)
 # ---------------------------------------------------------------------------------------------
 
-def _grid_job(job: dict) -> list[dict]:
+def _grid_job(job: dict) -> dict:
     """One (set, arch, run) of :func:`grid`, in this or a worker process."""
     if job["threads"]:
         torch.set_num_threads(job["threads"])
@@ -794,12 +797,13 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3,
 
     ``sets``: ``{label: surrogate}`` (anything :func:`evaluate` takes); a tuple label is split into
     the columns ``names`` (e.g. ``{("DsCo", 10): s}`` with ``names=("method", "ipc")``). Run ``r``
-    uses seed ``seed + r``, as :func:`evaluate`, and every run goes through its cache (``cache_dir``), so a grid
-    that is interrupted resumes where it stopped. ``workers > 1`` spreads the runs over that many
+    uses seed ``seed + r``, as :func:`evaluate`, and every run goes through its cache
+    (``cache_dir``), so a grid that is interrupted resumes where it stopped. ``workers > 1`` spreads the runs over that many
     spawned processes (one torch thread each; on one GPU they share the device) — the result does
     not depend on ``workers``. Returns a long :class:`pandas.DataFrame`, one row per run: the
     ``names`` columns, ``arch``, ``protocol``, ``run_seed``, ``acc``, ``wall_s``, ``peak_mem_mb``,
-    ``ipc`` (images per class of the set, unless ``names`` has an ``ipc`` column), ``epochs``, ``steps``, ``metric``, ``device``, ``cached``. See :func:`summary`.
+    ``ipc`` (images per class of the set, unless ``names`` has an ``ipc`` column), ``epochs``,
+    ``steps``, ``metric``, ``device``, ``cached``. See :func:`summary`.
     """
     import pandas as pd
 
@@ -819,29 +823,27 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3,
         labels.append(parts)
     if workers > 1 and isinstance(teacher, nn.Module):  # workers receive a CPU copy; the caller's stays put
         teacher = copy.deepcopy(teacher).cpu()
+    protocol_name = get_protocol(protocol).name
     jobs, keys = [], []
     for parts, data in zip(labels, sets.values()):
         for arch in archs:
             for r in range(repeats):
-                keys.append(dict(zip(names, parts)) | {"arch": arch, "protocol": get_protocol(protocol).name,
-                                                       "run_seed": seed + r})
+                keys.append(dict(zip(names, parts)) | {"arch": arch, "protocol": protocol_name, "run_seed": seed + r})
                 jobs.append({"data": data, "arch": arch, "protocol": protocol, "seed": seed + r, "device": device,
-                             "teacher": teacher, "arch_kwargs": arch_kwargs, "cache_dir": cache_dir, "threads": 1 if workers > 1 else 0})
+                             "teacher": teacher, "arch_kwargs": arch_kwargs, "cache_dir": cache_dir,
+                             "threads": 1 if workers > 1 else 0})
     bar = tqdm(total=len(jobs), desc=f"grid {len(sets)} sets × {len(archs)} archs × {repeats}", disable=not progress)
-    if workers == 1:
-        results = []
-        for job in jobs:
-            results.append(_grid_job(job))
-            bar.update(1)
-    else:
+    pool = None
+    if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            results = []
-            for res in pool.map(_grid_job, jobs):
-                results.append(res)
-                bar.update(1)
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    with pool or contextlib.nullcontext():
+        results = []
+        for res in (pool.map if pool else map)(_grid_job, jobs):
+            results.append(res)
+            bar.update(1)
     bar.close()
     return pd.DataFrame([k | {c: v for c, v in r.items() if c not in k} for k, r in zip(keys, results)])
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +36,10 @@ import torch
 from . import ROOT
 from . import backbones as backbones_mod
 from . import nopt
-from .data import ImageSet, load
+from .data import ImageSet, encode_class, load
+from .evaluate import peak_mem_mb
 
 METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "free"}
-#: Paper names of the methods, for table rows.
-LABELS = {"random": "Random", "vanilla": "DiT† (vanilla)", "dsco": "DsCo", "dfdsco": "DFDsCo"}
 CACHE_DIR = ROOT / "build" / "cache" / "surrogates"
 TEMPLATE_DIR = ROOT / "build" / "cache" / "nopt_templates"
 CACHE_VERSION = 2  # 2: NOpt sets from the batched engine (default since issue 7)
@@ -96,12 +94,6 @@ class Surrogate:
         return {"method": self.method, "ipc": self.ipc, "seed": self.seed, "wall_s": round(self.wall_s, 2),
                 "s_per_image": round(self.wall_s / max(len(self.data), 1), 4),
                 "peak_mem_mb": round(self.peak_mem_mb, 1), "device": self.device, "cached": self.cached}
-
-
-def _peak_mem_mb(device: str) -> float:
-    if torch.device(device).type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB → MiB (process peak)
 
 
 _BACKBONES: dict = {}
@@ -167,9 +159,9 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset: str = "digits", class
         x, y, log = picked.x[keep].float(), picked.y[keep], pd.DataFrame()
     else:
         real_latents = None
-        if mode == "accessible":
-            with torch.no_grad():
-                real_latents = {c: backbone.encode(real.per_class(c).to(device)).float().cpu() for c in classes}
+        if mode == "accessible":  # FolderSet latents are cached by dsco.data, keyed by the weights
+            real_latents = {c: encode_class(real, c, backbone.encode, encoder_id=key["backbone"], progress=False)
+                            for c in classes}
         z, y, log = nopt.synthesize(backbone, classes, ipc, mode, seed, real_latents=real_latents,
                                     template_cache=template_cache,
                                     progress=progress, **opts)
@@ -177,7 +169,7 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset: str = "digits", class
             x = backbone.decode(z.to(backbone.device)).float().cpu().clamp(-1, 1)
     wall = time.perf_counter() - start
     out = Surrogate(ImageSet(x.contiguous(), y.long(), list(real.classes), f"{dataset}-{method}", "train"),
-                    method, ipc, seed, opts, wall, _peak_mem_mb(device), str(device), False, log)
+                    method, ipc, seed, opts, wall, peak_mem_mb(device), str(device), False, log)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")

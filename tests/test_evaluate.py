@@ -396,3 +396,9 @@ def test_cpu_widths_build_narrower_models():
         narrow, full = ev.build(arch, 10, (1, 8, 8), **kwargs), ev.build(arch, 10, (1, 8, 8))
         assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters())
         assert narrow(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_peak_mem_mb_is_the_process_peak_on_cpu():
+    import resource
+    peak = ev.peak_mem_mb("cpu")
+    assert peak > 0 and peak == pytest.approx(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rel=0.05)
