@@ -60,8 +60,11 @@ concatenated; per-class projectors: one grouped convolution over classes, :func:
 Each class's loss terms are the same equations, mapped over classes with :func:`torch.vmap`, and the
 per-class objectives are summed: the classes are independent, so the gradient with respect to
 class ``k``'s noise is that of class ``k``'s own objective, and SGD (elementwise) takes the same
-steps. The noise contract above is kept (every class keeps its own CPU generators, drawn in the same
-order). With ``batch_size = ipc`` (the backbone forwarded one class at a time) and one shared
+steps. The accessible mode's diffused targets of all classes also go through the projector together
+(per chunk of ``batch_size``). The noise contract above is kept (every class keeps its own CPU
+generators, drawn in the same order). On the CPU both engines run the projector in the channels-last
+layout (:func:`channels_last`), so what the batched engine gains over the reference is the batching.
+With ``batch_size = ipc`` (the backbone forwarded one class at a time) and one shared
 projector the two engines are equal bit for bit (tested; also checked on digits at 10 classes ×
 IPC 10, 50 steps, 20 iterations). With the default ``batch_size`` the backbone sees all classes in
 one batch, which rounds differently in the last float bits (|Δμ| ≈ 1e-5), and 49 steps of noise
@@ -75,13 +78,13 @@ with static shapes; ``backbone_dtype=torch.bfloat16`` runs the backbone under au
 noise, μ, σ and the NOpt losses stay fp32. ``early_stop`` (off by default, not the paper's method)
 ends a class's inner loop once its objective stalls and logs the iterations saved.
 
-Cost on digits (shipped DDPM, 10 classes × IPC 10, 50 steps, all ≈133 real images per class, one
-thread of the shared 2-core CPU under load from parallel jobs): vanilla ≈ 14–32 s; reference
-accessible NOpt ≈ 100 s at 10 iterations and ≈ 456 s at 200 (≈ 18× vanilla); free NOpt ≈ 58 s at
-10 and ≈ 750 s at 200, plus ≈ 275 s once for the 200 templates per class. Per step the accessible
-mode projects 10 × 665 diffused targets (no gradient, the same in both engines) and then runs the
-inner loop; the batched engine replaces 10 projector calls of 10 images per iteration by one of 100.
-Measured engine timings: see :mod:`dsco.bench` and ``dsco bench``. At this scale the free mode
+Cost on digits (shipped DDPM, 10 classes × IPC 10, the paper's settings: 50 steps, 200 iterations,
+every real latent (≈133 per class) diffused 5 times per step; ``dsco bench --threads 2`` on the
+2-core CPU, recorded in ``data/bench/``): vanilla 11.2 s class by class (6.0 s batched); batched
+accessible NOpt 138.6 s (12.4× vanilla), the reference engine 366.2 s (×2.64 slower); free NOpt 151.5 s, plus 148.3 s once for the 200 templates
+per class. Per step the accessible mode projects 10 × ≈670 diffused targets (no gradient) and then
+runs the inner loop, which is ≈ 85 % of the time: ≈ 13 ms per SGD iteration for the 100 candidates
+(forward and backward of the projector ≈ 10 ms of it). At this scale the free mode
 with the paper's λ_stats = 1e-3 drifts off the data (J·K·L = 1024 features here against 32768 for DiT latents): on classes 0–1,
 seed 0, 200 iterations, the pixel-space RBF MMD² to the real class was 0.42 (vanilla 0.06,
 accessible 0.015), with λ_stats = 1 it was 0.04 and with λ_maxoc = 1 0.07 (one seed, indicative).
@@ -309,11 +312,19 @@ def _target_stats(proj, diffused_targets, n, chunk=256):
     """Reference statistics of the accessible mode at one step (§4.1.3): the diffused targets are
     projected (``chunk`` at a time), pooled, and give the per-dimension mean and population std and,
     standardised by them, the ``n`` OT pivots. Returns ``(mean (J,), std (J,), pivots (n, J))``."""
+    return _pooled_stats(_pooled(proj, diffused_targets, chunk), n)
+
+
+def _pooled(proj, x, chunk):
+    """Pooled projector features ``(M, J)`` of ``x``, projected ``chunk`` at a time, without gradient."""
     with torch.no_grad():
-        target = torch.cat([losses.pool(proj(diffused_targets[i:i + chunk]))
-                            for i in range(0, len(diffused_targets), chunk)])
-        mean, std = losses.channel_stats(target)
-        return mean, std, losses.ot_pivots(losses.cross_normalise(target, mean, std), n)
+        return torch.cat([losses.pool(proj(x[i:i + chunk])) for i in range(0, len(x), chunk)])
+
+
+def _pooled_stats(target, n):
+    """Mean, population std and ``n`` OT pivots of pooled target features ``(M, J)``."""
+    mean, std = losses.channel_stats(target)
+    return mean, std, losses.ot_pivots(losses.cross_normalise(target, mean, std), n)
 
 
 def _accessible_class_terms(eps, feats, mean, std, pivots):
@@ -350,11 +361,13 @@ def stack_projectors(projectors: list):
     :class:`dsco.projector.RandomProjector` s (one per class): every convolution becomes one grouped
     convolution over the classes (class ``k`` owns the ``k``-th block of input and output channels,
     so ``groups`` grows ``K``-fold and nothing mixes across classes). Any other modules: stacked
-    weights run with :func:`torch.func.vmap` over :func:`torch.func.functional_call`.
+    weights run with :func:`torch.func.vmap` over :func:`torch.func.functional_call`. On the CPU the
+    convolutions run in the channels-last layout (:func:`channels_last`).
     """
     first = projectors[0]
     if all(p is first for p in projectors):
-        return lambda x: first(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        shared = channels_last(first)
+        return lambda x: shared(x.flatten(0, 1)).unflatten(0, x.shape[:2])
     k = len(projectors)
     layer_sets = list(zip(*[list(p.children()) for p in projectors])) if all(
         isinstance(p, torch.nn.Sequential) and len(p) == len(first) for p in projectors) else None
@@ -376,7 +389,7 @@ def stack_projectors(projectors: list):
                 if m.bias is not None:
                     conv.bias.copy_(torch.cat([q.bias for q in ms]))
             layers.append(conv.requires_grad_(False))
-        grouped = torch.nn.Sequential(*layers).eval()
+        grouped = channels_last(torch.nn.Sequential(*layers).eval())
 
         def run(x):  # (K, N, C, H, W) -> (N, K·C, H, W) -> (N, K·J, K', L') -> (K, N, J, K', L')
             n = x.shape[1]
@@ -387,6 +400,21 @@ def stack_projectors(projectors: list):
     base = copy.deepcopy(first).to("meta")
     call = lambda p, b, x: torch.func.functional_call(base, (p, b), (x,))  # noqa: E731
     return lambda x: torch.func.vmap(call)(params, buffers, x)
+
+
+def channels_last(projector):
+    """``projector`` as a callable ``(N, C, H, W) -> features`` that runs in the channels-last layout
+    when its weights are on the CPU (a copy; the module is left as it is), else ``projector`` itself.
+
+    oneDNN's NHWC convolutions are faster on the small maps of NOpt (digits, 100 images, 2 threads:
+    one forward and backward of the projector ≈10 ms against ≈12 ms; the 1-channel first layer's
+    forward ≈4× faster). Same function; the float rounding differs (|Δfeature| ~ 1e-7).
+    """
+    weight = next(projector.parameters(), None)
+    if weight is None or weight.device.type != "cpu":
+        return projector
+    fast = copy.deepcopy(projector).to(memory_format=torch.channels_last)
+    return lambda x: fast(x.contiguous(memory_format=torch.channels_last))
 
 
 def _batched_objective(project, terms_fn, weights):
@@ -623,6 +651,7 @@ def _run_reference(ctx):
     bb, mode, ipc, shape, device, timesteps = (ctx[k] for k in ("backbone", "mode", "ipc", "shape", "device", "timesteps"))
     n_steps = len(timesteps)
     rows, out = [], []
+    fast_projs = dict(zip(ctx["classes"], _layout_projectors(ctx)))
     bar = tqdm(total=len(ctx["classes"]) * n_steps, desc=f"NOpt[{mode}]", disable=not ctx["progress"])
     for c in ctx["classes"]:
         g = backbones.class_generator(ctx["seed"], c)
@@ -638,7 +667,7 @@ def _run_reference(ctx):
             if mode != "none":
                 level = i if ctx["targets_one_step_noisier"] else i + 1  # level k: the latent fed to step k
                 t_ref = int(timesteps[level])
-                proj = ctx["projs"][c]
+                proj = fast_projs[c]
                 if mode == "accessible":
                     terms_fn = _accessible_terms(proj, mu, sigma, _diffused_targets(ctx, c, g_tgt, t_ref), ipc,
                                                  chunk=ctx["batch_size"] or len(ctx["z0s"][c]))
@@ -669,6 +698,7 @@ def _run_batched(ctx):
     z = torch.cat([_first_noise(ctx, g) for g in gens]).to(device)
     y = torch.tensor(classes, dtype=torch.long, device=device).repeat_interleave(ipc)
     project = stack_projectors([ctx["projs"][c] for c in classes])
+    fast_projs = _layout_projectors(ctx)
     terms_fn = _accessible_class_terms if mode == "accessible" else _free_class_terms
     if mode == "free" and ipc < 2:  # the max-occupation term needs a neighbour: left out, logged NaN
         terms_fn = _free_single
@@ -688,10 +718,9 @@ def _run_batched(ctx):
         eps = torch.cat([torch.randn((ipc, *shape), generator=g) for g in gens]).to(device)
         level = i if ctx["targets_one_step_noisier"] else i + 1
         t_ref = int(timesteps[level])
-        if mode == "accessible":
-            chunk = ctx["batch_size"]
-            stats = [_target_stats(ctx["projs"][c], _diffused_targets(ctx, c, g_tgts[j], t_ref), ipc,
-                                   chunk=chunk or len(ctx["z0s"][c])) for j, c in enumerate(classes)]
+        if mode == "accessible":  # every class's diffused targets in one projector pass per chunk
+            targets = [_diffused_targets(ctx, c, g_tgts[j], t_ref) for j, c in enumerate(classes)]
+            stats = [_pooled_stats(f, ipc) for f in _class_pooled(fast_projs, targets, ctx["batch_size"])]
         else:
             stats = [(ctx["refs"][c][0][level], ctx["refs"][c][1][level]) for c in classes]
         stats = [torch.stack(s).to(device) for s in zip(*stats)]
@@ -710,6 +739,21 @@ def _run_batched(ctx):
     bar.close()
     rows = [r for _, r in sorted(rows, key=lambda jr: (jr[0], jr[1]["step"]))]  # class-major, as the reference
     return z.detach().cpu(), rows
+
+
+def _layout_projectors(ctx):
+    """Each class's projector as :func:`channels_last` makes it (one copy per distinct projector)."""
+    if not ctx["projs"]:
+        return [None] * len(ctx["classes"])
+    fast = {id(p): channels_last(p) for p in ctx["projs"].values()}
+    return [fast[id(ctx["projs"][c])] for c in ctx["classes"]]
+
+
+def _class_pooled(projs, targets, chunk):
+    """Pooled features of each class's targets; classes sharing one projector go through it together."""
+    if all(p is projs[0] for p in projs):
+        return _pooled(projs[0], torch.cat(targets), chunk or sum(map(len, targets))).split([len(t) for t in targets])
+    return [_pooled(p, t, chunk or len(t)) for p, t in zip(projs, targets)]
 
 
 def _free_single(eps, feats, ref_mean, ref_std):

@@ -88,9 +88,20 @@ def test_stack_projectors_equals_each_projector():
     x = torch.randn(3, 2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     ref = torch.stack([p(x[k]) for k, p in enumerate(projs)])
     assert torch.allclose(nopt.stack_projectors(projs)(x), ref, atol=1e-5)  # grouped convolution
-    assert torch.equal(nopt.stack_projectors([projs[0]] * 3)(x), torch.stack([projs[0](xk) for xk in x]))
+    same = nopt.channels_last(projs[0])  # the layout the engines run a shared projector in
+    assert torch.equal(nopt.stack_projectors([projs[0]] * 3)(x), torch.stack([same(xk) for xk in x]))
     wrapped = [torch.nn.Sequential(torch.nn.Identity(), p) for p in projs]  # not plain: vmap path
     assert torch.allclose(nopt.stack_projectors(wrapped)(x), ref, atol=1e-5)
+
+
+def test_channels_last_is_the_same_function_and_leaves_the_module_alone():
+    proj = nopt.projector_mod.make("digits", seed=1)
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    fast = nopt.channels_last(proj)
+    assert fast is not proj and torch.allclose(fast(x), proj(x), atol=1e-5)
+    assert all(p.is_contiguous() for p in proj.parameters())  # the original keeps its layout
+    identity = torch.nn.Identity()  # nothing to re-lay-out: returned as it is
+    assert nopt.channels_last(identity) is identity
 
 
 def test_as_dtype_and_engine_errors(digits_bb):

@@ -65,6 +65,10 @@ def test_defaults_passed_explicitly_name_the_same_set(tmp_path):
 
 def test_profile_presets_are_nopt_options():
     from dsco import nopt
-    for preset in (surrogates.PAPER_PROFILE, surrogates.SWEEP_PROFILE):
+    for preset in (surrogates.PAPER_PROFILE, surrogates.SWEEP_PROFILE, surrogates.FAST_PROFILE):
         assert set(preset) <= set(nopt.synthesize.__kwdefaults__)
     assert surrogates.SWEEP_PROFILE["iterations"] < surrogates.PAPER_PROFILE["iterations"] < nopt.DEFAULTS["iterations"]
+    # the cheap preset does less work than the paper's setting and makes up with a larger alignment weight
+    fast = {**nopt.DEFAULTS, **surrogates.FAST_PROFILE}
+    assert fast["iterations"] < nopt.DEFAULTS["iterations"] and fast["diffusion_repeats"] <= nopt.DEFAULTS["diffusion_repeats"]
+    assert fast["lambda_align"] > nopt.DEFAULTS["lambda_align"]
