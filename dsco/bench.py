@@ -32,6 +32,7 @@ Command line: ``dsco bench --backbone digits-ddpm --classes 10 --ipc 10 --out be
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import time
@@ -96,11 +97,9 @@ def _timed(fn, device):
 
 
 def _precision(dtype) -> str:
-    if dtype in (torch.bfloat16, "bf16", "bfloat16"):
-        return "bf16"
-    if dtype in (torch.float16, "fp16", "float16"):
-        return "fp16"
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+    """The precision name of a backbone dtype as :func:`dsco.nopt.as_dtype` returns it (None: fp32/TF32)."""
+    names = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+    return names.get(dtype) or ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
 
 
 def peak_tflops(device_name: str, precision: str) -> float | None:
@@ -273,18 +272,18 @@ def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engi
             for name, wall in base.items():
                 r[f"nopt_over_{name}"] = r["wall_s"] / wall if wall > 0 else None
 
+    device_name = torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine())
     forward = None
     if flops if flops is not None else cuda:
         forward = forward_flops(bb, ipc, k, guidance, dtype)
-        name = torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu"
         precision = _precision(dtype)
-        ref = peak if peak is not None else (peak_tflops(name, precision) if cuda else None)
+        ref = peak if peak is not None else (peak_tflops(device_name, precision) if cuda else None)
         forward.update(precision=precision, peak_tflops=ref,
                        peak_source=("given (peak=)" if peak is not None else PEAK_SOURCE if ref else None),
                        mfu=(forward["forward_tflops_per_s"] / ref) if ref and forward["forward_tflops_per_s"] else None)
 
     env = {"device": str(device),
-           "device_name": torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine()),
+           "device_name": device_name,
            "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
            "backbone_dtype": str(dtype or torch.float32), "nopt_dtype": "torch.float32",
            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
@@ -306,7 +305,7 @@ def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engi
 
 def _load_avg():
     try:
-        return [round(x, 2) for x in __import__("os").getloadavg()]
+        return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
 

@@ -698,7 +698,7 @@ def _run_batched(ctx):
     z = torch.cat([_first_noise(ctx, g) for g in gens]).to(device)
     y = torch.tensor(classes, dtype=torch.long, device=device).repeat_interleave(ipc)
     project = stack_projectors([ctx["projs"][c] for c in classes])
-    fast_projs = _layout_projectors(ctx)
+    fast_projs = _layout_projectors(ctx) if mode == "accessible" else None  # for the diffused targets
     terms_fn = _accessible_class_terms if mode == "accessible" else _free_class_terms
     if mode == "free" and ipc < 2:  # the max-occupation term needs a neighbour: left out, logged NaN
         terms_fn = _free_single
