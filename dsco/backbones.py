@@ -36,7 +36,10 @@ The vanilla sampler :func:`sample` (the paper's DiT† baseline) fixes the NOISE
 :func:`class_generator` ``(seed, c)`` seeded with ``seed * 1_000_003 + c``; from it
 ``z_T = randn((ipc, *latent_shape))`` and then, for every step except the last, one
 ``eps = randn((ipc, *latent_shape))`` for the whole class, drawn on the CPU, then moved to the
-device. ``batch_size`` only splits the model forward passes.
+device. ``batch_size`` only splits the model forward passes; results with different ``batch_size``
+are equal up to float rounding, not bit for bit (another batch shape may take another CPU/GPU kernel,
+which rounds differently in the last bits). Bit-equality holds only for the same computation: same
+seed, same classes, same batch shapes, same machine.
 """
 from __future__ import annotations
 
@@ -120,6 +123,7 @@ class Backbone:
         self.num_classes = int(num_classes)
         self.null_class = self.num_classes
         self.guidance_channels = guidance_channels
+        self.image_factor = 1  # image side / latent side (the autoencoder's downsampling; 1: pixel space)
         self.scheduler = make_scheduler(variance_type)
         self.set_steps(num_steps)
 
@@ -266,6 +270,7 @@ class DiT(Backbone):
                          cfg.num_embeds_ada_norm, "learned_range", guidance_channels, num_steps)
         self.vae = vae.eval().requires_grad_(False)
         self.scale = float(vae.config.scaling_factor)
+        self.image_factor = 2 ** (len(vae.config.block_out_channels) - 1)  # image side / latent side
 
     def to(self, device):
         self.model.to(device)
@@ -355,7 +360,7 @@ def load_checkpoint(path, model_factory, retrain_hint: str):
 
 
 # --- the registry -----------------------------------------------------------------------------------
-_RETRAIN = "retrain with notebooks/00_train_backbone_teacher.ipynb (retrain=True)"
+_RETRAIN = "retrain with notebooks/00_prepare_dataset.ipynb (profile paper, retrain=True)"
 
 
 def build_digits_unet(config: dict | None = None):
@@ -394,17 +399,39 @@ def _load_dit(path=None, *, vae_path=None, random_weights: bool = False, config:
                              "(e.g. 'facebook/DiT-XL-2-256'), and optionally vae_path= (e.g. "
                              "'stabilityai/sd-vae-ft-mse'); or random_weights=True")
         kw = dict(torch_dtype=dtype, local_files_only=local_files_only)
-        folder = Path(str(path))
-        sub = None if (folder / "config.json").is_file() else "transformer"
-        transformer = DiTTransformer2DModel.from_pretrained(str(path), subfolder=sub, **kw)
-        if vae_path is None:
-            vae = AutoencoderKL.from_pretrained(str(path), subfolder="vae", **kw)
-        else:
-            vsub = None if (not Path(str(vae_path)).is_dir() or (Path(str(vae_path)) / "config.json").is_file()) else "vae"
-            vae = AutoencoderKL.from_pretrained(str(vae_path), subfolder=vsub, **kw)
+        (tpath, tsub), (vpath, vsub) = _dit_sources(path, vae_path)
+        transformer = DiTTransformer2DModel.from_pretrained(tpath, subfolder=tsub, **kw)
+        vae = AutoencoderKL.from_pretrained(vpath, subfolder=vsub, **kw)
     if random_weights and dtype != torch.float32:
         transformer, vae = transformer.to(dtype), vae.to(dtype)
     return DiT(transformer, vae, guidance_channels, num_steps).to(device)
+
+
+def _dit_sources(path, vae_path=None):
+    """``((transformer path, subfolder), (vae path, subfolder))``: a folder holding ``config.json`` is
+    the model itself, otherwise its ``transformer/`` (``vae/``) subfolder, as in a diffusers pipeline."""
+    folder = Path(str(path))
+    transformer = (str(path), None if (folder / "config.json").is_file() else "transformer")
+    if vae_path is None:
+        return transformer, (str(path), "vae")
+    vfolder = Path(str(vae_path))
+    return transformer, (str(vae_path), None if (not vfolder.is_dir() or (vfolder / "config.json").is_file()) else "vae")
+
+
+def dit_configs(path, vae_path=None) -> tuple[dict, dict]:
+    """The DiT transformer's and the VAE's configs (dicts), read without loading any weights."""
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    (tpath, tsub), (vpath, vsub) = _dit_sources(path, vae_path)
+    out = []
+    for cls, p, sub, what in ((DiTTransformer2DModel, tpath, tsub, "backbone_path"), (AutoencoderKL, vpath, vsub, "vae_path")):
+        try:
+            out.append(dict(cls.load_config(p, subfolder=sub)))
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"no {cls.__name__} config at {p}{'/' + sub if sub else ''} ({type(e).__name__}): "
+                                  f"pass -p {what} a folder holding config.json (or a diffusers pipeline folder "
+                                  f"with transformer/ and vae/), or a hub id") from None
+    return out[0], out[1]
 
 
 #: name -> loader; ``load`` is the entry point.
@@ -441,7 +468,8 @@ def sample(backbone: Backbone, classes, ipc: int, seed: int, guidance: float = 4
     ``classes`` a CPU generator ``g = class_generator(seed, c)``; ``z_T = randn((ipc, *latent_shape),
     generator=g)``; at every step except the last ``eps = randn((ipc, *latent_shape), generator=g)``
     (the whole class at once, on the CPU, then moved to the device) and ``z = mu + sigma * eps``; at the
-    last step ``z = mu``. ``batch_size`` only splits the model forward. Calls
+    last step ``z = mu``. ``batch_size`` only splits the model forward: another ``batch_size`` gives
+    results equal up to float rounding, not bit for bit (the forward runs other batch shapes). Calls
     ``backbone.set_steps(num_steps)``. Returns ``(latents, labels)`` on the CPU, class by class
     (decode with ``backbone.decode``).
     """

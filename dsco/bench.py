@@ -149,12 +149,21 @@ def _vanilla_batched(bb, classes, ipc, seed, guidance, num_steps, batch_size, ba
     return z.cpu()
 
 
-def _real_latents(bb, backbone_name, classes, n_real, seed):
-    if backbone_name == "digits-ddpm":
-        from . import data
+def _real_latents(bb, dataset, classes, n_real, seed):
+    """Real latents per class from ``dataset``'s training split (the first ``n_real`` images, encoded by
+    the backbone) keyed by the backbone's class, or seeded standard-normal stand-ins where there is no
+    data (random-weights DiT)."""
+    if dataset is not None:
+        from .data import encode_class
 
-        train = data.load("digits", "train")
-        return {c: bb.encode(train.per_class(c)[:n_real]).float().cpu() for c in classes}, "digits train images"
+        train = dataset.train()
+        out = {}
+        for c in classes:
+            idx = train.class_indices(c)[:n_real] if n_real else train.class_indices(c)
+            sub = train.subset(idx)
+            out[dataset.class_ids[c]] = encode_class(sub, c, bb.encode, progress=False,
+                                                     encoder_id=nopt._fingerprint(bb))
+        return out, f"{dataset.name} training images"
     g = torch.Generator().manual_seed(seed)
     m = n_real or 100
     return ({c: torch.randn((m, *bb.latent_shape), generator=g) for c in classes},
@@ -167,20 +176,25 @@ def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterati
         random_weights: bool = False, config: dict | None = None, vae_config: dict | None = None,
         path=None, n_real: int | None = None, n_templates: int = 200, seed: int = 0,
         threads: int | None = None, peak: float | None = None, batch_size: int | None = 256,
-        flops: bool | None = None, out=None, progress: bool = False, verbose: bool = False) -> dict:
+        flops: bool | None = None, dataset=None, out=None, progress: bool = False,
+        verbose: bool = False) -> dict:
     """Time vanilla sampling and NOpt for one backbone and return the report as a dict.
 
     Args:
-        backbone: a :data:`dsco.backbones.BACKBONES` name; ``path``, ``random_weights``, ``config``
-            and ``vae_config`` go to :func:`dsco.backbones.load` (e.g. ``config=backbones.TINY_DIT``).
-        classes: the first ``classes`` class indices; ipc, iterations, num_steps, guidance: as in
+        backbone: a :data:`dsco.backbones.BACKBONES` name (``path``, ``random_weights``, ``config``
+            and ``vae_config`` go to :func:`dsco.backbones.load`, e.g. ``config=backbones.TINY_DIT``),
+            or a loaded backbone (e.g. ``ds.backbone(device)``).
+        dataset: a :class:`dsco.datasets.Dataset` whose training split gives the real latents and whose
+            backbone classes are conditioned on (default: the digits registry entry for ``digits-ddpm``,
+            stand-in latents otherwise).
+        classes: the first ``classes`` classes; ipc, iterations, num_steps, guidance: as in
             :func:`dsco.nopt.synthesize` (paper: 10, 200, 50, 4.0).
         device: ``"cpu"`` or ``"cuda[:N]"``.
         phases: any of :data:`PHASES` (``free`` adds its ``free_prep`` row).
         engine, compile, backbone_dtype: NOpt's engine (``"batched"`` / ``"reference"``), the
             compiled inner loop and the backbone forward's autocast dtype (None = fp32).
-        n_real: real latents per class for the accessible mode (default: all digits training
-            images; 100 stand-ins for DiT). n_templates: data-free templates per class (200).
+        n_real: real latents per class for the accessible mode (default: all training images of
+            the class; 100 stand-ins without a dataset). n_templates: data-free templates per class (200).
         threads: ``torch.set_num_threads`` for the run (restored afterwards).
         peak: the device's peak TFLOP/s for the FLOP/s ratio (default: :func:`peak_tflops`).
         flops: time and count one backbone forward (default: on CUDA only).
@@ -204,14 +218,15 @@ def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterati
     try:
         return _run(backbone, int(classes), int(ipc), int(iterations), int(num_steps), float(guidance), device,
                     list(phases), engine, compile, backbone_dtype, random_weights, config, vae_config, path,
-                    n_real, int(n_templates), int(seed), peak, batch_size, flops, out, progress, verbose)
+                    n_real, int(n_templates), int(seed), peak, batch_size, flops, dataset, out, progress,
+                    verbose)
     finally:
         torch.set_num_threads(before)
 
 
 def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engine, compile, backbone_dtype,
-         random_weights, config, vae_config, path, n_real, n_templates, seed, peak, batch_size, flops, out,
-         progress, verbose):
+         random_weights, config, vae_config, path, n_real, n_templates, seed, peak, batch_size, flops, dataset,
+         out, progress, verbose):
     opts = {"device": device, "num_steps": num_steps}
     if random_weights:
         opts.update(random_weights=True, config=config, seed=seed)
@@ -220,9 +235,17 @@ def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engi
     elif config is not None or vae_config is not None:
         raise ValueError("config/vae_config only apply with random_weights=True")
     start = time.perf_counter()
-    bb = backbones.load(backbone, path, **opts)
+    if isinstance(backbone, str):
+        if dataset is None and backbone == "digits-ddpm" and not random_weights:
+            from .datasets import get
+            dataset = get("digits", "paper")
+        bb = backbones.load(backbone, path, **opts)
+    else:
+        bb = backbone.to(device)
+        bb.set_steps(num_steps)
+        backbone = bb.name
     load_s = time.perf_counter() - start
-    classes = list(range(k))
+    classes = dataset.class_ids[:k] if dataset is not None else list(range(k))
     n_images = k * ipc
     cuda = torch.device(device).type == "cuda"
     dtype = nopt.as_dtype(backbone_dtype)
@@ -251,7 +274,7 @@ def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engi
         add("vanilla_batched", wall, pk, kind)
     if "accessible" in phases:
         with torch.no_grad():
-            real, real_note = _real_latents(bb, backbone, classes, n_real, seed)
+            real, real_note = _real_latents(bb, dataset, list(range(k)), n_real, seed)
         (_, _, log), wall, pk, kind = _timed(lambda: nopt.synthesize(
             bb, classes, ipc, "accessible", seed, real_latents=real, **common), device)
         nopt_row("accessible", log, wall, pk, kind)
@@ -290,7 +313,8 @@ def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engi
            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
            "float32_matmul_precision": torch.get_float32_matmul_precision(),
            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_avg": _load_avg()}
-    settings = {"backbone": backbone, "random_weights": bool(random_weights), "classes": k, "ipc": ipc,
+    settings = {"backbone": backbone, "dataset": dataset.name if dataset is not None else None,
+                "random_weights": bool(random_weights), "classes": k, "ipc": ipc,
                 "iterations": iterations, "num_steps": num_steps, "guidance": guidance, "engine": engine,
                 "compile": compile, "n_templates": n_templates, "seed": seed, "batch_size": batch_size,
                 "real_latents": real_note, "tiny_config": config is not None, "load_s": load_s}
@@ -301,6 +325,24 @@ def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engi
     if verbose:
         print(table(report))
     return report
+
+
+def recorded(folder=None) -> pd.DataFrame:
+    """Every benchmark report recorded in ``folder`` (default ``data/bench/``), one row per phase: file,
+    device, date, backbone, engine, iterations, threads, dtype, phase, wall seconds, seconds per image,
+    peak memory and NOpt ÷ vanilla."""
+    from . import ROOT
+
+    rows = []
+    for path in sorted(Path(folder or ROOT / "data" / "bench").glob("*.json")):
+        rep = json.loads(path.read_text())
+        s, e = rep["settings"], rep["environment"]
+        rows += [{"file": path.name, "device": e["device_name"], "date": e["date"][:10], "backbone": s["backbone"],
+                  "engine": s["engine"], "iterations": s["iterations"], "threads": e.get("threads"),
+                  "dtype": e["backbone_dtype"], "phase": r["phase"], "wall_s": r["wall_s"],
+                  "s_per_image": r["s_per_image"], "peak_mem_mb": r["peak_mem_mb"],
+                  "nopt_over_vanilla": r.get("nopt_over_vanilla")} for r in rep["rows"]]
+    return pd.DataFrame(rows)
 
 
 def _load_avg():

@@ -7,7 +7,9 @@ to ``build/runs/<dataset>/<profile>/<stem>.ipynb`` and stages, under ``book/_bui
 * ``notebooks/<stem>.ipynb`` — one executed copy per notebook in ``notebooks/``;
 * ``_toc.yml`` — generated: one part per first digit of the notebook number (:data:`PARTS`);
 * ``intro.md`` — generated from the template ``book/intro.md``: the provenance of the pages
-  (dataset, profile, date, git commit) and the paper → notebook map from ``book/paper_map.yml``.
+  (dataset, profile, the ``dsco run`` command with its ``-p`` parameters, date, git commit), what the
+  dataset stands in for, its backbone and profile (``dsco.datasets``' ``describe()``), and the paper →
+  notebook map from ``book/paper_map.yml``.
 
 Sphinx then writes the site to ``book/_build/html/`` with warnings as errors (a missing notebook or a
 broken cross-reference fails the build; the harmless ones are listed in ``suppress_warnings`` in
@@ -31,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
-from . import ROOT
+from . import ROOT, datasets
 
 #: Book part of a notebook, by the first digit of its number (SPEC §5).
 PARTS = {
@@ -187,6 +189,20 @@ def render_intro(template: str, **values) -> str:
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
 
 
+def run_parameters(paths: list[Path]) -> dict:
+    """The dataset parameters (``root``, ``backbone_path``, … of :data:`dsco.datasets.PARAMS`) the
+    notebooks were executed with, read from papermill's metadata of the executed copies."""
+    found = {}
+    for p in paths:
+        try:
+            meta = json.loads(p.read_text(encoding="utf8")).get("metadata", {})
+        except (OSError, ValueError):
+            continue
+        given = (meta.get("papermill") or {}).get("parameters") or {}
+        found.update({k: v for k, v in given.items() if k in datasets.PARAMS and v is not None})
+    return found
+
+
 def _run_date(paths: list[Path]) -> str:
     """When the pages were produced: the latest papermill end time of the executed notebooks."""
     ends = []
@@ -336,14 +352,14 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
         shutil.copy2(p, src / "notebooks" / p.name)
     (src / "_toc.yml").write_text(yaml.safe_dump(make_toc(stems), sort_keys=False))
     paper_map = load_paper_map(book_dir / "paper_map.yml")
+    params = run_parameters(executed)
     intro = render_intro(
         (book_dir / "intro.md").read_text(encoding="utf8"),
         dataset=dataset, profile=profile,
-        profile_note={"smoke": "tiny sizes for a quick look and CI; the numbers are not meant "
-                               "to be read as results",
-                      "paper": "the paper's protocol at this scale"}[profile],
+        dataset_note=datasets.get(dataset, profile, **params).describe(),
         date=date or _run_date(executed), commit=(commit or git_commit() or "unknown")[:12],
-        run_command=f"dsco run --dataset {dataset} --profile {profile}",
+        run_command=" ".join([f"dsco run --dataset {dataset} --profile {profile}",
+                              *(f"-p {k} {v}" for k, v in params.items())]),
         n_notebooks=len(stems), paper_map=paper_map_markdown(paper_map, stems))
     (src / "intro.md").write_text(intro, encoding="utf8")
 

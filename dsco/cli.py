@@ -1,5 +1,6 @@
-"""The ``dsco`` command line: ``dsco run`` (papermill batches), ``dsco book`` (Jupyter Book) and
-``dsco bench`` (cost of vanilla sampling vs NOpt, :mod:`dsco.bench`).
+"""The ``dsco`` command line: ``dsco run`` (papermill batches), ``dsco book`` (Jupyter Book),
+``dsco bench`` (cost of vanilla sampling vs NOpt, :mod:`dsco.bench`) and ``dsco fixtures`` (an offline
+stand-in for the full-scale path, :mod:`dsco.fixtures`).
 
 Examples::
 
@@ -7,8 +8,10 @@ Examples::
     dsco run --only 10 11 --force                        # two notebooks, re-executed
     dsco run --profile paper --jobs 2                    # two kernels at a time (2 cores)
     dsco run --dataset imagenette -p root /data/imagenette -p backbone_path ./DiT-XL-2-256
+    dsco fixtures --out /tmp/fx                          # a tiny offline stand-in for the line above
     dsco book --dataset digits --profile smoke           # render build/runs/digits/smoke
     dsco bench --classes 10 --ipc 10 --out build/bench.json   # digits, paper settings, CPU
+    dsco bench --dataset imagenette -p root /data/imagenette -p backbone_path ./DiT-XL-2-256 --device cuda
     dsco bench --backbone dit-xl-2-256 --random-weights --device cuda --backbone-dtype bf16
 
 Bad input exits with status 2 and one line naming the fix; a failing notebook exits with status 1.
@@ -55,8 +58,18 @@ def parser() -> argparse.ArgumentParser:
     b = sub.add_parser("book", help="render the executed notebooks with Jupyter Book")
     _common(b)
 
+    f = sub.add_parser("fixtures", help="make a small ImageNet-layout tree and tiny random checkpoints to try "
+                                        "the full-scale path offline")
+    f.add_argument("--dataset", default="imagenette", help="imagenette (default) or imagewoof")
+    f.add_argument("--out", required=True, help="an empty or new folder")
+    f.add_argument("--seed", type=int, default=0)
+
     phases = ["vanilla", "vanilla_batched", "accessible", "free"]  # dsco.bench.PHASES (not imported: keeps startup light)
     c = sub.add_parser("bench", help="time vanilla sampling against NOpt (JSON + table)")
+    c.add_argument("--dataset", default=None,
+                   help="bench a registry dataset's own backbone on its real latents (with -p root/backbone_path/...)")
+    c.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="a dataset parameter for --dataset (repeatable)")
     c.add_argument("--backbone", default="digits-ddpm", help="digits-ddpm (default) or dit-xl-2-256")
     c.add_argument("--path", default=None, help="checkpoint folder / hub id (dit-xl-2-256 without --random-weights)")
     c.add_argument("--random-weights", action="store_true", help="real-size model with random weights")
@@ -105,6 +118,18 @@ def main(argv=None) -> int:
             print(f"dsco book: building the site from build/runs/{args.dataset}/{args.profile} ...")
             index = build(dataset=args.dataset, profile=args.profile)
             print(f"dsco book: open {index}")
+        elif args.command == "fixtures":
+            from pathlib import Path
+
+            from . import fixtures
+
+            out = Path(args.out)
+            if args.dataset not in ("imagenette", "imagewoof"):
+                raise ValueError(f"--dataset {args.dataset}: use imagenette or imagewoof (pinned class lists)")
+            if out.exists() and any(out.iterdir()):
+                raise ValueError(f"{out} is not empty: choose a new folder")
+            params = fixtures.make(out, args.dataset, seed=args.seed)
+            print(f"dsco fixtures: wrote {out}; run the batch with\n  {fixtures.command(args.dataset, params)}")
         elif args.command == "bench":
             from . import backbones, bench
 
@@ -112,12 +137,22 @@ def main(argv=None) -> int:
                 raise ValueError("--tiny needs --random-weights")
             tiny = {"digits-ddpm": (backbones.TINY_UNET, None),
                     "dit-xl-2-256": (backbones.TINY_DIT, backbones.TINY_VAE)}.get(args.backbone, (None, None))
-            bench.run(args.backbone, args.classes, args.ipc, args.iterations, args.steps, args.guidance, args.device,
+            dataset, backbone = None, args.backbone
+            if args.dataset:
+                from . import datasets
+
+                if args.random_weights:
+                    raise ValueError("--dataset benches the dataset's own backbone: drop --random-weights")
+                dataset = datasets.get(args.dataset, "paper", **{k: _value(v) for k, v in args.parameter}).check()
+                backbone = dataset.backbone(args.device)
+            elif args.parameter:
+                raise ValueError("-p gives dataset parameters: add --dataset")
+            bench.run(backbone, args.classes, args.ipc, args.iterations, args.steps, args.guidance, args.device,
                       phases=args.phases, engine=args.engine, compile=args.compile,
                       backbone_dtype=args.backbone_dtype, random_weights=args.random_weights,
                       config=tiny[0] if args.tiny else None, vae_config=tiny[1] if args.tiny else None,
                       path=args.path, n_real=args.n_real, n_templates=args.n_templates, seed=args.seed,
-                      threads=args.threads, peak=args.peak_tflops, out=args.out, verbose=True)
+                      threads=args.threads, peak=args.peak_tflops, dataset=dataset, out=args.out, verbose=True)
     except (RunError, ValueError, FileNotFoundError) as err:
         print(f"dsco: error: {err}", file=sys.stderr)
         return 2

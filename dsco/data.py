@@ -61,8 +61,7 @@ DIGITS_SEED = 0
 _LAYOUT = "train/<wnid>/*.JPEG and val/<wnid>/*"
 
 
-class DatasetError(ValueError):
-    """A bad dataset name, split, root, folder, image or request; the message names the fix."""
+from .datasets import DatasetError  # noqa: E402  (one error class for data and the registry)
 
 
 class _Labelled:
@@ -85,8 +84,14 @@ class _Labelled:
     def sample_per_class(self, ipc: int, seed: int = 0):
         """A random real subset: ``ipc`` images drawn without replacement from every class.
 
-        Seeded (same ``seed`` => same subset), class-balanced, ordered by class.
+        Seeded (same ``seed`` => same subset), class-balanced, ordered by class; its positions in this
+        set are :meth:`sample_indices`.
         """
+        return self.subset(self.sample_indices(ipc, seed))
+
+    def sample_indices(self, ipc: int, seed: int = 0) -> torch.Tensor:
+        """The positions of :meth:`sample_per_class`'s images. One seeded permutation per class, cut at
+        ``ipc``: the draw at a smaller IPC is the first part of the draw at a larger one."""
         counts = self.counts()
         small = int(counts.argmin())
         n = int(counts[small])
@@ -94,9 +99,8 @@ class _Labelled:
             raise DatasetError(f"ipc={ipc} does not fit {self.name}/{self.split}: its smallest class "
                                f"{self.classes[small]!r} has {n} images; use 1 <= ipc <= {n}")
         g = torch.Generator().manual_seed(seed)
-        picks = [self.class_indices(c)[torch.randperm(int(counts[c]), generator=g)[:ipc]]
-                 for c in range(len(self.classes))]
-        return self.subset(torch.cat(picks))
+        return torch.cat([self.class_indices(c)[torch.randperm(int(counts[c]), generator=g)[:ipc]]
+                          for c in range(len(self.classes))])
 
     def __len__(self) -> int:
         return len(self.y)
@@ -204,6 +208,35 @@ def _digits(split: str) -> ImageSet:
     return ImageSet(x, y, [str(c) for c in range(10)], "digits", split)
 
 
+def class_names(name: str, root=None) -> list[str]:
+    """Class names in label order (digits: "0".."9"; the ImageNet datasets: their pinned names)."""
+    if name == "digits":
+        return [str(c) for c in range(10)]
+    return [r["name"] for r in class_table(name, root)]
+
+
+def check_tree(name: str, root) -> None:
+    """Check an ImageFolder root before anything runs: ``train/`` and ``val/`` exist and hold a
+    non-empty folder for every pinned class. Raises :class:`DatasetError` naming every missing wnid."""
+    for split in ("train", "test"):
+        _folder(name, split, root, image_transform(8))
+
+
+def batches(data, batch_size: int = 256):
+    """``(x, y)`` batches of an ImageSet, a lazy FolderSet (read through a torch DataLoader) or an
+    ``(x, y)`` pair of tensors, in order."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        x, y = data
+        for i in range(0, len(x), batch_size):
+            yield x[i:i + batch_size], y[i:i + batch_size]
+    elif isinstance(data, ImageSet):
+        for i in range(0, len(data), batch_size):
+            yield data.x[i:i + batch_size], data.y[i:i + batch_size]
+    else:
+        from torch.utils.data import DataLoader
+        yield from DataLoader(data, batch_size=batch_size, shuffle=False)
+
+
 def class_table(name: str, root=None) -> list[dict]:
     """The class list of an ImageFolder dataset in label order: dicts with ``label``, ``wnid``,
     ``name``, ``imagenet_index``. Pinned CSV for imagenette/imagewoof; sorted wnid folders under
@@ -234,18 +267,19 @@ def _folder(name: str, split: str, root, transform: Callable) -> FolderSet:
     if not split_dir.is_dir():
         raise DatasetError(f"no folder {split_dir}: pass root= the {name} folder holding {_LAYOUT}")
     table = class_table(name, root)
-    for r in table:
-        if not (split_dir / r["wnid"]).is_dir():
-            raise DatasetError(f"class folder missing: {split_dir / r['wnid']} ({r['wnid']}, {r['name']}); "
-                               f"put that class's images there or fix root=")
+    missing = [r for r in table if not (split_dir / r["wnid"]).is_dir()]
+    if missing:
+        listed = ", ".join(f"{r['wnid']} ({r['name']})" for r in missing[:12]) + (" …" if len(missing) > 12 else "")
+        raise DatasetError(f"{len(missing)} class folder(s) missing under {split_dir}: {listed}; put those "
+                           f"classes' images there or fix root=")
     samples = make_dataset(str(split_dir), {r["wnid"]: r["label"] for r in table},
                            extensions=IMG_EXTENSIONS, allow_empty=True)
     y = torch.tensor([t for _, t in samples], dtype=torch.long)
     counts = torch.bincount(y, minlength=len(table))
-    for r in table:
-        if counts[r["label"]] == 0:
-            raise DatasetError(f"empty class folder: {split_dir / r['wnid']} ({r['name']}) holds no images "
-                               f"({'/'.join(IMG_EXTENSIONS)}); add its images or fix root=")
+    empty = [r for r in table if counts[r["label"]] == 0]
+    if empty:
+        raise DatasetError(f"empty class folder(s) under {split_dir}: {', '.join(r['wnid'] for r in empty[:12])} "
+                           f"hold no images ({'/'.join(IMG_EXTENSIONS)}); add their images or fix root=")
     return FolderSet([p for p, _ in samples], y, [r["name"] for r in table],
                      [r["wnid"] for r in table], name, split, transform)
 

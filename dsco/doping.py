@@ -5,6 +5,9 @@ samples to add, and how to hand the resulting concentrated set to others.
 - :func:`dope_trigger` -- the marginal gain ΔN/ΔM of Eq. 30 over an IPC schedule; fires at ≤ 1.
 - :func:`select` / :func:`concentrate` -- pick the real samples (per class by default, the official
   code's global ranking as ``per_class=False``) and append them to the synthetic set.
+- :func:`train_student`, :func:`confusion_of` / :func:`dope` -- the two steps every high-IPC notebook
+  takes: train a student on a first part and score the real set; append the most confusing real
+  samples up to a target IPC. :func:`group_distances` measures Fig. 8.
 - :func:`export` / :func:`read_export` -- an ImageFolder tree of PNGs plus ``manifest.json``
   (provenance and SHA-256 of every file), readable by ``torchvision.datasets.ImageFolder``.
 """
@@ -142,13 +145,102 @@ def concentrate(synthetic: ImageSet, real, selection) -> ImageSet:
     idx = torch.as_tensor(selection, dtype=torch.long).flatten()
     if len(idx) and (idx.min() < 0 or idx.max() >= len(real)):
         raise DopingError(f"selection holds indices outside 0..{len(real) - 1}: select on this real set's scores")
+    if len(idx) == 0:  # nothing doped: the synthetic set itself (a lazy set cannot stack zero images)
+        return ImageSet(synthetic.x.float(), synthetic.y.clone(), list(synthetic.classes),
+                        f"{synthetic.name}+doped" if synthetic.name else "concentrated", synthetic.split or "train")
     picked = real.subset(idx).in_memory()
-    if len(picked) and picked.x.shape[1:] != synthetic.x.shape[1:]:
+    if picked.x.shape[1:] != synthetic.x.shape[1:]:
         raise DopingError(f"real images {tuple(picked.x.shape[1:])} and synthetic {tuple(synthetic.x.shape[1:])} "
                           "differ in shape: decode/resize both to the same size")
     return ImageSet(torch.cat([synthetic.x.float(), picked.x.float()]), torch.cat([synthetic.y, picked.y]),
                     list(synthetic.classes), f"{synthetic.name}+doped" if synthetic.name else "concentrated",
                     synthetic.split or "train")
+
+
+def train_student(train_set, arch: str, num_classes: int, protocol, teacher=None, *, seed: int = 0,
+                  device: str = "cpu", epochs: int | None = None, dataset_name: str = "", **arch_kwargs):
+    """The student φ_S of Eq. 31: ``arch`` trained from scratch on ``train_set`` with ``protocol`` (the
+    soft-label protocol learns from ``teacher``), seeded with ``seed``. ``epochs``: default the
+    protocol's, else :func:`dsco.evaluate.epochs_for` of the set's IPC. Returned on the CPU, in eval mode."""
+    from . import evaluate
+
+    x, y = train_set.x.float(), train_set.y
+    p = evaluate.resolve(protocol, dataset_name or getattr(train_set, "name", ""), x.shape[1])
+    epochs = epochs or p.epochs or evaluate.epochs_for(len(x) / num_classes, p.profile, num_classes, p.batch_size)
+    student = evaluate.build(arch, num_classes, tuple(x.shape[1:]), seed, **arch_kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        evaluate.train_model(student, x, y, p, epochs, num_classes=num_classes, teacher=teacher, device=device)
+    return student.cpu().eval()
+
+
+def confusion_of(train_set, arch: str, real, teacher, protocol, *, seed: int = 0, device: str = "cpu",
+                 epochs: int | None = None, **arch_kwargs) -> torch.Tensor:
+    """Eq. 31 confusion score (higher = more confused) of every sample of ``real`` (a lazy FolderSet
+    too) for a student :func:`train_student` trains on ``train_set``; ``c_T`` is the teacher's class."""
+    from .teacher import predict_proba
+
+    student = train_student(train_set, arch, len(real.classes), protocol, teacher, seed=seed, device=device,
+                            epochs=epochs, dataset_name=getattr(real, "name", ""), **arch_kwargs)
+    return confusion_scores(predict_proba(student, real), predict_proba(teacher, real))
+
+
+def dope(synthetic: ImageSet, scores, real, target_ipc: int, exclude=None, per_class: bool = True):
+    """``synthetic`` (``k`` images per class) plus the ``target_ipc − k`` most confusing samples of every
+    class of ``real`` (:func:`select`, :func:`concentrate`); the real samples at the indices ``exclude``
+    are never picked. Returns ``(concentrated set, selection)``."""
+    k = len(synthetic) // len(real.classes)
+    s = torch.as_tensor(scores, dtype=torch.float32).clone()
+    if exclude is not None:
+        s[torch.as_tensor(exclude, dtype=torch.long)] = -2.0  # below every score (scores lie in [-1, 1])
+    selection = select(s, real.y, int(target_ipc) - k, per_class=per_class)
+    return concentrate(synthetic, real, selection), selection
+
+
+def stage_costs(student, teacher, synthetic: ImageSet, real, doped_ipcs, repeats: int = 3) -> pd.DataFrame:
+    """The cost of Doping after the student's training (§5.3.3, Fig. 4), per number of doped samples per
+    class: labelling ``real`` with the student and the teacher, :func:`confusion_scores`, :func:`select`
+    and :func:`concentrate`, each the median of ``repeats`` timings. One row per entry of ``doped_ipcs``."""
+    import time
+
+    from .teacher import predict_proba
+
+    rows = []
+    for ipc_real in doped_ipcs:
+        times = []
+        for _ in range(repeats):
+            t = {"start": time.perf_counter()}
+            ps, pt = predict_proba(student, real), predict_proba(teacher, real)
+            t["label_s"] = time.perf_counter()
+            scores = confusion_scores(ps, pt)
+            t["scores_s"] = time.perf_counter()
+            sel = select(scores, real.y, ipc_real)
+            t["select_s"] = time.perf_counter()
+            concentrate(synthetic, real, sel)
+            t["concentrate_s"] = time.perf_counter()
+            marks = list(t.values())
+            times.append({k: b - a for k, a, b in zip(list(t)[1:], marks, marks[1:])})
+        rows.append({"doped_ipc": ipc_real, "doped_samples": ipc_real * len(real.classes),
+                     **pd.DataFrame(times).median().to_dict()})
+    return pd.DataFrame(rows)
+
+
+def group_distances(latents, scores, groups: int = 5) -> np.ndarray:
+    """Fig. 8: the samples of one class sorted by descending confusion score and cut into ``groups``
+    equal groups (group 0 = most confused); entry ``[i, j]`` is the mutual nearest-neighbour distance
+    ``(d(i→j) + d(j→i)) / 2``, where ``d(i→j)`` is the mean over ``a`` in group i of the L2 distance to
+    its nearest ``b ≠ a`` in group j (flattened latents). Far-apart samples have a large diagonal entry."""
+    order = torch.argsort(torch.as_tensor(scores), descending=True, stable=True)
+    x = torch.as_tensor(latents)
+    parts = [x[g].flatten(1).double() for g in np.array_split(order.numpy(), groups)]
+    d = np.zeros((groups, groups))
+    for i, gi in enumerate(parts):
+        for j, gj in enumerate(parts):
+            dist = torch.cdist(gi, gj)
+            if i == j:
+                dist.fill_diagonal_(float("inf"))
+            d[i, j] = float(dist.min(1).values.mean())
+    return (d + d.T) / 2
 
 
 def class_folder(label: int, name: str, num_classes: int) -> str:

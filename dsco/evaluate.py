@@ -205,6 +205,17 @@ ARCHS: dict[str, Callable] = {
     "mobilenetv2_100": _timm("mobilenetv2_100"),
     "densenet121": _timm("densenet121"),
 }
+#: Display names of the architectures (ConvNet-D takes its depth from the kwargs: 3 by default).
+LABELS = {"convnet": "ConvNet-{depth}", "resnet_ap10": "ResNetAP-10", "resnet18": "ResNet-18",
+          "timm_resnet18": "ResNet-18", "timm_resnet34": "ResNet-34", "timm_resnet101": "ResNet-101",
+          "efficientnet_b0": "EfficientNet-B0", "mobilenetv2_100": "MobileNet-V2", "densenet121": "DenseNet-121"}
+
+
+def label(arch: str, **kwargs) -> str:
+    """The display name of ``arch`` built with ``kwargs`` (e.g. ``label("convnet")`` is "ConvNet-3")."""
+    return LABELS[arch].format(depth=kwargs.get("depth", 3))
+
+
 #: Images smaller than this (on the short side) get the small-input adaptation.
 SMALL_INPUT = 64
 
@@ -370,15 +381,12 @@ def _check_protocol(p: Protocol) -> None:
             raise EvaluateError(f"bad protocol {p.name!r}: {msg}")
 
 
-#: Widths of the paper's own families in the notebooks' ``paper`` profile on a CPU: ConvNet-3 at
-#: 32 channels and the ResNets at 16 (full: 128 and 64). On random real IPC-10 digits (1,000 steps,
-#: hard labels, seed 0) they reached 92.9 / 95.6 / 94.7 % in 12 / 39 / 97 s (1 thread) against
-#: 95.8 % for the full-width ConvNet-3 in ~46 s; ConvNet-3 at width 16 fell to 83.8 %.
-CPU_WIDTHS = {"convnet": {"width": 32}, "resnet_ap10": {"width": 16}, "resnet18": {"width": 16}}
 
-#: Optimiser steps per training run and epoch clamps, per profile (see :func:`epochs_for`).
+#: Optimiser steps per training run and epoch clamps, per budget (see :func:`epochs_for`); ``"full"``
+#: is the paper's own epoch schedule (the ImageNet datasets' ``paper`` profile).
 STEP_BUDGET = {"paper": dict(steps=1000, min_epochs=30, max_epochs=1000),
-               "smoke": dict(steps=40, min_epochs=2, max_epochs=40)}
+               "smoke": dict(steps=40, min_epochs=2, max_epochs=40),
+               "full": dict(epochs=((1, 3000), (10, 2000), (50, 1500), (200, 1000), (float("inf"), 500)))}
 
 
 def epochs_for(ipc: float, profile: str = "paper", num_classes: int = 10, batch_size: int = 64) -> int:
@@ -395,6 +403,8 @@ def epochs_for(ipc: float, profile: str = "paper", num_classes: int = 10, batch_
     step count does not grow with IPC (so a run costs about the same at every IPC). Why 1,000:
     ConvNet-3 on a random real IPC-10 digits subset (seed 0, hard labels) reached 92.2 / 94.0 /
     95.8 / 95.6 % final test accuracy after 200 / 500 / 1,000 / 2,000 steps -- flat after 1,000.
+    ``"full"`` is the paper's own schedule instead (3000 / 2000 / 1500 / 1000 / 500 epochs up to IPC
+    1 / 10 / 50 / 200 / above), for the ImageNet datasets on a GPU.
     """
     if profile not in STEP_BUDGET:
         raise EvaluateError(f"unknown profile {profile!r}: use one of {', '.join(STEP_BUDGET)}")
@@ -402,6 +412,8 @@ def epochs_for(ipc: float, profile: str = "paper", num_classes: int = 10, batch_
         raise EvaluateError(f"epochs_for needs ipc > 0, num_classes >= 1, batch_size >= 1 "
                             f"(got {ipc}, {num_classes}, {batch_size})")
     b = STEP_BUDGET[profile]
+    if "epochs" in b:  # the paper's schedule: 2000 / 1500 / 1000 epochs at IPC 10 / 50 / 100
+        return int(next(e for upto, e in b["epochs"] if ipc <= upto))
     steps_per_epoch = math.ceil(ipc * num_classes / batch_size)
     return int(min(b["max_epochs"], max(b["min_epochs"], round(b["steps"] / steps_per_epoch))))
 
@@ -495,15 +507,21 @@ def make_cutmix(protocol: Protocol, num_classes: int) -> Callable:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 accuracy (%) of ``model`` on images ``x`` with labels ``y`` (eval mode, restored after)."""
+def accuracy(model: nn.Module, x, y: torch.Tensor | None = None, batch_size: int = 500) -> float:
+    """Top-1 accuracy (%) of ``model`` on images ``x`` with labels ``y`` (eval mode, restored after);
+    ``x`` may also be a data set with its own labels (an ImageSet, or a lazy FolderSet read in batches)."""
+    from .data import batches
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))
+    data = (x, y) if y is not None else x
+    correct = total = 0
+    for xb, yb in batches(data, batch_size):
+        correct += int((model(xb.float().to(device)).argmax(1).cpu() == yb).sum())
+        total += len(yb)
     model.train(was_training)
-    return 100.0 * correct / len(x)
+    return 100.0 * correct / total
 
 
 def _batches(n: int, batch_size: int) -> list[torch.Tensor]:
@@ -690,7 +708,7 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
     ``surrogate``: an ImageSet (e.g. ``train.sample_per_class(10, seed)``, a synthetic set) or an
     (x, y) pair of tensors (x N×C×H×W in [-1, 1], y integer labels). ``protocol``: a
     :class:`Protocol` or "hard" / "soft" / "sgd" (epochs from :func:`epochs_for` unless set).
-    ``test_set``: default the digits test split. ``teacher``: any callable or module mapping
+    ``test_set``: the real test split (required; ``ds.test()`` of the dataset registry). ``teacher``: any callable or module mapping
     images to logits (e.g. ``dsco.teacher.load_teacher()``), required for soft labels.
     Run ``r`` is seeded with ``seed + r`` (weights, batch order, augmentation; on CPU the same
     seed gives the same accuracy). ``best_of_last_third``: report the official code's best test
@@ -703,10 +721,10 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
     """
     x, y, classes, dataset = _tensors(surrogate, "surrogate")
     if test_set is None:
-        from .data import load
-        test_set = load("digits", "test")
+        raise EvaluateError("evaluate needs test_set=: the real test split, e.g. ds.test() for "
+                            "ds = dsco.datasets.get(name, profile)")
     tx, ty, test_classes, test_name = _tensors(test_set, "test_set")
-    dataset = dataset or test_name or "digits"
+    dataset = dataset or test_name
     if tuple(x.shape[1:]) != tuple(tx.shape[1:]):
         raise EvaluateError(f"surrogate images are {tuple(x.shape[1:])} but test images {tuple(tx.shape[1:])}: "
                             "decode/resize the surrogate to the test set's shape")
@@ -785,25 +803,30 @@ def _grid_job(job: dict) -> dict:
     if job["threads"]:
         torch.set_num_threads(job["threads"])
     r = evaluate(job["data"], job["arch"], job["protocol"], repeats=1, seed=job["seed"], device=job["device"],
-                 teacher=job["teacher"], progress=False, cache_dir=job["cache_dir"], **job["arch_kwargs"])
+                 test_set=job["test_set"], teacher=job["teacher"], progress=False, cache_dir=job["cache_dir"],
+                 **job["arch_kwargs"])
     return {"acc": r.accs[0], "wall_s": r.wall_s[0], "peak_mem_mb": r.peak_mem_mb[0], "ipc": r.ipc,
             "epochs": r.epochs, "steps": r.steps, "metric": r.metric, "device": r.device, "cached": r.cached[0]}
 
 
-def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3, seed: int = 0, *,
-         device: str = "cpu", workers: int = 1, teacher: nn.Module | None = None, names=("set",),
-         cache_dir=None, progress: bool = True, **arch_kwargs):
+def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | None = None, seed: int = 0, *,
+         dataset=None, test_set=None, device: str = "cpu", workers: int = 1, teacher: nn.Module | None = None,
+         names=("set",), cache_dir=None, progress: bool = True, **arch_kwargs):
     """Evaluate every set of ``sets`` on every architecture of ``archs``, ``repeats`` times.
 
     ``sets``: ``{label: surrogate}`` (anything :func:`evaluate` takes); a tuple label is split into
-    the columns ``names`` (e.g. ``{("DsCo", 10): s}`` with ``names=("method", "ipc")``). Run ``r``
-    uses seed ``seed + r``, as :func:`evaluate`, and every run goes through its cache
-    (``cache_dir``), so a grid that is interrupted resumes where it stopped. ``workers > 1`` spreads the runs over that many
-    spawned processes (one torch thread each; on one GPU they share the device) — the result does
-    not depend on ``workers``. Returns a long :class:`pandas.DataFrame`, one row per run: the
-    ``names`` columns, ``arch``, ``protocol``, ``run_seed``, ``acc``, ``wall_s``, ``peak_mem_mb``,
-    ``ipc`` (images per class of the set, unless ``names`` has an ``ipc`` column), ``epochs``,
-    ``steps``, ``metric``, ``device``, ``cached``. See :func:`summary`.
+    the columns ``names`` (e.g. ``{("DsCo", 10): s}`` with ``names=("method", "ipc")``). ``dataset``
+    (a :class:`dsco.datasets.Dataset`) supplies what its profile fixes: the test split (``test_set``),
+    the protocol's step budget (for a protocol given by name), ``repeats`` and each architecture's
+    kwargs (``ds.arch_kwargs(arch)``, under the explicit ``arch_kwargs``); without it ``test_set`` is
+    required and ``repeats`` defaults to 3. Run ``r`` uses seed ``seed + r``, as :func:`evaluate`, and
+    every run goes through its cache (``cache_dir``), so a grid that is interrupted resumes where it
+    stopped. ``workers > 1`` spreads the runs over that many spawned processes (one torch thread each;
+    on one GPU they share the device) — the result does not depend on ``workers``. Returns a long
+    :class:`pandas.DataFrame`, one row per run: the ``names`` columns, ``arch``, ``protocol``,
+    ``run_seed``, ``acc``, ``wall_s``, ``peak_mem_mb``, ``ipc`` (images per class of the set, unless
+    ``names`` has an ``ipc`` column), ``epochs``, ``steps``, ``metric``, ``device``, ``cached``. See
+    :func:`summary`.
     """
     import pandas as pd
 
@@ -812,6 +835,14 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3,
     bad = [a for a in archs if a not in ARCHS]
     if bad:
         raise EvaluateError(f"unknown architecture(s) {bad}: use names from {', '.join(ARCHS)}")
+    if test_set is None:
+        if dataset is None:
+            raise EvaluateError("grid needs test_set= (the real test split) or dataset= (a dsco.datasets.Dataset)")
+        test_set = dataset.test()
+    if repeats is None:
+        repeats = dataset.budget.repeats if dataset is not None else 3
+    if dataset is not None and isinstance(protocol, str):
+        protocol = dataset.protocol(protocol)
     if workers < 1 or repeats < 1:
         raise EvaluateError(f"workers and repeats must be >= 1 (got {workers}, {repeats})")
     labels = []
@@ -827,11 +858,12 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3,
     jobs, keys = [], []
     for parts, data in zip(labels, sets.values()):
         for arch in archs:
+            kwargs = {**(dataset.arch_kwargs(arch) if dataset is not None else {}), **arch_kwargs}
             for r in range(repeats):
                 keys.append(dict(zip(names, parts)) | {"arch": arch, "protocol": protocol_name, "run_seed": seed + r})
                 jobs.append({"data": data, "arch": arch, "protocol": protocol, "seed": seed + r, "device": device,
-                             "teacher": teacher, "arch_kwargs": arch_kwargs, "cache_dir": cache_dir,
-                             "threads": 1 if workers > 1 else 0})
+                             "test_set": test_set, "teacher": teacher, "arch_kwargs": kwargs,
+                             "cache_dir": cache_dir, "threads": 1 if workers > 1 else 0})
     bar = tqdm(total=len(jobs), desc=f"grid {len(sets)} sets × {len(archs)} archs × {repeats}", disable=not progress)
     pool = None
     if workers > 1:
@@ -848,11 +880,28 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int = 3,
     return pd.DataFrame([k | {c: v for c, v in r.items() if c not in k} for k, r in zip(keys, results)])
 
 
-def summary(df, index, columns="arch", value: str = "acc", digits: int = 1):
+def summary(df, index, columns="arch", value: str = "acc", digits: int = 1, numbers: bool = False):
     """``mean ± std`` (population std, as :class:`EvalResult`) of ``value`` per cell of a pivot of a
-    :func:`grid` result: rows ``index``, columns ``columns`` (a name or a list of names)."""
-    g = df.groupby(([index] if isinstance(index, str) else list(index))
-                   + ([columns] if isinstance(columns, str) else list(columns)), sort=False)[value]
-    stats = g.agg(mean="mean", std=lambda v: float(np.std(v)))
+    :func:`grid` result: rows ``index``, columns ``columns`` (a name or a list of names, or None for
+    no pivot). ``numbers=True`` returns the long frame of numbers instead: the keys, ``mean``, ``std``
+    and ``n`` (runs per cell) — what :mod:`dsco.paper`'s comparisons take."""
+    index = [index] if isinstance(index, str) else list(index)
+    columns = [] if columns is None else [columns] if isinstance(columns, str) else list(columns)
+    stats = (df.groupby(index + columns, sort=False)[value]
+             .agg(mean="mean", std=lambda v: float(np.std(v)), n="size"))
+    if numbers:
+        return stats.reset_index()
     text = stats.apply(lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}", axis=1)
-    return text.unstack(columns)
+    return text.unstack(columns) if columns else text
+
+
+def run_costs(runs, by) -> "pd.DataFrame":
+    """The cost of a :func:`grid` result per group ``by``: runs, epochs, optimiser steps, mean and total
+    wall seconds per training run, peak memory and how many runs came from the cache (which report the
+    cost of the run that made them)."""
+    by = [by] if isinstance(by, str) else list(by)
+    return (runs.groupby(by, sort=False)
+            .agg(runs=("acc", "size"), epochs=("epochs", "first"), steps=("steps", "first"),
+                 wall_s_per_run=("wall_s", "mean"), wall_s_total=("wall_s", "sum"),
+                 peak_mem_mb=("peak_mem_mb", "max"), cached=("cached", "sum"))
+            .round(2).reset_index())

@@ -23,7 +23,8 @@ with the alignment term of one of two modes:
     (λ_maxoc = 10, λ_stats = 1e-3).
 ``mode="none"``
     Plain ancestral sampling (the paper's DiT† baseline): the same loop with the optimisation
-    skipped; bit-for-bit equal to :func:`dsco.backbones.sample`.
+    skipped; bit-for-bit equal to :func:`dsco.backbones.sample` with the same ``batch_size`` (the same
+    computation).
 
 Noise contract (shared with :func:`dsco.backbones.sample`): for class ``c`` a CPU generator
 ``g = dsco.backbones.class_generator(seed, c)`` draws ``z_T = randn((N, C, H, W), generator=g)``
@@ -64,15 +65,19 @@ steps. The accessible mode's diffused targets of all classes also go through the
 (per chunk of ``batch_size``). The noise contract above is kept (every class keeps its own CPU
 generators, drawn in the same order). On the CPU both engines run the projector in the channels-last
 layout (:func:`channels_last`), so what the batched engine gains over the reference is the batching.
-With ``batch_size = ipc`` (the backbone forwarded one class at a time) and one shared
-projector the two engines are equal bit for bit (tested; also checked on digits at 10 classes ×
-IPC 10, 50 steps, 20 iterations). With the default ``batch_size`` the backbone sees all classes in
-one batch, which rounds differently in the last float bits (|Δμ| ≈ 1e-5), and 49 steps of noise
-optimisation amplify that: at those settings the latents differ by 0.012 on average and up to 0.83
-for single pixels (mean |z| ≈ 0.8) — a sensitivity of NOpt itself, not of the batching (a
-per-class projector, as one grouped convolution, adds rounding of the same kind; tolerances in
-tests/test_nopt.py). With nothing to optimise (``mode="none"`` or every term
-off) both engines run the reference loop, which is :func:`dsco.backbones.sample`'s.
+The two engines agree up to float rounding, not bit for bit: the batched engine runs the projector
+(forward and backward) on all classes' candidates as one batch and maps the loss terms with vmap --
+other batch shapes than the reference's, which a CPU or GPU kernel may round differently in the last
+bits. With ``batch_size = ipc`` (the backbone forwarded one class at a time) and one shared projector
+that is the only difference, and on the development CPU the engines then happened to agree bit for bit
+(also on digits at 10 classes × IPC 10, 50 steps, 20 iterations); another CPU's kernels need not.
+With the default ``batch_size`` the backbone also sees all classes in one batch, which rounds
+differently in the last float bits (|Δμ| ≈ 1e-5), and 49 steps of noise optimisation amplify that: at
+those settings the latents differ by 0.012 on average and up to 0.83 for single pixels (mean |z| ≈ 0.8)
+— a sensitivity of NOpt itself, not of the batching (a per-class projector, as one grouped convolution,
+adds rounding of the same kind; tests/test_nopt.py bounds the engines' difference by a tolerance
+derived from the same run in float64, tests/rounding.py). With nothing to optimise (``mode="none"`` or
+every term off) both engines run the reference loop, which is :func:`dsco.backbones.sample`'s.
 ``compile=True`` wraps the batched inner-loop objective (forward and backward) in ``torch.compile``
 with static shapes; ``backbone_dtype=torch.bfloat16`` runs the backbone under autocast while the
 noise, μ, σ and the NOpt losses stay fp32. ``early_stop`` (off by default, not the paper's method)
@@ -538,7 +543,7 @@ def synthesize(backbone, classes, ipc: int, mode: str = "accessible", seed: int 
         projector_per_class, targets_one_step_noisier, latin_hypercube, stats_scale_hw: the
             official-code switches (module docstring).
         batch_size: chunk size of the backbone's forward passes (as in :func:`dsco.backbones.sample`,
-            default 256; it changes nothing but memory); the optimisation is always joint over the class.
+            default 256; it changes only memory and float rounding); the optimisation is always joint over the class.
         progress: show a tqdm bar over the steps (× classes for the reference engine).
         engine: ``"batched"`` (default: all classes at once) or ``"reference"`` (class by class);
             both compute the same thing (module docstring, "Engines").

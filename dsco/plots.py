@@ -1,9 +1,11 @@
-"""Figure style and the one save helper for every figure and table, with provenance.
+"""Figure style, the one save helper for every figure and table (with provenance), and image grids.
 
 A notebook calls :func:`start` once, right after its ``parameters`` cell, and :func:`save` for
 every figure or table it produces. ``save`` writes the file under
 ``build/results/<dataset>/<profile>/`` (or ``$DSCO_RESULTS``) and a JSON sidecar beside it with the
 notebook's parameters, seed, package versions, git commit and the wall time since ``start``.
+Image helpers for every dataset (grey or RGB, in [-1, 1]): :func:`image_grid`, :func:`show_images`,
+:func:`first_per_class`, :func:`mosaic`.
 """
 from __future__ import annotations
 
@@ -111,13 +113,19 @@ def provenance() -> dict:
 def save(obj, name: str, folder: str | Path | None = None) -> Path:
     """Save a matplotlib figure (PNG) or a pandas DataFrame (CSV) plus a ``.json`` sidecar.
 
-    ``name`` is a file stem such as ``"table13"`` or ``"fig1_rkhs"``. Returns the written path.
+    ``name`` is a file stem such as ``"table13"`` or ``"fig1_rkhs"``, unique within a notebook run (a
+    repeated name raises: its sidecar would overwrite the first one's). Returns the written path.
     """
     import pandas as pd
     from matplotlib.figure import Figure
 
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"bad result name {name!r}: use a plain file stem such as 'table13'")
+    saved = _RUN.setdefault("saved", set())
+    if folder is None and name in saved:  # one sidecar per name: a second save would overwrite the first's
+        raise ValueError(f"result name {name!r} was already saved by this notebook: give each figure and "
+                         "table its own name")
+    saved.add(name) if folder is None else None
     out = Path(folder) if folder is not None else results_dir()
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(obj, Figure):
@@ -131,3 +139,92 @@ def save(obj, name: str, folder: str | Path | None = None) -> Path:
     meta = dict(file=path.name, **provenance())
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=str))
     return path
+
+
+# --- images ------------------------------------------------------------------------------------------
+def image_grid(x, nrow: int | None = None, pad: int = 1):
+    """Images ``N×C×H×W`` in [-1, 1] tiled by ``torchvision.utils.make_grid`` (``nrow`` per row, default
+    all in one row) into one array in [0, 1]: ``H×W`` for grey images, ``H×W×3`` for RGB."""
+    import torch
+    from torchvision.utils import make_grid
+
+    x = torch.as_tensor(x).detach().float().cpu()
+    grid = make_grid(((x + 1) / 2).clamp(0, 1), nrow=nrow or len(x), padding=pad, pad_value=0.35)
+    return grid[0].numpy() if x.shape[1] == 1 else grid.permute(1, 2, 0).numpy()
+
+
+def show_images(ax, x, nrow: int | None = None, title: str | None = None, **kwargs) -> None:
+    """Draw :func:`image_grid` on ``ax``: grey images with dark ink (``gray_r``), RGB as they are."""
+    grid = image_grid(x, nrow, **kwargs)
+    ax.imshow(grid, cmap="gray_r" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def first_per_class(data, k: int = 1):
+    """The first ``k`` images of every class of ``data`` (an ImageSet, or an ``(x, y)`` pair), stacked in
+    class order: a ``(classes × k)×C×H×W`` tensor."""
+    import torch
+
+    x, y = (data.x, data.y) if hasattr(data, "x") else data
+    return torch.cat([x[y == c][:k] for c in sorted(torch.unique(y).tolist())])
+
+
+def mosaic(rows: dict, title: str | None = None, size: float = 0.6):
+    """One row of images per entry of ``rows`` (``{label: N×C×H×W tensor}``, e.g. the first image per
+    class of several surrogate sets), labelled on the left; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), 1, figsize=(max(3.0, size * n), size * len(rows) + 0.6), squeeze=False)
+    for ax, (label, x) in zip(axes[:, 0], rows.items()):
+        show_images(ax, x)
+        ax.set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, y=1.0)
+    return fig
+
+
+def sweep(ours, paper, x: str, titles, marks=(), log: bool = True):
+    """Accuracy against a swept weight (Tables 10, 11): ours (``mean``/``std`` per ``x`` and ``ipc``, error
+    bars) on the left, the paper's (``mean`` per ``x`` and its ``ipc``) on the right; dotted vertical lines
+    at ``marks`` (e.g. the defaults). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ipc, d in ours.sort_values(x).groupby("ipc"):
+        axes[0].errorbar(d[x], d["mean"], yerr=d["std"], marker="o", capsize=3, label=f"IPC {ipc}")
+    for ipc, d in paper.sort_values(x).groupby("ipc"):
+        axes[1].plot(d[x], d["mean"], marker="s", label=f"IPC {ipc}")
+    for ax, title in zip(axes, titles):
+        ax.set(xscale="log" if log else "linear", xlabel=x, ylabel="test accuracy (%)", title=title)
+        for i, m in enumerate(marks):
+            ax.axvline(m, ls=(":", "--")[i % 2], c="0.5")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def nopt_terms(logs, terms, hue: str = "row", title: str | None = None):
+    """NOpt's logged loss terms per denoising step (mean over classes): one panel per term, one colour
+    per ``hue`` value, solid at the drawn noise (``<term>_first``) and dashed after the optimisation
+    (``<term>_last``); log scale where every value is positive. Returns the figure."""
+    import pandas as pd
+    import seaborn as sns
+
+    cols = [f"{t}_{w}" for t in terms for w in ("first", "last")]
+    long = (logs.groupby([hue, "step"], sort=False)[cols].mean().reset_index()
+            .melt(id_vars=[hue, "step"], value_vars=cols).dropna())
+    long[["term", "noise"]] = long["variable"].str.rsplit("_", n=1, expand=True)
+    long["noise"] = long["noise"].map({"first": "drawn ε", "last": "optimised ε"})
+    g = sns.relplot(data=long, x="step", y="value", hue=hue, style="noise", col="term", kind="line", errorbar=None,
+                    height=3.0, aspect=1.15, facet_kws={"sharey": False})
+    for ax, term in zip(g.axes.flat, g.col_names):
+        if (long.loc[long["term"] == term, "value"] > 0).all():
+            ax.set_yscale("log")
+    g.set_axis_labels("denoising step", "raw term value")
+    if title:
+        g.figure.suptitle(title, y=1.03)
+    return g.figure

@@ -109,10 +109,14 @@ def make(name: str = "digits", seed: int = 0, device="cpu", **overrides) -> Rand
     return RandomProjector(seed=seed, device=device, **cfg)
 
 
+#: The latent shape each preset is made for.
+SHAPES = {"paper": (4, 32, 32), "digits": (1, 8, 8)}
+
+
 def preset_for(latent_shape) -> str:
     """The preset name matching a latent shape ``(C, H, W)``: 4×32×32 → "paper", 1×8×8 → "digits"."""
     shape = tuple(int(s) for s in latent_shape)
-    for name, cfg in (("paper", (4, 32, 32)), ("digits", (1, 8, 8))):
+    for name, cfg in SHAPES.items():
         if shape == cfg:
             return name
     raise ValueError(f"no projector preset for latents of shape {shape}: pass projector=RandomProjector("
@@ -131,3 +135,23 @@ def for_latents(latent_shape, seed: int = 0, device="cpu", **overrides) -> Rando
     except ValueError:
         name, overrides = "digits", {"in_channels": shape[0], **overrides}
     return make(name, seed=seed, device=device, **overrides)
+
+
+# --- measuring a projector (notebook 13, §4.1.2) ----------------------------------------------------
+def channel_rows(features: torch.Tensor, pooled: bool = True) -> torch.Tensor:
+    """The feature channels as rows: ``(J, N)`` globally average-pooled (what the data-accessible loss
+    aligns channel by channel) or ``(J, N·K·L)`` for the full maps (what the data-free loss sees)."""
+    return features.mean((2, 3)).T if pooled else features.transpose(0, 1).flatten(1)
+
+
+def mean_abs_correlation(rows: torch.Tensor) -> float:
+    """Mean |Pearson r| over every pair of distinct rows (channels)."""
+    c = torch.corrcoef(rows.double())
+    return c[~torch.eye(len(c), dtype=torch.bool)].abs().nanmean().item()
+
+
+def effective_rank(rows: torch.Tensor) -> float:
+    """The participation ratio (tr Σ)² / tr Σ² of the rows' covariance: how many directions the
+    channels really span (isotropic directions in r dimensions have E|r_jk| ≈ √(2/(π r)))."""
+    ev = torch.linalg.eigvalsh(torch.cov(rows.double())).clamp_min(0)
+    return (ev.sum() ** 2 / ev.square().sum()).item()

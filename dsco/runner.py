@@ -1,8 +1,10 @@
 """The batch runner: execute the numbered notebooks with papermill, one dataset and profile at a time.
 
 ``run(dataset, profile, ...)`` executes ``notebooks/NN_*.ipynb`` in numbered order, injecting
-``dataset``, ``profile``, ``seed``, ``device`` (and any extra parameters) into each notebook's cell
-tagged ``parameters``. Executed copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that
+``dataset``, ``profile``, ``seed``, ``device`` and the extra parameters (``-p``) into each notebook's
+cell tagged ``parameters`` -- each notebook receives the names its cell declares (:func:`declared`); a
+``-p`` name that no notebook declares is refused. Before anything runs, the dataset's parameters are
+checked (:meth:`dsco.datasets.Dataset.check`: root folders, backbone and teacher shapes). Executed copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that
 folder is what the book renders.
 
 Caching: beside each executed copy sits ``<stem>.key``, a SHA-256 of the injected parameters, the
@@ -83,6 +85,19 @@ def parameters_cell(path: Path) -> int:
                    "dataset/profile/seed/device with the 'parameters' tag")
 
 
+def declared(path: Path) -> list[str]:
+    """The names a notebook's ``parameters`` cell assigns (what papermill may inject), in order."""
+    import ast
+
+    nb = nbformat.read(path, as_version=4)
+    tree = ast.parse(nb.cells[parameters_cell(path)].source)
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
 def _file_digest(h, base: Path, pattern: str) -> None:
     for f in sorted(base.glob(pattern)):
         if f.is_file() and "__pycache__" not in f.parts:
@@ -118,6 +133,8 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         only=None, force: bool = False, extra: dict | None = None, runs_dir: Path | None = None,
         folder: Path | None = None, progress: bool = True, log=print, jobs: int = 1) -> list[Result]:
     """Execute the notebooks for one dataset and profile; see the module docstring."""
+    from . import datasets
+
     if dataset not in DATASETS:
         raise RunError(f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}")
     if profile not in PROFILES:
@@ -127,9 +144,18 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     paths = notebooks(only, folder)
     if not paths:
         raise RunError(f"no numbered notebooks (NN_name.ipynb) in {folder or NOTEBOOKS}")
-    for p in paths:  # validate everything before executing anything
-        parameters_cell(p)
-    params = dict(dataset=dataset, profile=profile, seed=seed, device=device, **(extra or {}))
+    names = {p: declared(p) for p in paths}  # validate everything before executing anything
+    extra = dict(extra or {})
+    unknown = sorted(set(extra) - {n for ns in names.values() for n in ns})
+    if unknown:
+        known = sorted({n for ns in names.values() for n in ns} - {"dataset", "profile", "seed", "device"})
+        raise RunError(f"no notebook declares the parameter(s) {', '.join(unknown)}: use -p with one of "
+                       f"{', '.join(known)}")
+    try:  # the dataset's parameters: root folders, backbone and teacher shapes (no weights loaded)
+        datasets.get(dataset, profile, **{k: v for k, v in extra.items() if k in datasets.PARAMS}).check()
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    params = dict(dataset=dataset, profile=profile, seed=seed, device=device, **extra)
     out_dir = Path(runs_dir or RUNS) / dataset / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = sources_digest()
@@ -144,7 +170,8 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     def execute(path: Path) -> Result:
         out, key_file = out_dir / path.name, out_dir / f"{path.stem}.key"
         failed = out_dir / f"{path.stem}.failed.ipynb"
-        key = cache_key(path, params, sources)
+        mine = {k: v for k, v in params.items() if k in names[path]}  # papermill warns about the others
+        key = cache_key(path, mine, sources)
         if not force and out.exists() and key_file.exists() and key_file.read_text() == key:
             return Result(path.stem, "skipped", 0.0, out)
         for stale in (out, key_file, failed):
@@ -152,7 +179,7 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         tmp = out_dir / f".{path.stem}.running.ipynb"
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(str(path), str(tmp), parameters=params, cwd=str(path.parent),
+            pm.execute_notebook(str(path), str(tmp), parameters=mine, cwd=str(path.parent),
                                 kernel_name="python3", progress_bar=False, log_output=False)
         except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
             if tmp.exists():

@@ -11,15 +11,18 @@ once:
 ``dfdsco``   data-free NOpt (§4.1.4; mode ``"free"``).
 
 NOpt options (``iterations``, ``lambda_align``, ``reality``, ``align``, ...) pass straight to
-:func:`dsco.nopt.synthesize`; :data:`DATASET_OPTIONS` holds the per-dataset defaults that differ
-from the paper's, each with its reason. Latents are decoded by the backbone (identity for digits)
-and clamped to the image range [-1, 1].
+:func:`dsco.nopt.synthesize`, on top of the dataset's defaults that depart from the paper's
+(``ds.nopt_defaults``, each with its reason in :mod:`dsco.datasets`). The dataset (a
+:class:`dsco.datasets.Dataset`, or a registry name) supplies the real training split, the backbone and
+the backbone's conditioning class of every label (ImageNette's labels are DiT's ImageNet classes).
+Latents are decoded by the backbone (identity for digits) and clamped to the image range [-1, 1].
 
 The cache (``build/cache/surrogates/``) is keyed by a SHA-256 of the method, IPC, seed, classes,
 dataset, the resolved options (every :func:`dsco.nopt.synthesize` argument, defaults filled in, so
-passing a default explicitly names the same set; the engine and chunk sizes are left out), the backbone's weights fingerprint, the device type and
-:data:`CACHE_VERSION`; an entry stores the images, labels, NOpt log and the cost of the original
-run (wall time, peak memory, device), so a cached set still reports what it cost to make.
+passing a default explicitly names the same set; the engine and chunk sizes are left out), the
+backbone's weights fingerprint, the device type and :data:`CACHE_VERSION`; an entry stores the
+images, labels, NOpt log and the cost of the original run (wall time, peak memory, device), so a
+cached set still reports what it cost to make. :func:`cost_table` lines the costs of many sets up.
 """
 from __future__ import annotations
 
@@ -34,39 +37,18 @@ import pandas as pd
 import torch
 
 from . import ROOT
-from . import backbones as backbones_mod
 from . import nopt
-from .data import ImageSet, encode_class, load
+from .data import ImageSet, encode_class
 from .evaluate import peak_mem_mb
 
 METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "free"}
 CACHE_DIR = ROOT / "build" / "cache" / "surrogates"
 TEMPLATE_DIR = ROOT / "build" / "cache" / "nopt_templates"
-CACHE_VERSION = 2  # 2: NOpt sets from the batched engine (default since issue 7)
-
-#: Per-dataset NOpt defaults that depart from the paper's, with the reason.
-#: digits: λ_stats = 1e-3 lets the data-free mode drift off the data (pixel MMD² 0.42 against 0.06
-#: for vanilla on classes 0–1, seed 0; the feature maps have 1,024 entries here against 32,768 for
-#: DiT latents), λ_stats = 1 keeps it on (MMD² 0.04) — see ``dsco.nopt`` and notebook 21.
-DATASET_OPTIONS = {"digits": {"lambda_stats": 1.0}}
-
+CACHE_VERSION = 3  # 3: dataset registry (issue 12); 2: NOpt sets from the batched engine (issue 7)
 
 #: synthesize() arguments that do not change the set (how it is computed, not what): not in the key.
 _NOT_IN_KEY = {"real_latents", "progress", "template_cache", "batch_size", "engine", "compile"}
 
-
-#: NOpt options of the notebooks' ``paper`` profile on the embedded default. SPEC §2 asks for the
-#: whole paper batch in about an hour on a 2-core CPU; at the paper's settings one 10-class NOpt set
-#: cost ≈ 8 min there (200 iterations, every real latent diffused 5 times per step; ≈ 2.3 min with 2
-#: threads since the channels-last projector and batched targets of issue 7, ``data/bench/``). So: the
-#: paper's 50 steps, guidance, SGD, λs and loss terms, with 100 SGD iterations per step (paper 200),
-#: each real latent diffused once per step (paper ≥ 5; ~135 targets per class and step, fresh noise
-#: every step) and 100 templates per class (paper ≥ 200). Measured here (1 thread, load ≈ 3):
-#: 10 classes × IPC 10 took 44 s at 20 iterations and 62 s at 50 with one diffusion, 111 s at 20 with
-#: five; plain sampling 19 s. On a GPU pass the paper's values (``nopt.DEFAULTS``) instead.
-PAPER_PROFILE = {"iterations": 100, "num_steps": 50, "diffusion_repeats": 1, "n_templates": 100}
-#: The ablation sweeps (Tables 7, 9, 10, 11: ~40 sets) use 20 iterations per step on the CPU.
-SWEEP_PROFILE = {**PAPER_PROFILE, "iterations": 20}
 #: A cheaper NOpt setting of the same downstream accuracy (issue 7; notebook 53): 40 SGD iterations per
 #: step (paper 200), each real latent diffused once per step (paper 5) and λ_align = 5e-3 (paper 5e-4).
 #: Against the paper's setting over 5 seeds on digits (ConvNet-3, hard labels; candidate − paper,
@@ -84,7 +66,8 @@ class SurrogateError(ValueError):
 class Surrogate:
     """A surrogate set and what it cost: ``data`` (an :class:`~dsco.data.ImageSet` to pass to
     :func:`dsco.evaluate.evaluate`), the NOpt ``log``, ``wall_s`` / ``peak_mem_mb`` / ``device`` of
-    the run that made it, and ``cached`` (read back from disk in this call)."""
+    the run that made it, ``cached`` (read back from disk in this call) and ``latents`` (the synthesised
+    latents before decoding; None for ``random``)."""
 
     data: ImageSet
     method: str
@@ -96,6 +79,7 @@ class Surrogate:
     device: str
     cached: bool = False
     log: pd.DataFrame = field(default_factory=pd.DataFrame)
+    latents: torch.Tensor | None = None  # the synthesised latents before decoding (None for random)
 
     def cost(self) -> dict:
         """One row for a cost table."""
@@ -104,84 +88,102 @@ class Surrogate:
                 "peak_mem_mb": round(self.peak_mem_mb, 1), "device": self.device, "cached": self.cached}
 
 
-_BACKBONES: dict = {}
-
-
-def backbone_for(dataset: str = "digits", device: str = "cpu"):
-    """The embedded backbone of ``dataset`` on ``device`` (loaded once per process)."""
-    if dataset != "digits":
-        raise SurrogateError(f"no embedded backbone for {dataset!r}: pass backbone=dsco.backbones.load("
-                             "'dit-xl-2-256', path, ...) and real=dsco.data.load(dataset, 'train', root)")
-    key = (dataset, str(device))
-    if key not in _BACKBONES:
-        _BACKBONES[key] = backbones_mod.load("digits-ddpm").to(device)
-    return _BACKBONES[key]
-
-
-def make(method: str, ipc: int, seed: int = 0, *, dataset: str = "digits", classes=None, real=None,
+def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None, real=None,
          backbone=None, device: str = "cpu", cache: bool = True, cache_dir=None, progress: bool = True,
          **options) -> Surrogate:
     """Build (or read back) the ``method`` surrogate set with ``ipc`` images per class.
 
-    ``real``: the real training set (default ``dsco.data.load(dataset, "train")``); ``backbone``:
-    default the dataset's embedded one (:func:`backbone_for`); ``classes``: default all classes of
-    ``real``. ``options`` go to :func:`dsco.nopt.synthesize` on top of :data:`DATASET_OPTIONS`
-    (ignored for ``random``). Same arguments on the same device type ⇒ the same set (and a cache hit).
+    ``dataset``: a :class:`dsco.datasets.Dataset` (or a registry name, resolved in the smoke profile),
+    which gives the defaults of ``real`` (its training split), ``backbone`` (its backbone on ``device``)
+    and the classes (all of the profile's). ``options`` go to :func:`dsco.nopt.synthesize` on top of the
+    dataset's NOpt defaults (ignored for ``random``). Same arguments on the same device type ⇒ the
+    same set (and a cache hit). Labels are the dataset's (the backbone is conditioned on ``ds.class_ids``).
     """
+    from .datasets import Dataset, get
+
+    ds = dataset if isinstance(dataset, Dataset) else get(dataset)
     if method not in METHODS:
         raise SurrogateError(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
     if int(ipc) < 1:
         raise SurrogateError(f"ipc must be >= 1, got {ipc}")
     ipc, seed = int(ipc), int(seed)
-    real = real if real is not None else load(dataset, "train")
+    real = real if real is not None else ds.train()
     classes = list(range(len(real.classes))) if classes is None else [int(c) for c in classes]
     template_cache = options.pop("template_cache", TEMPLATE_DIR)
     unknown = set(options) - (set(nopt.synthesize.__kwdefaults__) - {"real_latents", "progress"})
     if unknown:
         raise SurrogateError(f"unknown NOpt option(s) {sorted(unknown)}: see dsco.nopt.synthesize for the names")
     mode = METHODS[method]
-    opts = {} if mode is None else {**DATASET_OPTIONS.get(dataset, {}), **options}
+    opts = {} if mode is None else {**ds.nopt_defaults, **options}
     if mode is not None and backbone is None:
-        backbone = backbone_for(dataset, device)
+        backbone = ds.backbone(device)
 
     resolved = None if mode is None else {k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items()
                                           if k not in _NOT_IN_KEY}
-    key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": dataset,
+    if mode == "free" and ipc < 2:  # Eq. 25 needs a neighbour: NOpt drops the term, so the switch names nothing
+        resolved["maxoc"] = False
+    key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": ds.name,
            "classes": classes, "options": resolved, "device": torch.device(device).type,
            "backbone": nopt._fingerprint(backbone) if backbone is not None else None,
            "real": [real.name, real.split, len(real)]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    path = Path(cache_dir or CACHE_DIR) / f"{dataset}-{method}-ipc{ipc}-s{seed}-{digest}.pt"
+    path = Path(cache_dir or CACHE_DIR) / f"{ds.name}-{method}-ipc{ipc}-s{seed}-{digest}.pt"
     if cache and path.is_file():
         e = torch.load(path, weights_only=False)
-        return Surrogate(ImageSet(e["x"], e["y"], list(real.classes), f"{dataset}-{method}", "train"),
+        return Surrogate(ImageSet(e["x"], e["y"], list(real.classes), f"{ds.name}-{method}", "train"),
                          method, ipc, seed, opts, e["wall_s"], e["peak_mem_mb"], e["device"], True,
-                         pd.DataFrame(e["log"]))
+                         pd.DataFrame(e["log"]), e.get("z"))
 
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
+    z = None
     if mode is None:
         picked = real.sample_per_class(ipc, seed)
-        keep = torch.isin(picked.y, torch.tensor(classes))
-        x, y, log = picked.x[keep].float(), picked.y[keep], pd.DataFrame()
+        picked = picked.subset(torch.nonzero(torch.isin(picked.y, torch.tensor(classes))).flatten()).in_memory()
+        x, y, log = picked.x.float(), picked.y, pd.DataFrame()
     else:
+        cond = {c: ds.class_ids[c] for c in classes}  # label -> the backbone's conditioning class
         real_latents = None
         if mode == "accessible":  # FolderSet latents are cached by dsco.data, keyed by the weights
-            real_latents = {c: encode_class(real, c, backbone.encode, encoder_id=key["backbone"], progress=False)
-                            for c in classes}
-        z, y, log = nopt.synthesize(backbone, classes, ipc, mode, seed, real_latents=real_latents,
-                                    template_cache=template_cache,
-                                    progress=progress, **opts)
+            real_latents = {cond[c]: encode_class(real, c, backbone.encode, encoder_id=key["backbone"],
+                                                  progress=False) for c in classes}
+        z, y_cond, log = nopt.synthesize(backbone, list(cond.values()), ipc, mode, seed, real_latents=real_latents,
+                                         template_cache=template_cache, progress=progress, **opts)
+        label = {v: c for c, v in cond.items()}
+        y = torch.tensor([label[int(v)] for v in y_cond], dtype=torch.long)
+        if len(log):
+            log["class"] = log["class"].map(label)
         with torch.no_grad():
-            x = backbone.decode(z.to(backbone.device)).float().cpu().clamp(-1, 1)
+            x = torch.cat([backbone.decode(z[i:i + 64].to(backbone.device)).float().cpu()
+                           for i in range(0, len(z), 64)]).clamp(-1, 1)
     wall = time.perf_counter() - start
-    out = Surrogate(ImageSet(x.contiguous(), y.long(), list(real.classes), f"{dataset}-{method}", "train"),
-                    method, ipc, seed, opts, wall, peak_mem_mb(device), str(device), False, log)
+    out = Surrogate(ImageSet(x.contiguous(), y.long(), list(real.classes), f"{ds.name}-{method}", "train"),
+                    method, ipc, seed, opts, wall, peak_mem_mb(device), str(device), False, log,
+                    None if z is None else z.float().contiguous())
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save({"x": out.data.x, "y": out.data.y, "wall_s": wall, "peak_mem_mb": out.peak_mem_mb,
+        torch.save({"x": out.data.x, "y": out.data.y, "z": out.latents, "wall_s": wall, "peak_mem_mb": out.peak_mem_mb,
                     "device": out.device, "log": log.to_dict("list"), "key": key}, tmp)
         os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written entry
     return out
+
+
+def cost_table(made: dict, label: str = "set") -> pd.DataFrame:
+    """One row per set of ``made`` (``{key: Surrogate}``) with its cost (:meth:`Surrogate.cost`): wall
+    time, seconds per image, peak memory and device of the run that made it, and whether it was read
+    back from the cache. A tuple key's first part goes in the column ``label``."""
+    return pd.DataFrame([{label: k[0] if isinstance(k, tuple) else k, **{c: v for c, v in s.cost().items() if c != label}}
+                         for k, s in made.items()])  # a label named like a cost column (e.g. "method") wins
+
+
+def make_all(methods, ipcs, seed: int = 0, *, dataset="digits", progress: bool = True, **kwargs) -> dict:
+    """``{(label, ipc): Surrogate}`` for every method and IPC: ``methods`` is a list of :data:`METHODS`
+    names or ``{name: label}`` (e.g. ``{"vanilla": "DiT†"}``); ``kwargs`` go to :func:`make`."""
+    from tqdm.auto import tqdm
+
+    methods = methods if isinstance(methods, dict) else {m: m for m in methods}
+    jobs = [(m, label, int(ipc)) for m, label in methods.items() for ipc in ipcs]
+    return {(label, ipc): make(m, ipc, seed, dataset=dataset, progress=False, **kwargs)
+            for m, label, ipc in tqdm(jobs, desc="surrogate sets", disable=not progress)}

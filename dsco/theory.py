@@ -690,3 +690,72 @@ def sample_far_apart_target(n_core: int, n_far: int, radius: float, *, means=((0
     points = np.concatenate([core, np.asarray(far).reshape(n_far, core.shape[1])])
     scattered = np.r_[np.zeros(n_core, bool), np.ones(n_far, bool)]
     return points, scattered
+
+
+class Reference:
+    """Per-class reference sets for comparing a synthetic set with the real data (notebook 21's
+    distribution table): for every class its samples (flattened), the kernel bandwidth of
+    :func:`mmd2` set by the median heuristic (median pairwise distance) and the :func:`coverage_radius`.
+
+    ``Reference({class: tensor})``; :meth:`measure` gives the MMD² and the coverage of a set of one class.
+    """
+
+    def __init__(self, per_class: dict):
+        self.points = {int(c): torch.as_tensor(x).reshape(len(x), -1).double() for c, x in per_class.items()}
+        self.bandwidth = {c: float(torch.pdist(x).median()) for c, x in self.points.items()}
+        self.radius = {c: coverage_radius(x) for c, x in self.points.items()}
+
+    def measure(self, x, c: int) -> dict:
+        """``{"mmd2", "coverage"}`` of the samples ``x`` against class ``c``."""
+        flat = torch.as_tensor(x).reshape(len(x), -1).double()
+        return {"mmd2": mmd2(self.points[c], flat, self.bandwidth[c]),
+                "coverage": coverage(self.points[c], flat, self.radius[c])}
+
+
+# --- the single-configuration scaling law (beyond the paper; notebook 52) -----------------------------
+def scaling_law(k, a: float, b: float, alpha: float = 0.5):
+    """``err(k) = a / k^alpha + b``: the related work's bound on the test error after training on ``k``
+    distilled samples per class (``alpha = 1/2``; Luo & Xu 2025, ``shared/paper/related/``)."""
+    return a * np.power(np.asarray(k, float), -alpha) + b
+
+
+def fit_scaling_law(k, err) -> dict:
+    """Least-squares fit of :func:`scaling_law` (``scipy.optimize.curve_fit``) to errors ``err`` at IPCs ``k``:
+    ``a, a_se, b, b_se, r2`` for α = 1/2, ``alpha_free`` (α fitted too, with 4 or more points; NaN if the
+    fit does not converge), ``k1 = a²`` (the IPC where the estimation term is one error point) and ``points``."""
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
+
+    k, e = np.asarray(k, float), np.asarray(err, float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OptimizeWarning)
+        (a, b), cov = curve_fit(lambda x, a_, b_: scaling_law(x, a_, b_), k, e, p0=(max(e[0] - e[-1], 1.0), e[-1]))
+        sa, sb = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else (np.nan, np.nan)
+        alpha = np.nan
+        if len(k) >= 4:
+            try:
+                alpha = curve_fit(lambda x, a_, al, b_: scaling_law(x, a_, b_, al), k, e, p0=(a, 0.5, b),
+                                  bounds=([-np.inf, 0.0, -np.inf], [np.inf, 3.0, np.inf]), maxfev=20000)[0][1]
+            except RuntimeError:
+                pass
+    ss_tot = float(((e - e.mean()) ** 2).sum())
+    r2 = 1 - float(((e - scaling_law(k, a, b)) ** 2).sum()) / ss_tot if ss_tot > 0 else np.nan
+    return dict(a=a, a_se=sa, b=b, b_se=sb, r2=r2, alpha_free=alpha, k1=a ** 2, points=len(k))
+
+
+def kernel_density(grid, points, bandwidth: float = 1.0) -> np.ndarray:
+    """The Gaussian kernel density ``mean_s k(x, x^s) / (2π σ²)`` of 2-D ``points`` at every row of
+    ``grid`` (the mean embedding evaluated at ``x``; MMD is the distance between two such functions)."""
+    return gaussian_kernel(grid, points, bandwidth).mean(1) / (2 * math.pi * bandwidth ** 2)
+
+
+def distinct_positions(points, tol: float) -> int:
+    """How many distinct positions ``points`` occupy: groups closer than ``tol`` to each other
+    (single linkage, ``scipy.sparse.csgraph.connected_components``) count once."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    p = np.asarray(points, float)
+    dist = np.sqrt(((p[:, None] - p[None]) ** 2).sum(-1))
+    return int(connected_components(csr_matrix(dist < tol), directed=False)[0])

@@ -13,3 +13,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def nette_params(tmp_path_factory):
+    """The offline ImageNette stand-in of :mod:`dsco.fixtures` (a 10-class wnid tree with 10 train and 4 val
+    images per class, a tiny random DiT-XL/2-class transformer + VAE and a narrow timm ResNet-18 teacher),
+    made once per test module: the ``-p`` parameters of ``dsco run --dataset imagenette``."""
+    from dsco import fixtures
+
+    return fixtures.make(tmp_path_factory.mktemp("fixtures"))
+
+
+@pytest.fixture
+def nette_ds(nette_params):
+    """A fresh ``imagenette`` smoke Dataset on the fixture (its loaded splits and models are not shared)."""
+    from dsco import datasets
+
+    return datasets.get("imagenette", "smoke", **nette_params)

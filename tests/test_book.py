@@ -21,7 +21,7 @@ from dsco import book
 
 pytestmark = pytest.mark.slow
 
-PRESENT = ("10_occupancy_table13", "21_nopt_digits_fig5_fig6")
+PRESENT = ("10_occupancy_table13", "21_nopt_fig5_fig6")
 
 
 def _png() -> str:
@@ -91,7 +91,7 @@ def bad_book(tmp_path_factory):
     """21_...: an error output and a link to a page that does not exist; 10_...: an error shown on
     purpose (tag raises-exception) and a heading level skipped (a suppressed, harmless warning)."""
     dirs = _project(tmp_path_factory.mktemp("bad"), extra_cells={
-        "21_nopt_digits_fig5_fig6": [_error_cell(),
+        "21_nopt_fig5_fig6": [_error_cell(),
                                      new_markdown_cell("See {doc}`12_sampling_bias`.")],
         "10_occupancy_table13": [_error_cell(tags=["raises-exception"]),
                                  new_markdown_cell("### Skipped a level")]})
@@ -119,7 +119,7 @@ def test_intro_map_links_present_and_marks_missing_as_planned(good_book):
     intro = (index.parent / "intro.html").read_text()
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", intro))
     assert 'href="notebooks/10_occupancy_table13.html"' in intro
-    assert 'href="notebooks/21_nopt_digits_fig5_fig6.html"' in intro
+    assert 'href="notebooks/21_nopt_fig5_fig6.html"' in intro
     assert "12_sampling_bias — planned (issue #4)" in text
     assert "51_cost_table12_fig4 — planned (issue #7)" in text
     assert "Table 13" in text and "Figure 8" in text
@@ -190,7 +190,7 @@ def test_check_html_flags_error_output(bad_book):
     html, _ = bad_book
     problems = book.check_html(html)
     assert len(problems) == 1, problems  # the raises-exception cell in 10_... is exempt
-    assert problems[0].startswith("notebooks/21_nopt_digits_fig5_fig6.html: error output cell")
+    assert problems[0].startswith("notebooks/21_nopt_fig5_fig6.html: error output cell")
 
 
 # ---------------------------------------------------------------- bad input, without a build
@@ -267,3 +267,21 @@ def test_ensure_mathjax_is_cached(good_book):
     assert (static / "mathjax" / "tex-chtml.js").is_file()
     assert (static / "mathjax" / ".version").read_text() == book.MATHJAX_VERSION
     assert book.ensure_mathjax() == static
+
+
+def test_run_parameters_come_from_papermill_metadata_and_the_intro_describes_the_dataset(tmp_path):
+    paths = []
+    for i, given in enumerate([{"profile": "smoke"}, {"root": "/data/nette", "backbone_path": "/m/dit", "seed": 3,
+                                                       "teacher_path": None}]):
+        nb = _executed(f"N{i}")
+        nb.metadata["papermill"]["parameters"] = given
+        paths.append(tmp_path / f"{i}.ipynb")
+        nbformat.write(nb, paths[-1])
+    assert book.run_parameters(paths) == {"root": "/data/nette", "backbone_path": "/m/dit"}
+    assert book.run_parameters([tmp_path / "missing.ipynb"]) == {}
+
+
+def test_the_built_intro_says_what_stands_in_for_what(good_book):
+    index, _ = good_book
+    intro = (index.parent / "intro.html").read_text()
+    assert "digits (scikit-learn, 8×8)" in intro and "shipped" in intro and "Profile" in intro

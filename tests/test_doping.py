@@ -184,3 +184,41 @@ def test_torchvision_imagefolder_reads_export(digits_train, tmp_path):
     assert [int(c.split("_")[0]) for c in ds.classes] == list(range(10))
     by_file = {p.split("/")[-1]: t for p, t in ds.samples}
     assert [by_file[f"{i:02d}.png"] for i in range(20)] == s.y.tolist()
+
+
+# --- confusion_of / dope: the two steps of every high-IPC notebook ------------------------------------
+
+def test_dope_sizes_and_exclude(digits_train):
+    real = digits_train
+    synthetic = ImageSet(torch.zeros(20, 1, 8, 8), torch.arange(10).repeat_interleave(2), list(real.classes),
+                         "dsco", "train")
+    scores = torch.rand(len(real), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    conc, sel = doping.dope(synthetic, scores, real, target_ipc=5)
+    assert len(conc) == 50 and torch.bincount(conc.y).tolist() == [5] * 10 and len(sel) == 30
+    assert torch.equal(sel, doping.select(scores, real.y, 3)) and torch.equal(conc.x[20:], real.x[sel])
+    assert conc.name == "dsco+doped" and torch.equal(conc.x[:20], synthetic.x)
+    # the real samples a random real part already holds are never picked twice
+    exclude = sel[::3]
+    conc2, sel2 = doping.dope(synthetic, scores, real, target_ipc=5, exclude=exclude)
+    assert not set(exclude.tolist()) & set(sel2.tolist()) and torch.bincount(conc2.y).tolist() == [5] * 10
+    kept = [i for i in sel.tolist() if i not in set(exclude.tolist())]
+    assert set(kept) <= set(sel2.tolist())  # the rest of the choice stands
+    assert doping.dope(synthetic, scores, real, target_ipc=2)[1].numel() == 0  # already at the target
+    g, gsel = doping.dope(synthetic, scores, real, target_ipc=5, per_class=False)
+    assert len(g) == 50 and torch.equal(gsel, doping.select(scores, real.y, 3, per_class=False))
+
+
+def test_confusion_of_scores_every_real_sample(digits_train):
+    from dsco import evaluate, teacher
+
+    train = digits_train.sample_per_class(2, 0)
+    real = digits_train.subset(torch.arange(0, 200, 4))  # 50 real samples
+    clf = teacher.load_teacher()
+    p = evaluate.get_protocol("hard", "smoke", epochs=2)
+    s = doping.confusion_of(train, "convnet", real, clf, p, seed=1, width=8)
+    assert s.shape == (50,) and bool(((s >= -1) & (s <= 1)).all())
+    assert torch.equal(s, doping.confusion_of(train, "convnet", real, clf, p, seed=1, width=8))  # seeded
+    assert not torch.equal(s, doping.confusion_of(train, "convnet", real, clf, p, seed=2, width=8))
+    # Eq. 31 of the student train_student trains, against the teacher's class
+    student = doping.train_student(train, "convnet", 10, p, clf, seed=1, width=8)
+    assert torch.equal(s, doping.confusion_scores(teacher.predict_proba(student, real), teacher.predict_proba(clf, real)))

@@ -144,8 +144,12 @@ def test_epochs_for_documented_values():
     assert {ipc: ev.epochs_for(ipc, "paper") for ipc in paper} == paper
     assert [ev.epochs_for(ipc, "smoke") for ipc in (1, 5, 10, 20, 135)] == [40, 40, 20, 10, 2]
     assert ev.epochs_for(10, "paper", num_classes=2) == 1000  # 20 images: one step per epoch
-    with pytest.raises(ValueError, match="unknown profile 'full'"):
-        ev.epochs_for(10, "full")
+    # "full": the paper's own epoch schedule (3000 / 2000 / 1500 / 1000 / 500 up to IPC 1 / 10 / 50 / 200 / above)
+    full = {1: 3000, 5: 2000, 10: 2000, 11: 1500, 50: 1500, 100: 1000, 200: 1000, 201: 500, 1300: 500}
+    assert {ipc: ev.epochs_for(ipc, "full") for ipc in full} == full
+    assert ev.epochs_for(10, "full", num_classes=1000, batch_size=256) == 2000  # epochs, whatever the batches
+    with pytest.raises(ValueError, match="unknown profile 'huge': use one of paper, smoke, full"):
+        ev.epochs_for(10, "huge")
     with pytest.raises(ValueError, match="ipc > 0"):
         ev.epochs_for(0)
 
@@ -369,33 +373,81 @@ def test_grid_rows_seeds_and_workers_agree(tmp_path):
     train = load("digits", "train")
     sets = {("random", 1): train.sample_per_class(1, 0), ("random", 2): train.sample_per_class(2, 0)}
     p = ev.get_protocol("hard", "smoke", epochs=2)
+    test = load("digits", "test")
     df = ev.grid(sets, ["convnet"], p, repeats=2, seed=5, names=("method", "ipc"), progress=False,
-                 cache_dir=tmp_path, width=8)
+                 test_set=test, cache_dir=tmp_path, width=8)
     assert len(df) == 4 and list(df.columns[:5]) == ["method", "ipc", "arch", "protocol", "run_seed"]
     assert df.run_seed.tolist() == [5, 6, 5, 6] and df.ipc.tolist() == [1, 1, 2, 2]
     one = ev.evaluate(sets[("random", 2)], "convnet", p, repeats=2, seed=5, progress=False, cache_dir=tmp_path,
-                      width=8)
+                      test_set=test, width=8)
     assert df.acc.tolist()[2:] == one.accs and all(one.cached)
     par = ev.grid(sets, ["convnet"], p, repeats=2, seed=5, names=("method", "ipc"), progress=False,
-                     workers=2, cache_dir=tmp_path / "fresh", width=8)
+                  workers=2, test_set=test, cache_dir=tmp_path / "fresh", width=8)
     assert par.acc.tolist() == df.acc.tolist()
     table = ev.summary(df, "method", ["arch", "ipc"])
     mean, std = np.mean(one.accs), np.std(one.accs)
     assert table.loc["random", ("convnet", 2)] == f"{mean:.1f} ± {std:.1f}"
 
 
-def test_grid_bad_input():
+def test_grid_bad_input(small_test):
     with pytest.raises(ev.EvaluateError, match="unknown architecture"):
         ev.grid({"a": None}, ["vgg"])
+    with pytest.raises(ev.EvaluateError, match="grid needs test_set= .* or dataset="):
+        ev.grid({"a": None}, ["convnet"])
     with pytest.raises(ev.EvaluateError, match="names="):
-        ev.grid({("a", 1): None}, ["convnet"])
+        ev.grid({("a", 1): None}, ["convnet"], test_set=small_test)
+    with pytest.raises(ev.EvaluateError, match="evaluate needs test_set="):
+        ev.evaluate((small_test.x, small_test.y), "convnet", tiny(), repeats=1, cache=False)
 
 
-def test_cpu_widths_build_narrower_models():
-    for arch, kwargs in ev.CPU_WIDTHS.items():
-        narrow, full = ev.build(arch, 10, (1, 8, 8), **kwargs), ev.build(arch, 10, (1, 8, 8))
-        assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters())
-        assert narrow(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+def test_budget_widths_build_narrower_models():
+    from dsco import datasets
+
+    for profile, budget in datasets.REGISTRY["digits"].budgets.items():
+        for arch, kwargs in {**budget.widths, **budget.timm}.items():
+            narrow, full = ev.build(arch, 10, (1, 8, 8), **kwargs), ev.build(arch, 10, (1, 8, 8))
+            assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters()), (profile, arch)
+            assert narrow(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_grid_takes_what_the_dataset_fixes(train, tmp_path):
+    from dsco import datasets
+
+    ds = datasets.get("digits", "smoke")
+    sets = {"random": train.sample_per_class(1, 0)}
+    df = ev.grid(sets, ["convnet"], "hard", dataset=ds, cache_dir=tmp_path, progress=False)
+    # repeats (1), the smoke step budget (40 steps: 40 epochs of one batch) and the width (16) come from ds
+    assert len(df) == ds.budget.repeats == 1 and df.epochs.tolist() == [ev.epochs_for(1, "smoke")] == [40]
+    assert df.steps.tolist() == [40] and not df.cached.any()
+    one = ev.evaluate(sets["random"], "convnet", ds.protocol("hard"), repeats=1, test_set=ds.test(), cache_dir=tmp_path,
+                      progress=False, width=16)
+    assert one.cached == [True] and one.accs == df.acc.tolist()  # the very same run
+    wide = ev.grid(sets, ["convnet"], "hard", dataset=ds, cache_dir=tmp_path, progress=False, width=8)
+    assert not wide.cached.any()  # an explicit arch kwarg wins over the profile's
+    paper = ev.grid(sets, ["convnet"], ev.get_protocol("hard", epochs=1), dataset=ds, repeats=2, cache_dir=tmp_path,
+                    progress=False)
+    assert paper.run_seed.tolist() == [0, 1] and paper.epochs.tolist() == [1, 1]  # a Protocol is taken as given
+
+
+def test_summary_numbers_long_frame():
+    import pandas as pd
+
+    df = pd.DataFrame({"method": ["a", "a", "a", "b", "b"], "arch": ["x", "x", "y", "x", "x"],
+                       "acc": [10.0, 20.0, 30.0, 40.0, 41.0]})
+    long = ev.summary(df, "method", "arch", numbers=True)
+    assert list(long.columns) == ["method", "arch", "mean", "std", "n"]
+    assert long.values.tolist() == [["a", "x", 15.0, 5.0, 2], ["a", "y", 30.0, 0.0, 1], ["b", "x", 40.5, 0.5, 2]]
+    text = ev.summary(df, "method", "arch")
+    assert text.loc["a", "x"] == "15.0 ± 5.0" and text.loc["b", "x"] == "40.5 ± 0.5" and pd.isna(text.loc["b", "y"])
+    flat = ev.summary(df, ["method", "arch"], None, digits=2)
+    assert flat.loc[("b", "x")] == "40.50 ± 0.50"
+
+
+def test_accuracy_reads_a_data_set(train):
+    model = ev.build("convnet", 10, seed=0, width=8).eval()
+    s = train.subset(torch.arange(0, 300, 3))
+    assert ev.accuracy(model, s) == ev.accuracy(model, s.x, s.y)  # the same batches: the same computation
+    assert ev.accuracy(model, (s.x, s.y)) == ev.accuracy(model, s.x, s.y) and model.training is False
 
 
 def test_peak_mem_mb_is_the_process_peak_on_cpu():

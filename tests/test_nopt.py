@@ -2,6 +2,7 @@
 import math
 
 import pytest
+import rounding
 import torch
 
 from dsco import backbones, nopt
@@ -15,6 +16,12 @@ def digits_bb():
     if backbones.DIGITS_WEIGHTS.is_file():
         return backbones.load("digits-ddpm")
     return backbones.load("digits-ddpm", random_weights=True, config=backbones.TINY_UNET)
+
+
+@pytest.fixture(scope="module")
+def digits_bb64(digits_bb):
+    """The same backbone in float64 (the reference that rounding-derived tolerances are measured against)."""
+    return rounding.float64_backbone(digits_bb)
 
 
 @pytest.fixture(scope="module")
@@ -39,66 +46,100 @@ def test_mode_none_equals_vanilla_sampler_bit_for_bit(digits_bb):
         assert log.empty and log.attrs["engine"] == "reference"  # nothing to optimise: sample's loop
 
 
-# Equivalence of the engines (issue 7). The batched engine runs the backbone on all classes at once;
-# a batch of a different size rounds differently in the last float bits (|Δμ| ~ 1e-5 here), and the
-# noise optimisation carries that rounding along (at 50 steps x 20 iterations it grows to a mean
-# |Δz| of 0.012, see the dsco.nopt docstring). Forwarding the backbone one class at a time
-# (batch_size = ipc) removes that source: with one shared projector the two engines are then equal
-# bit for bit, which pins down that batching the NOpt itself changes nothing. Per-class projectors
-# run as one grouped convolution over classes (|Δfeature| ~ 1e-7). Stated tolerances (fp32, CPU, 3 classes,
-# IPC 2, 5 steps, 8 iterations), on latents of magnitude ~1: accessible 1e-4; free 2e-2 (its
-# stats term, ~100 at these sizes, amplifies rounding most; measured 4e-3).
-EQ_TOL = {"accessible": 1e-4, "free": 2e-2}
+# Equivalence of the engines (issue 7). The batched engine runs the backbone on all classes at once, the
+# projector on all classes' candidates at once (forward and backward; per-class projectors as one grouped
+# convolution) and maps the loss terms over classes with vmap: other batch shapes than the reference's, so
+# the two engines agree up to float rounding, not bit for bit (the exactness contract, tests/rounding.py),
+# and the noise optimisation carries that rounding along. The tolerance is derived in each test from the
+# reference engine run in float64 (backbone and projector in float64): measured here, on latents of
+# magnitude ~1.4, the float32-vs-float64 error is 4e-6–7e-6 (tolerance 50× that, 2e-4–4e-4) and the engines
+# differ by 4e-6–1.2e-5 at the default batch_size (by 0 with batch_size = ipc, whose float32-vs-float64
+# error is 1.2e-5–2.3e-5), another seed by more than 1.
+# The free mode runs at λ_maxoc = 1 here: at the paper's λ_maxoc = 10 with lr 0.1 these 8 SGD iterations
+# amplify rounding about 600-fold (float32-vs-float64 3.6e-3), so a rounding-derived tolerance (0.18) would
+# be within 10× of the effect of another seed; λ_maxoc = 1 keeps every term and code path and a
+# well-conditioned run (6e-6).
+FREE_EQ = {"lambda_maxoc": 1.0}
+#: The log columns both engines must fill identically (the logged values agree up to rounding).
+KEYS = ["class", "step", "t", "t_ref", "iterations"]
+
+
+def _projector64(seed):
+    """The default digits projector of ``seed`` in float64 (promoting its float32 inputs)."""
+    return rounding.float64_module(nopt.projector_mod.for_latents((1, 8, 8), seed=seed))
+
+
+def _engines_agree(bb, bb64, mode, **kw):
+    """Run both engines (float32) and the reference in float64 and the reference with another seed; check the
+    engines agree within the rounding-derived tolerance and another seed lies far outside it."""
+    ref = run(bb, mode, engine="reference", **kw)
+    fast = run(bb, mode, engine="batched", **kw)
+    ref64 = run(bb64, mode, engine="reference", projector=_projector64, **kw)
+    other = run(bb, mode, engine="reference", **{**kw, "seed": kw.get("seed", 0) + 1})
+    assert ref64[0].dtype == torch.float64
+    tol = rounding.tolerance(ref[0], ref64[0])
+    rounding.assert_within(fast[0], ref[0], tol, f"{mode}: batched vs reference")
+    rounding.assert_distinct(other[0], ref[0], tol, f"{mode}: another seed")
+    return ref, fast
 
 
 @pytest.mark.parametrize("mode", ["accessible", "free"])
 @pytest.mark.parametrize("per_class", [False, True])
-def test_batched_engine_equals_reference(digits_bb, real, mode, per_class):
-    kw = dict(classes=(0, 3, 7), ipc=2, real_latents=real, projector_per_class=per_class)
-    ref = run(digits_bb, mode, engine="reference", **kw)
-    fast = run(digits_bb, mode, engine="batched", **kw)
+def test_batched_engine_equals_reference(digits_bb, digits_bb64, real, mode, per_class):
+    kw = dict(classes=(0, 3, 7), ipc=2, real_latents=real, projector_per_class=per_class,
+              **(FREE_EQ if mode == "free" else {}))
+    ref, fast = _engines_agree(digits_bb, digits_bb64, mode, **kw)
     assert fast[2].attrs["engine"] == "batched" and ref[2].attrs["engine"] == "reference"
     assert torch.equal(ref[1], fast[1]) and list(ref[2].columns) == list(fast[2].columns)
-    assert (ref[2][["class", "step", "t", "t_ref", "iterations"]] == fast[2][["class", "step", "t", "t_ref", "iterations"]]).all().all()
-    assert torch.allclose(fast[0], ref[0], rtol=0, atol=EQ_TOL[mode]), (fast[0] - ref[0]).abs().max()
-    # the logged objective agrees to a relative 1 %
+    assert ref[2][KEYS].equals(fast[2][KEYS])
+    # the logged objective agrees to a relative 1 % (a check of the logging: measured ≤ 5e-5 relative here,
+    # far inside; the latents above carry the rounding-derived check)
     for col in ("total_first", "total_last"):
         assert torch.allclose(torch.tensor(fast[2][col].values), torch.tensor(ref[2][col].values), rtol=1e-2, atol=1e-3)
-    if not per_class:  # backbone one class at a time: the NOpt batching itself is exact
-        kw.update(real_latents={c: real[c][:3] for c in (0, 3, 7)}, n_templates=4, batch_size=2)
-        ref1 = run(digits_bb, mode, engine="reference", **kw)
-        fast1 = run(digits_bb, mode, engine="batched", **kw)
-        assert torch.equal(ref1[0], fast1[0]) and ref1[2].equals(fast1[2])
+    if not per_class:
+        # backbone one class at a time (batch_size = ipc): the backbone's batch shapes are the reference's and
+        # only the NOpt batching differs -- still other shapes for the projector, so equal up to rounding (on
+        # the development CPU these two happened to agree bit for bit; that is not guaranteed elsewhere)
+        kw.update(real_latents={c: real[c][:6] for c in (0, 3, 7)}, n_templates=4, batch_size=2)
+        ref1, fast1 = _engines_agree(digits_bb, digits_bb64, mode, **kw)
+        assert ref1[2][KEYS].equals(fast1[2][KEYS])
 
 
-def test_early_stop_is_labelled_and_engines_agree(digits_bb, real):
+def test_early_stop_is_labelled_and_engines_agree(digits_bb, digits_bb64, real):
     kw = dict(classes=(0, 3), ipc=2, real_latents=real, iterations=30)
-    ref = run(digits_bb, "accessible", engine="reference", early_stop=0.05, **kw)
-    fast = run(digits_bb, "accessible", engine="batched", early_stop=0.05, **kw)
+    ref, fast = _engines_agree(digits_bb, digits_bb64, "accessible", early_stop=0.05, **kw)
     full = run(digits_bb, "accessible", engine="batched", **kw)
     assert (full[2]["iterations"] == 30).all() and full[2].attrs["iterations_saved"] == 0
     assert fast[2].attrs["iterations_saved"] > 0 and (fast[2]["iterations"] < 30).any()
     assert fast[2].attrs["iterations_saved"] == (30 - fast[2]["iterations"]).sum()
     assert (ref[2]["iterations"] == fast[2]["iterations"]).all()
-    assert torch.allclose(fast[0], ref[0], rtol=0, atol=EQ_TOL["accessible"])
 
 
 def test_stack_projectors_equals_each_projector():
+    # a grouped convolution over classes, one batch over classes, a vmap: other shapes than each projector
+    # on its own class, so equal up to float rounding (tests/rounding.py)
     projs = [nopt.projector_mod.make("digits", seed=s) for s in range(3)]
     x = torch.randn(3, 2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     ref = torch.stack([p(x[k]) for k, p in enumerate(projs)])
-    assert torch.allclose(nopt.stack_projectors(projs)(x), ref, atol=1e-5)  # grouped convolution
+    tol = rounding.tolerance(ref, torch.stack([rounding.float64_module(p)(x[k]) for k, p in enumerate(projs)]))
+    rounding.assert_within(nopt.stack_projectors(projs)(x), ref, tol, "grouped convolution")
+    rounding.assert_distinct(torch.stack([p(x[k]) for k, p in enumerate(projs[::-1])]), ref, tol, "other projectors")
     same = nopt.channels_last(projs[0])  # the layout the engines run a shared projector in
-    assert torch.equal(nopt.stack_projectors([projs[0]] * 3)(x), torch.stack([same(xk) for xk in x]))
+    shared_ref = torch.stack([same(xk) for xk in x])
+    tol_shared = rounding.tolerance(shared_ref, torch.stack([rounding.float64_module(projs[0])(xk) for xk in x]))
+    rounding.assert_within(nopt.stack_projectors([projs[0]] * 3)(x), shared_ref, tol_shared, "classes as one batch")
     wrapped = [torch.nn.Sequential(torch.nn.Identity(), p) for p in projs]  # not plain: vmap path
-    assert torch.allclose(nopt.stack_projectors(wrapped)(x), ref, atol=1e-5)
+    rounding.assert_within(nopt.stack_projectors(wrapped)(x), ref, tol, "vmap")
 
 
 def test_channels_last_is_the_same_function_and_leaves_the_module_alone():
     proj = nopt.projector_mod.make("digits", seed=1)
     x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     fast = nopt.channels_last(proj)
-    assert fast is not proj and torch.allclose(fast(x), proj(x), atol=1e-5)
+    tol = rounding.tolerance(proj(x), rounding.float64_module(proj)(x))  # another layout: another kernel
+    assert fast is not proj
+    rounding.assert_within(fast(x), proj(x), tol, "channels-last")
+    rounding.assert_distinct(fast(x.flip(0)), proj(x), tol, "other inputs")
     assert all(p.is_contiguous() for p in proj.parameters())  # the original keeps its layout
     identity = torch.nn.Identity()  # nothing to re-lay-out: returned as it is
     assert nopt.channels_last(identity) is identity

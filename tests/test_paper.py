@@ -1,6 +1,8 @@
 """Tests for dsco.paper: the transcribed paper tables (data/paper/tableNN.csv)."""
 import math
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -146,3 +148,82 @@ def test_side_by_side_bad_input():
         paper.side_by_side(p, ours)                      # 4 settings share each (method, model, ipc)
     with pytest.raises(ValueError, match="lacks column"):
         paper.side_by_side(p, ours, on=("method", "setting"))
+
+
+# --- the comparison helpers every table notebook shares ----------------------------------------------
+
+
+def _long():
+    """Two methods × two models × two IPCs; one cell missing (B, m2, IPC 10)."""
+    rows = [("A", "m1", 1, 50.0, 1.0), ("A", "m1", 10, 70.0, 2.0), ("A", "m2", 1, 40.0, 0.5), ("A", "m2", 10, 60.0, 1.5),
+            ("B", "m1", 1, 52.0, 1.0), ("B", "m1", 10, 65.0, 1.0), ("B", "m2", 1, 40.2, 0.5)]
+    return pd.DataFrame(rows, columns=["method", "model", "ipc", "mean", "std"])
+
+
+def test_cell():
+    assert paper.cell(1.234, 0.56) == "1.2 ± 0.6" and paper.cell(1.234, 0.56, digits=2) == "1.23 ± 0.56"
+    assert paper.cell(3.0) == "3.0" and paper.cell(3.0, float("nan")) == "3.0"
+    assert paper.cell(float("nan"), 1.0) == "–" and paper.cell(None) == "–"
+
+
+def test_pivot_orders_and_missing_cells():
+    text, means = paper.pivot(_long(), ["method", "model"], "ipc", index_order=[("B", "m1"), ("B", "m2"), ("A", "m1")],
+                              column_order=[10, 1])
+    assert list(text.columns) == [10, 1] and list(text.index) == [("B", "m1"), ("B", "m2"), ("A", "m1")]
+    assert text.loc[("A", "m1"), 10] == "70.0 ± 2.0" and text.loc[("B", "m2"), 10] == "–"
+    assert means.loc[("B", "m1"), 1] == 52.0 and np.isnan(means.loc[("B", "m2"), 10])
+    plain, _ = paper.pivot(_long(), "method", ["model", "ipc"], std=None)
+    assert plain.loc["A", ("m2", 1)] == "40.0"  # no std column asked for: the mean alone
+
+
+def _bold_cells(html: str) -> set:
+    """(row, column) positions of the cells a Styler's CSS sets in bold."""
+    rules = re.findall(r"([^{}]+)\{\s*font-weight: bold;?\s*\}", html)
+    return {(int(r), int(c)) for sel in rules for r, c in re.findall(r"_row(\d+)_col(\d+)", sel)}
+
+
+def test_bold_best_marks_the_largest_mean_of_each_column():
+    text, means = paper.pivot(_long(), ["method", "model"], "ipc")
+    html = paper.bold_best(text, means).to_html()
+    bold = _bold_cells(html)
+    rows = list(means.index)
+    # IPC 1: B/m1 (52.0); IPC 10: A/m1 (70.0); B/m2 has no IPC-10 cell and never wins
+    assert bold == {(rows.index(("B", "m1")), list(means.columns).index(1)),
+                    (rows.index(("A", "m1")), list(means.columns).index(10))}
+
+
+def test_difference_wins_and_verdict():
+    d = paper.difference(_long(), "A", "B")
+    assert list(d.columns) == ["model", "ipc", "diff", "std"] and len(d) == 3  # (m2, 10) is missing on B's side
+    row = d[(d.model == "m1") & (d.ipc == 10)].iloc[0]
+    assert row["diff"] == pytest.approx(5.0) and row["std"] == pytest.approx(math.sqrt(2.0 ** 2 + 1.0 ** 2))
+    assert d[(d.model == "m2") & (d.ipc == 1)].iloc[0]["diff"] == pytest.approx(-0.2)
+    assert paper.wins(_long(), "A", "B") == (1, 3) and paper.wins(_long(), "B", "A") == (2, 3)
+    nostd = paper.difference(_long().drop(columns="std"), "A", "B")
+    assert nostd["std"].isna().all() and len(nostd) == 3
+    assert paper.verdict(3, 3) == "holds" and paper.verdict(2, 3) == "holds in most cells"
+    assert paper.verdict(1, 3) == "does not hold" and paper.verdict(0, 0) == "does not hold"
+
+
+def test_says():
+    assert paper.says(1.23, 0.5) == "+1.2 ± 0.5"
+    assert paper.says(-0.3, 0.5) == "-0.3 ± 0.5 (within noise)"
+    assert paper.says(0.3, 0.5, runs=1) == "+0.3 ± 0.5"  # one run per cell: its std says nothing
+    assert paper.says(0.3, float("nan")) == "+0.3"
+
+
+def test_sweep_lines_paper_and_ours_up():
+    ours = pd.DataFrame({"setting": ["on", "on", "off", "off"], "ipc": [1, 2, 1, 2],
+                         "mean": [60.0, 70.0, 55.0, 66.0], "std": [1.0, 0.5, 2.0, 1.0]})
+    theirs = pd.DataFrame({"setting": ["on", "off"], "ipc": [10, 10], "mean": [80.0, 75.0]})
+    text, means = paper.sweep(ours, theirs, "setting", ["off", "on"], {1: 10, 2: 50})
+    assert list(text.index) == ["off", "on"] and text.index.name == "setting"
+    assert list(text.columns) == [("IPC 1 (paper 10)", "paper"), ("IPC 1 (paper 10)", "ours"),
+                                  ("IPC 2 (no paper column)", "paper"), ("IPC 2 (no paper column)", "ours")]
+    assert text.loc["on", ("IPC 1 (paper 10)", "paper")] == "80.0"
+    assert text.loc["off", ("IPC 2 (no paper column)", "ours")] == "66.0 ± 1.0"
+    assert text.loc["on", ("IPC 2 (no paper column)", "paper")] == "–"
+    assert means.loc["on", ("IPC 1 (paper 10)", "ours")] == 60.0
+    assert np.isnan(means.loc["on", ("IPC 2 (no paper column)", "paper")])
+    # the sweep's output feeds bold_best: per column the better configuration (NaN never wins)
+    assert _bold_cells(paper.bold_best(text, means).to_html()) == {(1, 0), (1, 1), (1, 3)}

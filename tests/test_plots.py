@@ -49,3 +49,56 @@ def test_save_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError, match="plain file stem"):
         plots.save(pd.DataFrame(), "../escape", folder=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_a_repeated_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSCO_RESULTS", str(tmp_path))
+    plots.start("digits", "smoke", 0, "cpu")
+    plots.save(pd.DataFrame({"a": [1]}), "table_once")
+    with pytest.raises(ValueError, match="'table_once' was already saved"):
+        plots.save(pd.DataFrame({"a": [2]}), "table_once")
+    assert pd.read_csv(tmp_path / "digits" / "smoke" / "table_once.csv", index_col=0)["a"].tolist() == [1]
+    plots.save(pd.DataFrame({"a": [3]}), "table_once", folder=tmp_path / "elsewhere")  # an explicit folder: allowed
+    plots.start("digits", "smoke", 0, "cpu")  # a new run starts a new list of names
+    plots.save(pd.DataFrame({"a": [4]}), "table_once")
+
+
+# --- image helpers ------------------------------------------------------------------------------------
+
+def test_image_grid_grey_and_rgb():
+    grey = torch.linspace(-1, 1, 3 * 64).reshape(3, 1, 8, 8)
+    g = plots.image_grid(grey)
+    assert g.ndim == 2 and g.shape == (8 + 2, 3 * (8 + 1) + 1)  # one row, 1-px padding
+    assert g.min() >= 0 and g.max() <= 1
+    assert np.allclose(g[1:9, 1:9], ((grey[0, 0] + 1) / 2).numpy())  # [-1, 1] -> [0, 1]
+    assert plots.image_grid(grey, nrow=1).shape == (3 * (8 + 1) + 1, 8 + 2)  # one image per row
+    rgb = torch.rand(4, 3, 6, 6) * 2 - 1
+    c = plots.image_grid(rgb, nrow=2, pad=0)
+    assert c.shape == (12, 12, 3) and np.allclose(c[:6, 6:], ((rgb[1].permute(1, 2, 0) + 1) / 2).numpy())
+    assert plots.image_grid(torch.full((1, 3, 4, 4), 5.0)).max() == 1  # clamped
+
+
+def test_show_images_and_mosaic():
+    fig, ax = plt.subplots()
+    plots.show_images(ax, torch.zeros(2, 1, 8, 8), title="digits")
+    im = ax.get_images()[0]
+    assert im.get_cmap().name == "gray_r" and ax.get_title() == "digits" and list(ax.get_xticks()) == []
+    plt.close(fig)
+    fig, ax = plt.subplots()
+    plots.show_images(ax, torch.zeros(2, 3, 8, 8))
+    assert ax.get_images()[0].get_array().shape == (10, 19, 3)  # RGB as it is
+    plt.close(fig)
+    fig = plots.mosaic({"random": torch.zeros(3, 1, 8, 8), "DsCo": torch.ones(2, 1, 8, 8)}, title="first per class")
+    assert len(fig.axes) == 2 and [a.get_ylabel() for a in fig.axes] == ["random", "DsCo"]
+    assert fig._suptitle.get_text() == "first per class"
+    plt.close(fig)
+
+
+def test_first_per_class():
+    x = torch.arange(6, dtype=torch.float32).reshape(6, 1, 1, 1)
+    y = torch.tensor([2, 0, 2, 1, 0, 1])
+    from dsco.data import ImageSet
+
+    s = ImageSet(x, y, ["a", "b", "c"])
+    assert plots.first_per_class(s).flatten().tolist() == [1, 3, 0]  # class 0, 1, 2: their first image
+    assert plots.first_per_class((x, y), k=2).flatten().tolist() == [1, 4, 3, 5, 0, 2]

@@ -85,3 +85,24 @@ def test_for_latents_defaults():
     assert p.widths == (64, 128, 256) and p.seed == 3
     q = projector.for_latents((4, 8, 8))
     assert q.in_channels == 4 and q(torch.randn(2, 4, 8, 8)).shape == (2, 256, 2, 2)
+
+
+# --- measuring a projector (notebook 13) ----------------------------------------------------------
+
+def test_channel_rows_pooled_and_full():
+    f = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)  # N=2, J=3, 2×2 maps
+    pooled = projector.channel_rows(f)
+    assert pooled.shape == (3, 2) and torch.equal(pooled[1], f[:, 1].mean((1, 2)))
+    full = projector.channel_rows(f, pooled=False)
+    assert full.shape == (3, 2 * 4) and torch.equal(full[2], torch.cat([f[0, 2].flatten(), f[1, 2].flatten()]))
+
+
+def test_mean_abs_correlation_and_effective_rank_known_answers():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, generator=g)
+    assert projector.mean_abs_correlation(torch.stack([a, -2 * a, a + 1])) == pytest.approx(1.0)
+    assert projector.effective_rank(torch.stack([a, -2 * a, 3 * a])) == pytest.approx(1.0)  # one direction
+    iso = torch.randn(8, 20_000, generator=g)  # 8 independent unit-variance channels
+    assert projector.effective_rank(iso) == pytest.approx(8.0, rel=0.02)
+    assert projector.mean_abs_correlation(iso) < 0.02  # E|r| ≈ √(2/(π·20000)) ≈ 0.006
+    assert projector.effective_rank(iso * torch.tensor([10.0] + [1e-3] * 7)[:, None]) == pytest.approx(1.0, rel=1e-3)

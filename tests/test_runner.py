@@ -3,12 +3,12 @@
 import nbformat
 import pytest
 
-from dsco import cli, runner
+from dsco import cli, fixtures, runner
 
 
 def make_notebook(path, body="x = 1", tagged=True):
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"')
+    params = nbformat.v4.new_code_cell('dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"\nroot = None')
     if tagged:
         params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), params, nbformat.v4.new_code_cell(body)]
@@ -166,3 +166,78 @@ def test_parallel_jobs_run_setup_first_and_collect_every_failure(folder, tmp_pat
     again = run(folder, tmp_path, jobs=3)
     assert [r.notebook for r in again] == ["00_setup", "10_first", "20_second"]
     assert [r.status for r in again] == ["skipped"] * 3
+
+
+def test_each_notebook_receives_the_parameters_it_declares(folder, tmp_path):
+    make_notebook(folder / "30_third.ipynb", "print(sorted(k for k in dir() if k in ('root', 'threads')))")
+    nb = nbformat.read(folder / "30_third.ipynb", as_version=4)
+    nb.cells[1].source += "\nthreads = 1"
+    nbformat.write(nb, folder / "30_third.ipynb")
+    assert runner.declared(folder / "30_third.ipynb") == ["dataset", "profile", "seed", "device", "root", "threads"]
+    out = run(folder, tmp_path, extra={"root": "/x", "threads": 2})
+    first = nbformat.read(out[0].output, as_version=4)   # declares no threads: papermill is never given it
+    injected = next(c for c in first.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "threads" not in injected.source and "root = " in injected.source
+    assert "threads = 2" in out[2].output.read_text()
+
+
+def test_a_parameter_no_notebook_declares_is_refused_before_anything_runs(folder, tmp_path):
+    with pytest.raises(runner.RunError, match=r"no notebook declares the parameter\(s\) rooot: use -p with one of root"):
+        run(folder, tmp_path, extra={"rooot": "/x"})
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.fixture(scope="module")
+def nette(tmp_path_factory):
+    return fixtures.make(tmp_path_factory.mktemp("fx"), train=2, val=1)
+
+
+@pytest.fixture
+def dsfolder(tmp_path):
+    """One notebook declaring every dataset parameter, as the dataset notebooks do."""
+    from dsco.datasets import PARAMS
+
+    nbs = tmp_path / "dsnotebooks"
+    nbs.mkdir()
+    make_notebook(nbs / "10_ds.ipynb")
+    nb = nbformat.read(nbs / "10_ds.ipynb", as_version=4)
+    nb.cells[1].source += "".join(f"\n{k} = None" for k in PARAMS if k != "root")
+    nbformat.write(nb, nbs / "10_ds.ipynb")
+    return nbs
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(root=None), r"dataset 'imagenette' needs -p root"),
+    (dict(backbone_path=None), r"needs -p backbone_path"),
+    (dict(image_size=16), r"decodes to 8 px images but imagenette is loaded at image_size 16: pass -p image_size 8"),
+    (dict(teacher_path="vae"), r"teacher .* not a timm|no teacher|has no|is not a timm"),
+    (dict(root="missing"), r"class folder\(s\) missing under .*n01440764 \(tench\)"),
+])
+def test_dataset_parameters_are_checked_before_anything_runs(dsfolder, tmp_path, nette, change, match, capsys,
+                                                             monkeypatch):
+    folder = dsfolder
+    params = dict(nette)
+    for k, v in change.items():
+        params[k] = None if v is None else v if k == "image_size" else nette["vae_path"] if v == "vae" else str(tmp_path / v)
+    if change.get("root") == "missing":
+        (tmp_path / "missing" / "train").mkdir(parents=True)
+    params = {k: v for k, v in params.items() if v is not None}
+    with pytest.raises(runner.RunError, match=match):
+        run(folder, tmp_path, dataset="imagenette", extra=params)
+    assert not (tmp_path / "runs").exists()
+    monkeypatch.setattr(runner, "NOTEBOOKS", folder)
+    monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")
+    argv = ["run", "--dataset", "imagenette"] + [a for k, v in params.items() for a in ("-p", k, str(v))]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dsco: error:") and err.count("\n") == 0
+
+
+def test_a_backbone_of_the_wrong_class_count_is_refused(dsfolder, tmp_path, nette):
+    from dsco import backbones
+
+    folder = dsfolder
+    bb = backbones.load("dit-xl-2-256", random_weights=True, config=backbones.TINY_DIT, vae_config=backbones.TINY_VAE)
+    bb.model.save_pretrained(tmp_path / "dit10")   # 10 classes: not conditioned on ImageNet-1k
+    with pytest.raises(runner.RunError, match="the backbone has 10 classes but imagenette needs 1000"):
+        run(folder, tmp_path, dataset="imagenette", extra={**nette, "backbone_path": str(tmp_path / "dit10")})

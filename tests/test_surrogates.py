@@ -1,7 +1,8 @@
+"""Tests for dsco.surrogates: the four surrogate sets, their cache and cost, and the dataset's class mapping."""
 import pytest
 import torch
 
-from dsco import surrogates
+from dsco import backbones, data, datasets, nopt, surrogates
 from dsco.data import load
 
 TINY = dict(num_steps=3, iterations=2, n_templates=4)
@@ -32,10 +33,10 @@ def test_synthetic_methods_are_deterministic_and_cached(tmp_path, method):
 
 
 def test_vanilla_equals_plain_sampler(tmp_path):
-    from dsco import backbones
-    s = surrogates.make("vanilla", 1, seed=2, classes=[5], cache_dir=tmp_path, progress=False, num_steps=3)
-    z, _ = backbones.sample(surrogates.backbone_for("digits"), [5], 1, seed=2, num_steps=3, progress=False)
-    assert torch.equal(s.data.x, z.clamp(-1, 1))
+    ds = datasets.get("digits", "smoke")
+    s = surrogates.make("vanilla", 1, seed=2, dataset=ds, classes=[5], cache_dir=tmp_path, progress=False, num_steps=3)
+    z, _ = backbones.sample(ds.backbone(), [5], 1, seed=2, num_steps=3, progress=False)
+    assert torch.equal(s.latents, z) and torch.equal(s.data.x, z.clamp(-1, 1))  # the same computation
 
 
 def test_options_change_the_key(tmp_path):
@@ -51,9 +52,21 @@ def test_bad_input(tmp_path):
         surrogates.make("dsco", 0, cache_dir=tmp_path)
     with pytest.raises(surrogates.SurrogateError, match="unknown NOpt option"):
         surrogates.make("dsco", 1, cache_dir=tmp_path, iterationz=3)
-    with pytest.raises(surrogates.SurrogateError, match="backbone="):
-        surrogates.backbone_for("imagenette")
+    with pytest.raises(datasets.DatasetError, match="unknown dataset 'mnist'"):
+        surrogates.make("dsco", 1, dataset="mnist", cache_dir=tmp_path)
+    with pytest.raises(datasets.DatasetError, match="needs root="):  # no data for an ImageNet dataset
+        surrogates.make("vanilla", 1, dataset="imagenette", cache_dir=tmp_path)
     assert not list(tmp_path.glob("*"))
+
+
+def test_imagenet_dataset_without_backbone_path_names_the_fix(tmp_path):
+    from dsco import fixtures
+
+    root = fixtures.imagenet_tree(tmp_path / "nette", train=1, val=1)
+    ds = datasets.get("imagenette", "smoke", root=str(root), image_size=8)
+    with pytest.raises(datasets.DatasetError, match="needs -p backbone_path"):
+        surrogates.make("vanilla", 1, dataset=ds, cache_dir=tmp_path / "c")
+    assert surrogates.make("random", 1, dataset=ds, cache_dir=tmp_path / "c").data.x.shape == (10, 3, 8, 8)
 
 
 def test_defaults_passed_explicitly_name_the_same_set(tmp_path):
@@ -64,11 +77,65 @@ def test_defaults_passed_explicitly_name_the_same_set(tmp_path):
 
 
 def test_profile_presets_are_nopt_options():
-    from dsco import nopt
-    for preset in (surrogates.PAPER_PROFILE, surrogates.SWEEP_PROFILE, surrogates.FAST_PROFILE):
-        assert set(preset) <= set(nopt.synthesize.__kwdefaults__)
-    assert surrogates.SWEEP_PROFILE["iterations"] < surrogates.PAPER_PROFILE["iterations"] < nopt.DEFAULTS["iterations"]
+    # the paper and sweep budgets moved to the dataset registry (dsco.datasets budgets)
+    for entry in datasets.REGISTRY.values():
+        for budget in entry.budgets.values():
+            assert set(budget.nopt) | set(budget.sweep_nopt) <= set(nopt.synthesize.__kwdefaults__)
+    paper = datasets.REGISTRY["digits"].budgets["paper"]
+    assert paper.sweep_nopt["iterations"] < paper.nopt["iterations"] < nopt.DEFAULTS["iterations"]
+    assert set(surrogates.FAST_PROFILE) <= set(nopt.synthesize.__kwdefaults__)
     # the cheap preset does less work than the paper's setting and makes up with a larger alignment weight
     fast = {**nopt.DEFAULTS, **surrogates.FAST_PROFILE}
     assert fast["iterations"] < nopt.DEFAULTS["iterations"] and fast["diffusion_repeats"] <= nopt.DEFAULTS["diffusion_repeats"]
     assert fast["lambda_align"] > nopt.DEFAULTS["lambda_align"]
+
+
+def test_make_all_cost_table_and_latents(tmp_path):
+    ds = datasets.get("digits", "smoke")
+    kw = dict(dataset=ds, classes=[0, 1], cache_dir=tmp_path, progress=False, num_steps=3)
+    made = surrogates.make_all({"vanilla": "DiT†", "random": "Random"}, [1, 2], seed=4, **kw)
+    assert list(made) == [("DiT†", 1), ("DiT†", 2), ("Random", 1), ("Random", 2)]
+    for (label, ipc), s in made.items():
+        assert s.ipc == ipc and s.seed == 4 and s.data.y.tolist() == [0] * ipc + [1] * ipc
+    v = made[("DiT†", 2)]
+    assert v.latents.shape == (4, 1, 8, 8) and v.latents.dtype == torch.float32
+    assert torch.equal(v.data.x, v.latents.clamp(-1, 1))  # digits decode is the identity
+    assert made[("Random", 2)].latents is None  # nothing synthesised
+    table = surrogates.cost_table(made, label="method")
+    assert list(table.columns) == ["method", "ipc", "seed", "wall_s", "s_per_image", "peak_mem_mb", "device", "cached"]
+    assert table["method"].tolist() == ["DiT†", "DiT†", "Random", "Random"]  # the label, not cost()'s method name
+    assert table["ipc"].tolist() == [1, 2, 1, 2] and not table["cached"].any()
+    assert table["s_per_image"].tolist() == pytest.approx((table["wall_s"] / (2 * table["ipc"])).tolist(), abs=0.005)
+    again = surrogates.make_all(["vanilla"], [2], seed=4, **kw)
+    s = again[("vanilla", 2)]
+    assert s.cached and torch.equal(s.latents, v.latents) and s.wall_s == v.wall_s  # read back, with its cost
+    t2 = surrogates.cost_table({"DiT† (cached)": s, ("DiT†", 2): v})
+    assert t2["set"].tolist() == ["DiT† (cached)", "DiT†"] and t2["cached"].tolist() == [True, False]
+
+
+@pytest.fixture
+def latent_cache(tmp_path, monkeypatch):
+    """Real latents of a folder dataset are cached by dsco.data: keep them out of build/."""
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "latents")
+    return tmp_path / "latents"
+
+
+def test_imagenette_labels_are_the_datasets_while_dit_sees_imagenet_classes(nette_ds, tmp_path, latent_cache):
+    ds = nette_ds
+    bb = ds.backbone()
+    assert ds.class_ids[1] == 217  # ImageNette's English springer is DiT's class 217
+    kw = dict(dataset=ds, seed=3, cache_dir=tmp_path / "sets", progress=False, num_steps=3)
+    v = surrogates.make("vanilla", 1, classes=[0, 1], **kw)
+    assert v.data.y.tolist() == [0, 1] and v.data.classes == ds.classes and v.data.x.shape == (2, 3, 8, 8)
+    z, _ = backbones.sample(bb, [ds.class_ids[0], ds.class_ids[1]], 1, seed=3, num_steps=3, progress=False)
+    assert torch.equal(v.latents, z)  # the same computation: conditioned on ImageNet indices 0 and 217
+    assert torch.equal(v.data.x, bb.decode(z).clamp(-1, 1))
+    wrong, _ = backbones.sample(bb, [1], 1, seed=3, num_steps=3, progress=False)  # label 1 taken as DiT class 1
+    assert (wrong - z[1:]).abs().max() > 1e-2
+    full = surrogates.make_all(["vanilla", "dsco"], [1], **{**kw, "iterations": 2, "n_templates": 2})
+    for s in full.values():
+        assert s.data.y.tolist() == list(range(10)) and s.latents.shape == (10, 4, 4, 4)
+    dsco_set = full[("dsco", 1)]
+    assert sorted(dsco_set.log["class"].unique().tolist()) == list(range(10))  # the log speaks in labels too
+    assert len(list(latent_cache.glob("*.safetensors"))) == 10  # each class's real latents encoded once
+    assert not torch.equal(dsco_set.latents, full[("vanilla", 1)].latents)  # NOpt moved the samples

@@ -1,8 +1,10 @@
-"""Tests for dsco.teacher: training learns, shipped weights verify, temperature softens."""
+"""Tests for dsco.teacher: training learns, shipped weights verify, temperature softens; timm teachers."""
+import copy
 import json
 from types import SimpleNamespace
 
 import pytest
+import rounding
 import torch
 
 from dsco import backbones as B
@@ -78,6 +80,105 @@ def test_predict_proba_temperature():
     assert bool((p20.max(1).values < p1.max(1).values).all())  # softer
     logits = model(x)
     torch.testing.assert_close(p20, torch.softmax(logits / 20, 1))
-    torch.testing.assert_close(T.predict_proba(model, x, batch_size=4), p1)
+    # batches of 4 + 2 against one of 6: another batch shape, equal up to float rounding (tests/rounding.py)
+    p64 = torch.softmax(copy.deepcopy(model).double()(x.double()), 1)
+    tol = rounding.tolerance(p1, p64)
+    rounding.assert_within(T.predict_proba(model, x, batch_size=4), p1, tol, "batch_size=4")
+    rounding.assert_distinct(T.predict_proba(model, x.flip(0), batch_size=4), p1, tol, "other images")
     with pytest.raises(ValueError, match="temperature"):
         T.predict_proba(model, x, temperature=0)
+
+
+# --- timm teachers (the ImageNet datasets) ----------------------------------------------------------
+
+NARROW = dict(channels=(8, 16, 32, 64), stem_width=8)
+
+
+def test_load_timm_teacher_from_a_save_for_hf_folder(nette_params):
+    import timm
+
+    path = nette_params["teacher_path"]
+    clf = T.load_timm_teacher(path, "resnet18", 10)
+    assert isinstance(clf, T.TimmTeacher) and clf.num_classes == 10 and not clf.training
+    # the fixture's weights, seeded as dsco.fixtures makes them: the same model, the same logits
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ref = timm.create_model("resnet18", pretrained=False, num_classes=10, **NARROW).eval()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    assert torch.equal(clf(x), T.TimmTeacher(ref).eval()(x))  # same computation: bit for bit
+    # images in [-1, 1] are mapped to [0, 1] and normalised by the model's own mean and std
+    x01 = (x + 1) / 2
+    mean, std = torch.tensor(ref.pretrained_cfg["mean"]), torch.tensor(ref.pretrained_cfg["std"])
+    torch.testing.assert_close(clf(x), ref((x01 - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_load_timm_teacher_from_a_state_dict_file(tmp_path, suffix):
+    """A plain state dict of the full-width architecture (what a user's training script saves); its head
+    must be the file's (timm drops a classifier whose class count differs from the config's 1000)."""
+    import timm
+    from safetensors.torch import save_file
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = timm.create_model("resnet18", pretrained=False, num_classes=7).eval()
+        torch.nn.init.normal_(model.fc.weight, std=1.0)
+    path = tmp_path / f"r18{suffix}"
+    save_file(model.state_dict(), str(path)) if suffix == ".safetensors" else torch.save(model.state_dict(), path)
+    assert T.timm_num_classes(path, "resnet18") == 7
+    clf = T.load_timm_teacher(path, "resnet18", 7)
+    assert torch.equal(clf.model.fc.weight, model.fc.weight)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(clf(x), T.TimmTeacher(model).eval()(x))
+
+
+def test_timm_teacher_bad_checkpoints(tmp_path, nette_params):
+    import timm
+    from safetensors.torch import save_file
+
+    with pytest.raises(B.CheckpointError, match="has 10 classes, the dataset 5: pass a teacher trained"):
+        T.load_timm_teacher(nette_params["teacher_path"], "resnet18", 5)
+    narrow = timm.create_model("resnet18", pretrained=False, num_classes=10, **NARROW)
+    save_file(narrow.state_dict(), str(tmp_path / "narrow.safetensors"))  # a file keeps no model_args
+    with pytest.raises(B.CheckpointError) as e:
+        T.load_timm_teacher(tmp_path / "narrow.safetensors", "resnet18", 10)
+    assert "is not a timm resnet18 checkpoint" in str(e.value) and "\n" not in str(e.value)
+    save_file({"w": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(B.CheckpointError, match="has no 'fc.weight'"):
+        T.timm_num_classes(tmp_path / "other.safetensors")
+    with pytest.raises(B.CheckpointError, match="no teacher checkpoint"):
+        T.load_timm_teacher(tmp_path / "missing", "resnet18")
+
+
+def test_train_and_save_timm_teacher_round_trip(nette_params, tmp_path):
+    train = data.load("imagenette", "train", nette_params["root"], size=8)
+    kw = dict(epochs=1, batch_size=32, seed=0, model_args=NARROW, progress=False)
+    model, hist = T.train_timm_teacher(train, "resnet18", **kw)
+    assert isinstance(model, T.TimmTeacher) and model.num_classes == 10 and not model.training
+    assert len(hist["loss"]) == 1 and hist["arch"] == "resnet18" and hist["model_args"] == NARROW
+    _, again = T.train_timm_teacher(train, "resnet18", **kw)
+    assert again["loss"] == hist["loss"]  # seeded: weights, order and augmentation
+    folder = T.save_timm_teacher(model, hist, tmp_path / "models" / "teacher")
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "training.json"}
+    assert [p.name for p in folder.parent.iterdir()] == ["teacher"]  # no partial folder left behind
+    card = json.loads((folder / "training.json").read_text())
+    assert card["sha256"] == B.sha256(folder / "model.safetensors") and card["loss_curve"] == [round(hist["loss"][0], 5)]
+    loaded = T.load_timm_teacher(folder, "resnet18", 10)
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(loaded(x), model(x))  # same weights, same computation
+    T.save_timm_teacher(model, hist, folder)  # overwrites in place
+    assert T.timm_num_classes(folder) == 10
+
+
+def test_predict_proba_and_accuracy_read_data_sets(nette_params):
+    clf = T.load_timm_teacher(nette_params["teacher_path"], "resnet18", 10)
+    lazy = data.load("imagenette", "test", nette_params["root"], size=8)
+    mem = lazy.in_memory()
+    p_lazy, p_mem = T.predict_proba(clf, lazy), T.predict_proba(clf, mem)
+    # one batch of the same 40 images either way: the same computation, bit for bit
+    assert p_lazy.shape == (40, 10) and torch.equal(p_lazy, p_mem) and torch.equal(p_mem, T.predict_proba(clf, mem.x))
+    acc = T.accuracy(clf, lazy)
+    assert acc == T.accuracy(clf, mem.x, mem.y) == float((p_mem.argmax(1) == mem.y).float().mean())
+    model = T.build_teacher(dict(widths=(4, 4, 4)))
+    digits = data.load("digits", "test")
+    assert T.accuracy(model, digits) == T.accuracy(model, digits.x, digits.y)

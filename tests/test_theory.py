@@ -406,3 +406,18 @@ def test_sample_far_apart_target_places_far_points_and_is_deterministic():
     np.testing.assert_array_equal(pts, pts2)
     with pytest.raises(ValueError, match="use a larger box"):
         T.sample_far_apart_target(10, 50, 1.0, box=2.0, max_tries=200)
+
+
+def test_reference_measures_mmd_and_coverage_per_class():
+    g = torch.Generator().manual_seed(0)
+    real = {0: torch.randn(60, 1, 2, 2, generator=g), 3: torch.randn(40, 4, generator=g) + 5}
+    ref = T.Reference(real)
+    assert sorted(ref.points) == [0, 3] and ref.points[0].shape == (60, 4) and ref.points[0].dtype == torch.float64
+    assert ref.bandwidth[0] == pytest.approx(float(torch.pdist(real[0].reshape(60, -1).double()).median()))
+    assert ref.radius[3] == pytest.approx(T.coverage_radius(real[3]))
+    same = ref.measure(real[0], 0)
+    assert same["mmd2"] == pytest.approx(0.0, abs=1e-12) and same["coverage"] == 1.0  # the class itself
+    far = ref.measure(real[3].reshape(40, 1, 2, 2), 0)  # another class, 5 away
+    assert far["mmd2"] > 0.5 and far["coverage"] == 0.0
+    mid = ref.measure(real[0][:10], 0)
+    assert 0 < mid["mmd2"] < far["mmd2"] and 0 < mid["coverage"] < 1
