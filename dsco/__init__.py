@@ -12,4 +12,4 @@ __version__ = "0.1.0"
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Names accepted for the notebooks' ``dataset`` and ``profile`` parameters (the registry, dsco.datasets).
-from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402
+from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402, F401

@@ -303,6 +303,54 @@ class DiT(Backbone):
         return self.vae.decode((z / self.scale).to(self.vae.device, self.vae.dtype)).sample.float()
 
 
+class LatentDDPM(Backbone):
+    """``latent-ddpm``: a class-conditional ``UNet2DModel`` on the latents of an ``AutoencoderKL`` -- the
+    structure of DiT-XL/2 + SD-VAE at CPU size (the ``mnist`` recipe: 28-px images padded to 32, a 4×8×8
+    latent). Images are padded with the background value -1 to the autoencoder's input side before
+    encoding and cropped back after decoding; latents are ``posterior mean × scale`` (the scaling factor
+    measured on the training data, as SD's 0.18215)."""
+
+    def __init__(self, unet, vae, scale: float, image_shape, num_steps: int = 50):
+        cfg = unet.config
+        if vae.config.latent_channels != cfg.in_channels:
+            raise ValueError(f"VAE latent_channels={vae.config.latent_channels} != UNet in_channels={cfg.in_channels}")
+        super().__init__("latent-ddpm", unet, (cfg.in_channels, cfg.sample_size, cfg.sample_size),
+                         cfg.num_class_embeds - 1, "fixed_small", "all", num_steps)
+        self.vae = vae.eval().requires_grad_(False)
+        self.scale = float(scale)
+        self.image_shape = tuple(int(v) for v in image_shape)
+        self.image_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.side = cfg.sample_size * self.image_factor  # the autoencoder's input side (>= the images')
+
+    def to(self, device):
+        self.model.to(device)
+        self.vae.to(device)
+        return self
+
+    def _forward(self, z, t, y):
+        t = torch.full((z.shape[0],), int(t), dtype=torch.long, device=z.device)
+        return self.model(z, t, class_labels=y).sample
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N×C×h×w) padded with -1 to the autoencoder's side, centred."""
+        h, w = x.shape[-2:]
+        top, left = (self.side - h) // 2, (self.side - w) // 2
+        return torch.nn.functional.pad(x, (left, self.side - w - left, top, self.side - h - top), value=-1.0)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> latents (posterior mean × ``scale``)."""
+        return self.vae.encode(self.pad(x.float()).to(self.vae.device)).latent_dist.mean.float() * self.scale
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in about [-1, 1], cropped to ``image_shape``."""
+        x = self.vae.decode(z.float().to(self.vae.device) / self.scale).sample.float()
+        h, w = self.image_shape[1:]
+        top, left = (self.side - h) // 2, (self.side - w) // 2
+        return x[..., top:top + h, left:left + w]
+
+
 # --- checkpoints: safetensors + JSON card with SHA-256 --------------------------------------------
 def sha256(path) -> str:
     """SHA-256 hex digest of a file."""
@@ -434,8 +482,21 @@ def dit_configs(path, vae_path=None) -> tuple[dict, dict]:
     return out[0], out[1]
 
 
+def _load_latent(path=None, *, device="cpu", num_steps: int = 50) -> LatentDDPM:
+    """A trained latent recipe from ``path``, the common prefix of ``<path>_vae.safetensors`` and
+    ``<path>_ddpm.safetensors`` (each with its JSON card; SHA-256 checked)."""
+    from diffusers import AutoencoderKL, UNet2DModel
+
+    if path is None:
+        raise ValueError("latent-ddpm needs path=: the prefix of <path>_vae.safetensors and <path>_ddpm.safetensors")
+    hint = "retrain with notebooks/00_prepare_dataset.ipynb (-p retrain True, paper profile)"
+    vae, vcard = load_checkpoint(f"{path}_vae.safetensors", lambda c: AutoencoderKL(**c["vae_config"]), hint)
+    unet, _ = load_checkpoint(f"{path}_ddpm.safetensors", lambda c: UNet2DModel(**c["unet_config"]), hint)
+    return LatentDDPM(unet, vae, vcard["scaling_factor"], vcard["image_shape"], num_steps).to(device)
+
+
 #: name -> loader; ``load`` is the entry point.
-BACKBONES = {"digits-ddpm": _load_digits, "dit-xl-2-256": _load_dit}
+BACKBONES = {"digits-ddpm": _load_digits, "dit-xl-2-256": _load_dit, "latent-ddpm": _load_latent}
 
 
 def load(name: str, path=None, **options) -> Backbone:
@@ -500,13 +561,20 @@ def sample(backbone: Backbone, classes, ipc: int, seed: int, guidance: float = 4
 
 
 # --- training the digits backbone -----------------------------------------------------------------
-def train_digits_ddpm(train_set, epochs: int = 300, batch_size: int = 128, lr: float = 1e-3,
-                      warmup_steps: int = 200, ema_decay: float = 0.999, p_uncond: float = 0.1,
-                      seed: int = 0, config: dict | None = None, device="cpu", progress: bool = True,
-                      callback=None, callback_every: int = 0):
-    """Train the digits DDPM: ε-prediction MSE on ``DDPMScheduler.add_noise`` (Eq. 12) targets.
+def train_digits_ddpm(train_set, epochs: int = 300, **kwargs):
+    """Train the digits DDPM (:func:`train_ddpm` with :data:`DIGITS_UNET`); returns ``(DigitsDDPM, history)``."""
+    return train_ddpm(train_set, epochs, **kwargs)
 
-    ``train_set`` has ``.x`` (N×1×8×8 in [-1, 1]) and ``.y`` (labels). Each label is replaced by the
+
+def train_ddpm(train_set, epochs: int = 300, batch_size: int = 128, lr: float = 1e-3,
+               warmup_steps: int = 200, ema_decay: float = 0.999, p_uncond: float = 0.1,
+               seed: int = 0, config: dict | None = None, device="cpu", progress: bool = True,
+               callback=None, callback_every: int = 0, base: dict = DIGITS_UNET, wrap=None):
+    """Train a class-conditional ``UNet2DModel``: ε-prediction MSE on ``DDPMScheduler.add_noise`` (Eq. 12)
+    targets. The UNet is ``base`` (default :data:`DIGITS_UNET`) updated by ``config``; ``wrap(unet)``
+    makes the returned object (default a :class:`DigitsDDPM`; the latent recipe passes its own).
+
+    ``train_set`` has ``.x`` (N×C×H×W, images in [-1, 1] or latents) and ``.y`` (labels). Each label is replaced by the
     null class with probability ``p_uncond`` (classifier-free guidance). AdamW with linear warmup
     and cosine decay (diffusers' ``get_cosine_schedule_with_warmup``), gradient clipping at 1,
     EMA weights (diffusers ``EMAModel`` with warmup). Every random draw comes from one CPU generator
@@ -518,7 +586,8 @@ def train_digits_ddpm(train_set, epochs: int = 300, batch_size: int = 128, lr: f
     from diffusers.training_utils import EMAModel
 
     x, y = train_set.x.float(), train_set.y.long()
-    cfg = dict(DIGITS_UNET, **(config or {}))
+    cfg = dict(base, **(config or {}))
+    wrap = wrap or DigitsDDPM
     num_classes = cfg["num_class_embeds"] - 1
     if x.dim() != 4 or tuple(x.shape[1:]) != (cfg["in_channels"], cfg["sample_size"], cfg["sample_size"]):
         raise ValueError(f"train_set.x has shape {tuple(x.shape)}: expected N×{cfg['in_channels']}×"
@@ -528,7 +597,7 @@ def train_digits_ddpm(train_set, epochs: int = 300, batch_size: int = 128, lr: f
     g = torch.Generator("cpu").manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = build_digits_unet(config).to(device).train()
+        unet = build_digits_unet(cfg).to(device).train()
     sched = make_scheduler()
     ema = EMAModel(unet.parameters(), decay=ema_decay, use_ema_warmup=True, power=3 / 4)
     ema_unet = copy.deepcopy(unet).eval().requires_grad_(False)
@@ -538,10 +607,10 @@ def train_digits_ddpm(train_set, epochs: int = 300, batch_size: int = 128, lr: f
 
     def snapshot():
         ema.copy_to(ema_unet.parameters())
-        return DigitsDDPM(copy.deepcopy(ema_unet))
+        return wrap(copy.deepcopy(ema_unet))
 
     losses, t0 = [], time.perf_counter()
-    bar = tqdm(range(epochs), desc="training digits DDPM", disable=not progress)
+    bar = tqdm(range(epochs), desc="training DDPM", disable=not progress)
     for epoch in bar:
         perm, total = torch.randperm(len(x), generator=g), 0.0
         for i in range(0, len(x), batch_size):

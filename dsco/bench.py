@@ -336,6 +336,8 @@ def recorded(folder=None) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(folder or ROOT / "data" / "bench").glob("*.json")):
         rep = json.loads(path.read_text())
+        if "rows" not in rep:   # another benchmark's record (e.g. dsco concentrate's scale-out)
+            continue
         s, e = rep["settings"], rep["environment"]
         rows += [{"file": path.name, "device": e["device_name"], "date": e["date"][:10], "backbone": s["backbone"],
                   "engine": s["engine"], "iterations": s["iterations"], "threads": e.get("threads"),

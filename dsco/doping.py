@@ -261,8 +261,6 @@ def export(data, folder, *, method: str, parameters: dict, seeds, classes=None) 
     time, classes, counts per class and every file's SHA-256. ``folder`` must be absent or empty;
     the tree is written to a temporary sibling and renamed, so a failure leaves nothing behind.
     """
-    from .plots import package_versions
-
     if hasattr(data, "in_memory"):
         data = data.in_memory()
     x, y = (data.x, data.y) if isinstance(data, ImageSet) else data
@@ -279,25 +277,15 @@ def export(data, folder, *, method: str, parameters: dict, seeds, classes=None) 
         raise DopingError(f"{folder} exists and is not an empty folder: choose a new folder or delete it")
     folder.parent.mkdir(parents=True, exist_ok=True)
     dirs = [class_folder(c, n, len(classes)) for c, n in enumerate(classes)]
-    pixels = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
     try:
         for d in dirs:
             (tmp / d).mkdir()
-        files = []
-        for i, (px, c) in enumerate(zip(pixels, y.tolist())):
-            rel = f"{dirs[c]}/{i:0{len(str(max(len(x) - 1, 0)))}d}.png"
-            Image.fromarray(px[..., 0] if px.shape[-1] == 1 else px).save(tmp / rel)
-            files.append({"path": rel, "label": c, "sha256": sha256(tmp / rel)})
-        manifest = {"format": "dsco-export/1", "method": method, "parameters": parameters, "seeds": seeds,
-                    "packages": package_versions(), "created": datetime.now(timezone.utc).isoformat(),
-                    "name": getattr(data, "name", ""), "split": getattr(data, "split", ""),
-                    "classes": classes, "class_folders": dirs,
-                    "counts": {n: int((y == c).sum()) for c, n in enumerate(classes)},
-                    "shape": list(x.shape[1:]), "n_clamped": int((x.abs() > 1).sum()),
-                    "pixels": "uint8 = round((x + 1) * 127.5), x clamped to [-1, 1]; "
-                              "read back as uint8 / 127.5 - 1",
-                    "files": files}
+        width = len(str(max(len(x) - 1, 0)))
+        files = write_images(x, y, tmp, dirs, [f"{i:0{width}d}" for i in range(len(x))])
+        manifest = export_manifest(method, parameters, seeds, classes, files, list(x.shape[1:]),
+                                   n_clamped=int((x.abs() > 1).sum()), name=getattr(data, "name", ""),
+                                   split=getattr(data, "split", ""))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
         if folder.exists():
             folder.rmdir()  # empty (checked above): rename needs the name free
@@ -306,6 +294,35 @@ def export(data, folder, *, method: str, parameters: dict, seeds, classes=None) 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def write_images(x, y, root, dirs, names) -> list[dict]:
+    """Write the images ``x`` (N×C×H×W in [-1, 1], C = 1 or 3) as PNGs ``root/<dirs[y_i]>/<names[i]>.png``
+    (``uint8 = round((x + 1) * 127.5)`` after clamping; grey for one channel, RGB for three) and return
+    one entry per file: ``{"path", "label", "sha256"}``. The bytes depend only on the pixels."""
+    pixels = ((torch.as_tensor(x).float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    files = []
+    for px, c, name in zip(pixels, torch.as_tensor(y).tolist(), names):
+        rel = f"{dirs[c]}/{name}.png"
+        Image.fromarray(px[..., 0] if px.shape[-1] == 1 else px).save(Path(root) / rel)
+        files.append({"path": rel, "label": c, "sha256": sha256(Path(root) / rel)})
+    return files
+
+
+def export_manifest(method: str, parameters: dict, seeds, classes, files: list[dict], shape, **extra) -> dict:
+    """The ``manifest.json`` of an export (``format: dsco-export/1``): method, parameters, seeds, package
+    versions, git commit, creation time, classes and their folders, counts per class, image shape and
+    every file with its label and SHA-256 (plus ``extra`` fields)."""
+    from .plots import git_commit, package_versions
+
+    labels = [f["label"] for f in files]
+    return {"format": "dsco-export/1", "method": method, "parameters": parameters, "seeds": seeds,
+            "packages": package_versions(), "git_commit": git_commit(),
+            "created": datetime.now(timezone.utc).isoformat(), "classes": list(classes),
+            "class_folders": [class_folder(c, n, len(classes)) for c, n in enumerate(classes)],
+            "counts": {n: labels.count(c) for c, n in enumerate(classes)}, "shape": list(shape),
+            "pixels": "uint8 = round((x + 1) * 127.5), x clamped to [-1, 1]; read back as uint8 / 127.5 - 1",
+            **extra, "files": files}
 
 
 def read_export(folder, verify: bool = True) -> ImageSet:
@@ -325,7 +342,8 @@ def read_export(folder, verify: bool = True) -> ImageSet:
         raise DopingError(f"{folder}/manifest.json is not a dsco export: re-export with dsco.doping.export")
     if verify:
         listed = {f["path"] for f in m["files"]}
-        extra = sorted(str(p.relative_to(folder)) for p in folder.glob("*/*") if p.is_file())
+        extra = sorted(str(p.relative_to(folder)) for p in folder.glob("*/*")
+                       if p.is_file() and not p.relative_to(folder).parts[0].startswith("."))  # .dsco/: bookkeeping
         extra = [p for p in extra if p not in listed]
         if extra:
             raise DopingError(f"{folder / extra[0]} is not in manifest.json: remove it or re-export")

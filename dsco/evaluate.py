@@ -895,7 +895,7 @@ def summary(df, index, columns="arch", value: str = "acc", digits: int = 1, numb
     return text.unstack(columns) if columns else text
 
 
-def run_costs(runs, by) -> "pd.DataFrame":
+def run_costs(runs, by):
     """The cost of a :func:`grid` result per group ``by``: runs, epochs, optimiser steps, mean and total
     wall seconds per training run, peak memory and how many runs came from the cache (which report the
     cost of the run that made them)."""

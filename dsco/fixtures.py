@@ -80,3 +80,23 @@ def make(folder, name: str = "imagenette", train: int = 10, val: int = 4, seed: 
 def command(name: str, params: dict, profile: str = "smoke") -> str:
     """The ``dsco run`` command line for ``params``."""
     return f"dsco run --dataset {name} --profile {profile} " + " ".join(f"-p {k} {v}" for k, v in params.items())
+
+
+def folder_tree(root, classes: int = 3, per_class: int = 14, size: int = 12, mode: str = "L", seed: int = 0) -> Path:
+    """A small ``folder`` dataset: ``root/<class>/<i>.png``, ``per_class`` images of ``size``×``size`` per
+    class (grey with ``mode="L"``, colour with ``"RGB"``); each class is a bar at its own position plus
+    noise, so a classifier can learn it. Returns ``root`` (pass it as ``-p root``)."""
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.normal(40, 15, size=(size, size))
+            img[:, (c * size) // classes:(c * size) // classes + max(2, size // classes)] += 160
+            if mode == "RGB":
+                img = np.stack([img, np.roll(img, c, 0), img[::-1]], -1)
+            Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return root

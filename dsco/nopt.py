@@ -127,6 +127,23 @@ _STREAMS = {"targets": 1, "templates": 2}
 _MEMORY_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+class NOptDiverged(FloatingPointError):
+    """The noise optimisation produced a non-finite noise or latent; ``cls`` and ``step`` say where, the
+    message names the likely fix."""
+
+    def __init__(self, cls: int, step: int, t: int, what: str, lr: float):
+        self.cls, self.step, self.t, self.what, self.lr = int(cls), int(step), int(t), what, lr
+        super().__init__(f"class {cls}: non-finite {what} at denoising step {step} (t={t}): the noise "
+                         f"optimisation diverged; lower lr (now {lr:g}) or lambda_align / lambda_maxoc / lambda_stats")
+
+
+def _guard(x: torch.Tensor, classes, step: int, t, what: str, lr: float) -> None:
+    """Raise :class:`NOptDiverged` for the first class whose block of ``x`` (``(K, ...)``) is not finite."""
+    ok = torch.isfinite(x.flatten(1)).all(1)
+    if not bool(ok.all()):
+        raise NOptDiverged(classes[int((~ok).nonzero()[0])], step, int(t), what, lr)
+
+
 def aux_generator(seed: int, c: int, stream: str) -> torch.Generator:
     """A CPU generator for the diffused targets (``"targets"``) or the templates (``"templates"``) of class ``c``.
 
@@ -566,8 +583,6 @@ def synthesize(backbone, classes, ipc: int, mode: str = "accessible", seed: int 
         as NaN). ``log.attrs`` records the engine, compile, backbone dtype, TF32 setting and
         ``iterations_saved`` (SGD steps skipped by early stopping, summed over classes and steps).
     """
-    from . import backbones  # the backbone module owns the noise contract
-
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
     if engine not in ENGINES:
@@ -583,7 +598,6 @@ def synthesize(backbone, classes, ipc: int, mode: str = "accessible", seed: int 
     device = backbone.device
     backbone.set_steps(num_steps)
     timesteps = backbone.timesteps
-    n_steps = len(timesteps)
     bad = [c for c in classes if not 0 <= c < backbone.num_classes]
     if bad:
         raise ValueError(f"classes {bad} out of range: use 0..{backbone.num_classes - 1}")
@@ -651,13 +665,17 @@ def _row(c, i, t, t_ref, sigma, first, last, steps):
 
 def _run_reference(ctx):
     """The reference engine: class by class, step by step (the loop of the paper's code)."""
+    fast_projs = dict(zip(ctx["classes"], _layout_projectors(ctx)))
+    total = len(ctx["classes"]) * len(ctx["timesteps"])
+    with tqdm(total=total, desc=f"NOpt[{ctx['mode']}]", disable=not ctx["progress"]) as bar:   # closed before an error
+        return _reference_loop(ctx, bar, fast_projs, [], [])
+
+
+def _reference_loop(ctx, bar, fast_projs, rows, out):
     from . import backbones
 
     bb, mode, ipc, shape, device, timesteps = (ctx[k] for k in ("backbone", "mode", "ipc", "shape", "device", "timesteps"))
     n_steps = len(timesteps)
-    rows, out = [], []
-    fast_projs = dict(zip(ctx["classes"], _layout_projectors(ctx)))
-    bar = tqdm(total=len(ctx["classes"]) * n_steps, desc=f"NOpt[{mode}]", disable=not ctx["progress"])
     for c in ctx["classes"]:
         g = backbones.class_generator(ctx["seed"], c)
         z = _first_noise(ctx, g).to(device)
@@ -681,12 +699,13 @@ def _run_reference(ctx):
                     terms_fn = _free_terms(proj, mu, sigma, ref_mean[level].to(device), ref_std[level].to(device))
                 eps, first, last, steps = _optimise(eps, terms_fn, ctx["weights"], ctx["iterations"], ctx["lr"],
                                                     ctx["momentum"], ctx["early_stop"])
+                _guard(eps[None], [c], i, t, "noise", ctx["lr"])
                 rows.append(_row(c, i, t, t_ref, sigma, first, last, steps))
                 bar.set_postfix(cls=c, loss=f"{last['total']:.3g}")
             z = mu + sigma * eps
+            _guard(z[None], [c], i, t, "latent", ctx["lr"])
             bar.update(1)
         out.append(z.detach().cpu())
-    bar.close()
     return torch.cat(out), rows
 
 
@@ -713,7 +732,16 @@ def _run_batched(ctx):
         mode_ = None if ctx["compile"] is True else str(ctx["compile"])
         objective = torch.compile(objective, dynamic=False, mode=mode_)
     rows = []
-    bar = tqdm(total=n_steps, desc=f"NOpt[{mode}, {k} classes]", disable=not ctx["progress"])
+    with tqdm(total=n_steps, desc=f"NOpt[{mode}, {k} classes]", disable=not ctx["progress"]) as bar:
+        z = _batched_loop(ctx, bar, z, y, gens, g_tgts, project, fast_projs, objective, weights, rows)
+    rows = [r for _, r in sorted(rows, key=lambda jr: (jr[0], jr[1]["step"]))]  # class-major, as the reference
+    return z.detach().cpu(), rows
+
+
+def _batched_loop(ctx, bar, z, y, gens, g_tgts, project, fast_projs, objective, weights, rows):
+    """The steps of :func:`_run_batched`; returns the final latents and appends the log rows."""
+    bb, mode, ipc, shape, device, timesteps = (ctx[k] for k in ("backbone", "mode", "ipc", "shape", "device", "timesteps"))
+    classes, k, n_steps = ctx["classes"], len(ctx["classes"]), len(timesteps)
     for i, t in enumerate(timesteps):
         mu, sigma = _backbone_step(bb, z, t, y, ctx["guidance"], ctx["batch_size"], ctx["backbone_dtype"])
         if i == n_steps - 1:
@@ -733,6 +761,7 @@ def _run_batched(ctx):
         eps_k, first, last, steps = _optimise_batched(
             eps.unflatten(0, (k, ipc)), objective, (mu_k, sigma_k, *stats), ctx["iterations"],
             ctx["lr"], ctx["momentum"], ctx["early_stop"])
+        _guard(eps_k, classes, i, t, "noise", ctx["lr"])
         for j, c in enumerate(classes):
             f, l_ = _per_class_values(first, weights, j), _per_class_values(last, weights, j)
             if mode == "free" and ipc < 2:  # the reference's column order, max-occupation NaN
@@ -740,10 +769,9 @@ def _run_batched(ctx):
                          for v in (f, l_))
             rows.append((j, _row(c, i, t, t_ref, sigma_k[j], f, l_, steps[j])))
         z = mu + sigma * eps_k.flatten(0, 1)
+        _guard(z.unflatten(0, (k, ipc)), classes, i, t, "latent", ctx["lr"])
         bar.update(1)
-    bar.close()
-    rows = [r for _, r in sorted(rows, key=lambda jr: (jr[0], jr[1]["step"]))]  # class-major, as the reference
-    return z.detach().cpu(), rows
+    return z
 
 
 def _layout_projectors(ctx):

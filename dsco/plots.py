@@ -211,7 +211,6 @@ def nopt_terms(logs, terms, hue: str = "row", title: str | None = None):
     """NOpt's logged loss terms per denoising step (mean over classes): one panel per term, one colour
     per ``hue`` value, solid at the drawn noise (``<term>_first``) and dashed after the optimisation
     (``<term>_last``); log scale where every value is positive. Returns the figure."""
-    import pandas as pd
     import seaborn as sns
 
     cols = [f"{t}_{w}" for t in terms for w in ("first", "last")]
@@ -228,3 +227,26 @@ def nopt_terms(logs, terms, hue: str = "row", title: str | None = None):
     if title:
         g.figure.suptitle(title, y=1.03)
     return g.figure
+
+
+def beside_other(ours, name: str, other: str | None, on, values):
+    """Does a finding carry over to another dataset? ``ours`` (a frame this notebook saved as ``name``)
+    beside the same result saved by a run of the same notebook and profile on the dataset ``other``
+    (``build/results/<other>/<profile>/<name>.csv``), merged on the columns ``on``: every column of
+    ``values`` twice, suffixed with the two dataset names. Returns a one-line note instead when ``other``
+    is this run's dataset or None, or its result was not saved yet (naming the command that saves it)."""
+    import pandas as pd
+
+    params = _RUN.get("params", {})
+    dataset, profile = params.get("dataset"), params.get("profile", "smoke")
+    if other in (None, "", dataset):
+        return f"no other dataset to compare with (compare_with = {other!r})"
+    path = results_dir(other, profile) / f"{name}.csv"
+    if not path.is_file():
+        return f"no {other} result to compare with: run `dsco run --dataset {other} --profile {profile}` first ({path} is missing)"
+    theirs = pd.read_csv(path, index_col=0)
+    theirs = theirs.reset_index(drop=theirs.index.name is None)
+    on = [on] if isinstance(on, str) else list(on)
+    keep = on + list(values)
+    return ours.reset_index(drop=ours.index.name is None)[keep].merge(
+        theirs[keep], on=on, how="outer", suffixes=(f" ({dataset})", f" ({other})"))

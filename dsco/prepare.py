@@ -3,13 +3,17 @@ latents encoded once.
 
 Entry points, each taking a :class:`dsco.datasets.Dataset`:
 
-- :func:`backbone` -- the backbone of the dataset's recipe. *Shipped* (``digits``): the checkpoint in
-  ``data/models/`` (hash-checked); the ``smoke`` profile also trains a few epochs into ``build/models/``
-  to show the training code runs, and ``retrain=True`` (``paper`` profile only) retrains and overwrites
-  the shipped files. *Pretrained* (the ImageNet datasets): DiT-XL/2 + SD-VAE from the user's paths.
+- :func:`backbone` -- the backbone of the dataset's recipe. *Shipped* (``digits``, ``mnist``): the
+  checkpoints in ``data/models/`` (hash-checked); for ``digits`` the ``smoke`` profile also trains a few
+  epochs into ``build/models/`` to show the training code runs, and ``retrain=True`` (``paper`` profile
+  only) retrains and overwrites the shipped files (for ``mnist``: the whole latent recipe,
+  :mod:`dsco.recipes`). *Trained* (``folder``): the latent recipe trained on the user's tree into
+  ``build/models/`` on the first run and reused after. *Pretrained* (the ImageNet datasets): DiT-XL/2 +
+  SD-VAE from the user's paths.
 - :func:`teacher` -- the shipped teacher, the user's timm checkpoint (``teacher_path``), or a timm
   ResNet-18 trained on the dataset's training split into ``build/models/<dataset>/`` (reused by a later
   run with the same data and settings).
+- :func:`reconstruction` -- the autoencoder's check: PSNR, and the teacher on reconstructed test images.
 - :func:`class_consistency` -- the share of guided vanilla samples that the teacher classifies as the
   class they were drawn for, per class and guidance.
 - :func:`encode_latents` -- every class's real latents through the backbone's encoder, cached on disk
@@ -20,13 +24,16 @@ Each returns what it did in a small dict (``info``) that the notebook prints.
 from __future__ import annotations
 
 import json
+import math
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
 
-from . import ROOT, backbones
+from . import ROOT, backbones, recipes
 from . import teacher as teacher_mod
+from .backbones import MODELS_DIR
 from .data import encode_class
 
 SMOKE_MODELS = ROOT / "build" / "models"
@@ -36,9 +43,19 @@ def backbone(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
     """``(backbone, info)`` for ``ds`` (see the module docstring); ``info`` has the training history of
     a smoke or retrain run (``history``) and the card of the loaded checkpoint (``card``)."""
     recipe, m = ds.entry.backbone, ds.budget.models
-    if retrain and ds.profile != "paper":
+    if retrain and ds.profile != "paper" and recipe["kind"] == "shipped":
         raise ValueError("retrain=True overwrites the shipped weights and needs profile='paper'")
     info = {"recipe": recipe["kind"], "name": recipe["name"], "history": None, "card": None}
+    if recipe["name"] == "latent-ddpm":   # the latent recipe: shipped (mnist) or trained here (folder)
+        prefix = MODELS_DIR / recipe["prefix"] if recipe["kind"] == "shipped" else ds.model_prefix()
+        if retrain or (recipe["kind"] == "trained" and not Path(f"{prefix}_ddpm.safetensors").is_file()):
+            info["trained"] = recipes.train(ds, prefix, recipes.RECIPES[m["recipe"]], seed, device, progress=False)
+        report = Path(f"{prefix}_report.json")
+        info["report"] = json.loads(report.read_text()) if report.is_file() else None
+        bb = ds.backbone(device)
+        info["card"] = json.loads(Path(f"{prefix}_ddpm.json").read_text())
+        info["vae_card"] = json.loads(Path(f"{prefix}_vae.json").read_text())
+        return bb, info
     if recipe["kind"] == "shipped":
         train = ds.train()
         if ds.profile == "smoke" or retrain:
@@ -62,7 +79,12 @@ def teacher(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
     """``(teacher, info)`` for ``ds`` (see the module docstring); ``info["test_accuracy"]`` in [0, 1]."""
     recipe, m = ds.entry.teacher, ds.budget.models
     info = {"recipe": recipe["kind"], "history": None}
-    if recipe["kind"] == "shipped":
+    if recipe["kind"] == "trained" or recipe.get("with") == "latent":
+        model = ds.teacher(device)   # trained with the backbone by the latent recipe (:func:`backbone`)
+        card = (Path(f"{ds.model_prefix()}_teacher.json") if recipe["kind"] == "trained"
+                else (MODELS_DIR / recipe["file"]).with_suffix(".json"))
+        info["card"] = json.loads(card.read_text())
+    elif recipe["kind"] == "shipped":
         train, test = ds.train(), ds.test()
         if ds.profile == "smoke" or retrain:
             new, hist = teacher_mod.train_teacher(train, epochs=m["teacher_epochs"], seed=seed, device=device,
@@ -108,6 +130,19 @@ def class_consistency(ds, bb, clf, guidances=(1.0, 2.0, 4.0), n_per_class: int =
         for c in range(ds.num_classes):
             rows.append({"guidance": g, "class": c, "consistency": float((pred[labels == c] == c).float().mean())})
     return pd.DataFrame(rows), samples
+
+
+def reconstruction(ds, bb, clf) -> dict:
+    """The autoencoder's check on the test split: reconstruction PSNR (dB, peak-to-peak 2) and the teacher's
+    accuracy on the original and on the reconstructed images (empty for a pixel-space backbone)."""
+    if not hasattr(bb, "vae"):
+        return {}
+    test = ds.test()
+    recon = torch.cat([bb.decode(bb.encode(test.x[i:i + 64].to(bb.device))).float().cpu()
+                       for i in range(0, len(test), 64)]).clamp(-1, 1)
+    mse = float(((recon - test.x) ** 2).mean())
+    return {"psnr_db": 10 * math.log10(4 / mse), "teacher_accuracy": teacher_mod.accuracy(clf, test.x, test.y),
+            "teacher_accuracy_reconstructed": teacher_mod.accuracy(clf, recon, test.y), "reconstructed": recon}
 
 
 def encode_latents(ds, bb) -> pd.DataFrame:

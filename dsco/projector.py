@@ -31,6 +31,10 @@ Presets (:data:`PRESETS`):
     not measurably cheaper at 10 images (≈2 ms; ≈10 ms for 100), ``1 → 128 → 256 → 512`` costs
     ≈5 ms for 10 and 60–150 ms for 100 images. 256 output channels give 256 nearly independent
     1-D alignment problems per step at no extra cost over 128.
+``"latent"``
+    4×8×8 latents of the CPU-sized latent recipe (``mnist``, folder datasets; :mod:`dsco.recipes`):
+    ``4 → 64 → 128 → 256``, App. C's structure (a dense 3×3 stride-1 layer, then stride-2 16-group
+    convolutions), output 256×2×2.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ from torch import nn
 PRESETS = {
     "paper": {"in_channels": 4, "widths": (256, 512, 1024, 2048), "groups": 16},
     "digits": {"in_channels": 1, "widths": (64, 128, 256), "groups": 16},
+    "latent": {"in_channels": 4, "widths": (64, 128, 256), "groups": 16},
 }
 
 
@@ -110,7 +115,7 @@ def make(name: str = "digits", seed: int = 0, device="cpu", **overrides) -> Rand
 
 
 #: The latent shape each preset is made for.
-SHAPES = {"paper": (4, 32, 32), "digits": (1, 8, 8)}
+SHAPES = {"paper": (4, 32, 32), "digits": (1, 8, 8), "latent": (4, 8, 8)}
 
 
 def preset_for(latent_shape) -> str:

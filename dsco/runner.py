@@ -198,24 +198,37 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
             bar.write(f"  {result.notebook}: executed in {result.seconds:.1f} s")
         return result
 
+    finished: list = []
+    try:
+        return _execute_all(paths, jobs, execute, done, bar, finished)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted after {len(finished)} of {len(paths)} notebooks") from None
+
+
+def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
+    """Run ``execute`` on every path (in order, or the setup notebooks first and then ``jobs`` at a time),
+    appending each result to ``finished`` as it comes."""
+    def record(result):
+        finished.append(result)
+        return done(result)
+
     if jobs <= 1:
-        results = []
         for path in paths:
             bar.set_postfix_str(path.stem)
-            results.append(done(execute(path)))
+            record(execute(path))
         bar.close()
-        return results
+        return finished
 
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     setup = [p for p in paths if p.name.startswith("0")]
-    results = {p: done(execute(p)) for p in setup}
+    results = {p: record(execute(p)) for p in setup}
     errors = {}
     with ThreadPoolExecutor(jobs) as pool:  # each papermill call drives its own kernel process
         futures = {pool.submit(execute, p): p for p in paths if p not in results}
         for f in as_completed(futures):  # report each notebook when it finishes
             try:
-                results[futures[f]] = done(f.result())
+                results[futures[f]] = record(f.result())
             except NotebookFailed as err:
                 bar.update(1)
                 errors[futures[f]] = str(err)

@@ -47,7 +47,7 @@ TEMPLATE_DIR = ROOT / "build" / "cache" / "nopt_templates"
 CACHE_VERSION = 3  # 3: dataset registry (issue 12); 2: NOpt sets from the batched engine (issue 7)
 
 #: synthesize() arguments that do not change the set (how it is computed, not what): not in the key.
-_NOT_IN_KEY = {"real_latents", "progress", "template_cache", "batch_size", "engine", "compile"}
+NOT_IN_KEY = {"real_latents", "progress", "template_cache", "batch_size", "engine", "compile"}
 
 #: A cheaper NOpt setting of the same downstream accuracy (issue 7; notebook 53): 40 SGD iterations per
 #: step (paper 200), each real latent diffused once per step (paper 5) and λ_align = 5e-3 (paper 5e-4).
@@ -119,7 +119,7 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
         backbone = ds.backbone(device)
 
     resolved = None if mode is None else {k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items()
-                                          if k not in _NOT_IN_KEY}
+                                          if k not in NOT_IN_KEY}
     if mode == "free" and ipc < 2:  # Eq. 25 needs a neighbour: NOpt drops the term, so the switch names nothing
         resolved["maxoc"] = False
     key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": ds.name,
@@ -148,15 +148,23 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
         if mode == "accessible":  # FolderSet latents are cached by dsco.data, keyed by the weights
             real_latents = {cond[c]: encode_class(real, c, backbone.encode, encoder_id=key["backbone"],
                                                   progress=False) for c in classes}
-        z, y_cond, log = nopt.synthesize(backbone, list(cond.values()), ipc, mode, seed, real_latents=real_latents,
-                                         template_cache=template_cache, progress=progress, **opts)
         label = {v: c for c, v in cond.items()}
+        try:
+            z, y_cond, log = nopt.synthesize(backbone, list(cond.values()), ipc, mode, seed, real_latents=real_latents,
+                                             template_cache=template_cache, progress=progress, **opts)
+        except nopt.NOptDiverged as e:   # name the dataset's class, not the backbone's conditioning index
+            raise nopt.NOptDiverged(label[e.cls], e.step, e.t, e.what, e.lr) from None
         y = torch.tensor([label[int(v)] for v in y_cond], dtype=torch.long)
         if len(log):
             log["class"] = log["class"].map(label)
         with torch.no_grad():
             x = torch.cat([backbone.decode(z[i:i + 64].to(backbone.device)).float().cpu()
-                           for i in range(0, len(z), 64)]).clamp(-1, 1)
+                           for i in range(0, len(z), 64)])
+        bad = ~torch.isfinite(x.flatten(1)).all(1)
+        if bad.any():
+            raise SurrogateError(f"class {int(y[bad][0])}: non-finite decoded image: the latents left the decoder's "
+                                 "range; lower lr or lambda_align / lambda_maxoc / lambda_stats")
+        x = x.clamp(-1, 1)
     wall = time.perf_counter() - start
     out = Surrogate(ImageSet(x.contiguous(), y.long(), list(real.classes), f"{ds.name}-{method}", "train"),
                     method, ipc, seed, opts, wall, peak_mem_mb(device), str(device), False, log,

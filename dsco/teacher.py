@@ -29,15 +29,21 @@ _RETRAIN = "retrain with notebooks/00_prepare_dataset.ipynb (profile paper, retr
 
 
 def build_teacher(config: dict | None = None) -> nn.Sequential:
-    """conv3×3(w1)–ReLU–conv3×3(w2)–ReLU–maxpool2–conv3×3(w3)–ReLU–global avg pool–linear."""
+    """conv3×3(w1)–ReLU–conv3×3(w2)–ReLU–maxpool2–conv3×3(w3)–ReLU–global avg pool–linear; ``pools``
+    lists the convolutions (1, 2, 3) followed by a 2×2 max-pool (default ``(2,)``, the digits teacher's:
+    enough for 8×8 images; 28-px images want ``(1, 2)`` so that the last convolution sees the whole digit);
+    ``hidden`` > 0 replaces the global average by a fully connected head (4×4 map, ``hidden`` units,
+    dropout 0.5), which generalises better from a few thousand 28-px images."""
     cfg = dict(TEACHER_CONFIG, **(config or {}))
-    w1, w2, w3 = cfg["widths"]
-    return nn.Sequential(
-        nn.Conv2d(cfg["in_channels"], w1, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(w1, w2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(w2, w3, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w3, cfg["num_classes"]),
-    )
+    widths, pools = cfg["widths"], tuple(cfg.get("pools", (2,)))
+    layers, c = [], cfg["in_channels"]
+    for i, w in enumerate(widths, start=1):
+        layers += [nn.Conv2d(c, w, 3, padding=1), nn.ReLU()] + ([nn.MaxPool2d(2)] if i in pools else [])
+        c = w
+    if cfg.get("hidden"):   # a fully connected head on a 4×4 map (dropout 0.5) instead of the global average
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(16 * c, cfg["hidden"]),
+                             nn.ReLU(), nn.Dropout(0.5), nn.Linear(cfg["hidden"], cfg["num_classes"]))
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, cfg["num_classes"]))
 
 
 def _shift(x: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:

@@ -206,6 +206,8 @@ def test_build_without_executed_notebooks_names_the_fix(tmp_path):
     with pytest.raises(book.BookError, match=rf"no executed copy of {PRESENT[1]} .*"
                                              r"run `dsco run --dataset digits --profile smoke` first"):
         book.executed_notebooks("digits", "smoke", dirs["runs_dir"], dirs["notebooks_dir"])
+    partial = book.executed_notebooks("digits", "smoke", dirs["runs_dir"], dirs["notebooks_dir"], partial=True)
+    assert [p.stem for p in partial] == [PRESENT[0]]   # a batch run with --only: those notebooks
     with pytest.raises(ValueError, match="unknown profile"):
         book.build("digits", "fast", **dirs)
 
@@ -250,6 +252,7 @@ def test_paper_map_markdown_links_or_plans(tmp_path):
     assert "| Table 13 | x \\| y | {doc}`10_a <notebooks/10_a>` |" in md
     assert "`11_b` — planned (issue #9)" in md
     assert "{doc}`12_extra <notebooks/12_extra>`" in md  # present but unmapped: still listed
+    assert "`11_b` — not run in this build" in book.paper_map_markdown(data, {"10_a"}, existing={"10_a", "11_b"})
     bad = tmp_path / "map.yml"
     bad.write_text("notebooks: {}\nitems:\n  tables:\n    - {id: T1, notebooks: [99_x]}\n")
     with pytest.raises(book.BookError, match="99_x"):

@@ -298,3 +298,58 @@ def test_batches_of_every_kind_of_set(nette):
     assert [len(y) for _, y in got] == [8, 8, 8, 6]
     x = torch.cat([b for b, _ in got])
     assert torch.equal(x, lazy.in_memory().x) and torch.equal(torch.cat([y for _, y in got]), lazy.y)  # in order
+
+
+# --- folder datasets (any ImageFolder tree) -------------------------------------------------------------
+def _tree(root, sizes=None, modes=None, per_class=4, classes=("a", "b")):
+    from PIL import Image
+
+    for k, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            size = (sizes or {}).get((c, i), 6)
+            mode = (modes or {}).get((c, i), "L")
+            Image.new(mode, (size, size), color=40 * k if mode == "L" else (40 * k, 0, 0)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_folder_layout_splits_a_tree_and_loads_grey_or_rgb(tmp_path):
+    root = _tree(tmp_path / "t", per_class=5)
+    lay = data.folder_layout(root)
+    assert lay["classes"] == ["a", "b"] and lay["mode"] == "L" and lay["size"] == (6, 6)
+    assert len(lay["train"]) == 8 and len(lay["test"]) == 2   # a seeded stratified 20 % test split
+    tr = data.load("folder", "train", root)
+    assert tr[0][0].shape == (1, 6, 6) and tr.counts().tolist() == [4, 4] and data.class_names("folder", root) == ["a", "b"]
+    rgb = _tree(tmp_path / "rgb", modes={(c, i): "RGB" for c in "ab" for i in range(4)})
+    assert data.load("folder", "test", rgb).in_memory().x.shape[1] == 3
+    pre = tmp_path / "pre"
+    _tree(pre / "train"), _tree(pre / "val", per_class=2)
+    assert len(data.load("folder", "test", pre)) == 4   # val/ is the test split
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda r: _tree(r, classes=("only",)), r"1 class folder\(s\): a dataset needs at least 2"),
+    (lambda r: (_tree(r), (r / "c").mkdir()), r"empty class folder\(s\) under .*: c hold no images"),
+    (lambda r: (_tree(r), (r / "a" / "9.png").write_bytes(b"not a png")), r"corrupt or unreadable image .*a/9.png"),
+    (lambda r: _tree(r, sizes={("b", 2): 7}), r"images of mixed sizes: 6×6 .* and 7×7 .*b/2.png"),
+    (lambda r: _tree(r, modes={("a", 1): "RGB"}), r"mixed channel counts: grey .* and colour .*a/1.png"),
+    (lambda r: _tree(r, per_class=1), r"fewer than 2 images: the train/test split needs at least 2"),
+    (lambda r: (_tree(r), (r / "train").mkdir()), r"has train/ but no val/"),
+])
+def test_a_bad_folder_is_one_line_naming_the_fix(tmp_path, make, match):
+    make(tmp_path / "t")
+    with pytest.raises(DatasetError, match=match) as err:
+        data.folder_layout(tmp_path / "t")
+    assert "\n" not in str(err.value)
+
+
+def test_a_folder_class_smaller_than_the_profiles_ipcs_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from dsco import datasets
+
+    monkeypatch.setattr(datasets, "BUILD_MODELS", tmp_path / "models")
+    ds = datasets.get("folder", "smoke", root=str(_tree(tmp_path / "t", per_class=6)))
+    with pytest.raises(DatasetError, match=r"has 5 training images but the smoke profile uses up to 8 per class"):
+        ds.check()
+    assert not (tmp_path / "models").exists()
+    with pytest.raises(DatasetError, match="needs -p root"):
+        datasets.get("folder", "smoke").check()

@@ -23,10 +23,11 @@ def one_line_error(exc_info, *fragments):
 # --- the registry ------------------------------------------------------------------------------------
 
 def test_registry_entries_and_budgets():
-    assert tuple(datasets.REGISTRY) == datasets.NAMES == ("digits", "imagenette", "imagewoof", "imagenet1k")
+    assert tuple(datasets.REGISTRY) == datasets.NAMES == ("digits", "mnist", "folder", "imagenette", "imagewoof",
+                                                          "imagenet1k")
     for name, e in datasets.REGISTRY.items():
         assert e.name == name and set(e.budgets) == set(datasets.PROFILES)
-        assert e.kind in ("embedded", "imagenet") and e.channels in (1, 3)
+        assert e.kind in ("embedded", "folder", "imagenet") and e.channels in ((0,) if e.kind == "folder" else (1, 3))
         assert {"low", "high", "cross", "lossless"} <= set(e.paper)
         for profile, b in e.budgets.items():
             assert isinstance(b, datasets.Budget) and b.note
@@ -40,7 +41,11 @@ def test_registry_entries_and_budgets():
     assert (n.kind, n.image_size, n.backbone, n.teacher["arch"]) == (
         "imagenet", None, {"kind": "pretrained", "name": "dit-xl-2-256"}, "resnet18")
     # smoke is one tiny budget for every dataset; the ImageNet paper profile is the paper's own setting
-    assert all(e.budgets["smoke"] is datasets.SMOKE for e in datasets.REGISTRY.values())
+    assert all(e.budgets["smoke"] is datasets.SMOKE for e in datasets.REGISTRY.values() if e.kind != "folder")
+    folder = datasets.REGISTRY["folder"].budgets["smoke"]   # the same sizes, and the tiny recipe for notebook 00
+    assert folder.ipcs == datasets.SMOKE.ipcs and folder.models["recipe"] == "tiny"
+    m = datasets.REGISTRY["mnist"]
+    assert (m.kind, m.image_size, m.backbone["name"], m.projector) == ("embedded", 28, "latent-ddpm", "latent")
     paper = datasets.REGISTRY["imagewoof"].budgets["paper"]
     assert paper.nopt == {**paper.nopt, "iterations": 200, "diffusion_repeats": 5, "n_templates": 200}
     assert (paper.train, paper.repeats) == ("full", 5)
@@ -60,7 +65,7 @@ def test_get_resolves_and_drops_empty_params():
 
 
 @pytest.mark.parametrize("args,kwargs,fragments", [
-    (("cifar10",), {}, ["unknown dataset 'cifar10'", "digits, imagenette, imagewoof, imagenet1k"]),
+    (("cifar10",), {}, ["unknown dataset 'cifar10'", "digits, mnist, folder, imagenette, imagewoof, imagenet1k"]),
     (("digits", "fast"), {}, ["unknown profile 'fast'", "smoke, paper"]),
     (("imagenette",), {"rooot": "/x"}, ["unknown dataset parameter(s) ['rooot']", "root, backbone_path"]),
     (("digits",), {"image_size": 16}, ["fixed image size (8 px)", "drop -p image_size"]),

@@ -46,8 +46,8 @@ def _files(folder: Path) -> dict:
 
 def test_deterministic_given_the_seed(tmp_path):
     a = fixtures.make(tmp_path / "a", train=2, val=1, seed=3)
-    b = fixtures.make(tmp_path / "b", train=2, val=1, seed=3)
-    c = fixtures.make(tmp_path / "c", train=2, val=1, seed=4)
+    fixtures.make(tmp_path / "b", train=2, val=1, seed=3)
+    fixtures.make(tmp_path / "c", train=2, val=1, seed=4)
     fa, fb, fc = (_files(tmp_path / s) for s in "abc")
     assert set(fa) == set(fb) == set(fc) and len([f for f in fa if f.endswith(".JPEG")]) == 10 * 3
     images = [f for f in fa if f.endswith(".JPEG")]

@@ -19,7 +19,7 @@ def test_start_validates_and_seeds():
     a = (np.random.rand(), torch.rand(1).item())
     plots.start("digits", "smoke", 7, "cpu")
     assert (np.random.rand(), torch.rand(1).item()) == a
-    for bad, match in [(("mnist", "smoke"), "unknown dataset 'mnist'"),
+    for bad, match in [(("cifar10", "smoke"), "unknown dataset 'cifar10'"),
                        (("digits", "fast"), "unknown profile 'fast'")]:
         with pytest.raises(ValueError, match=match):
             plots.start(*bad, 0, "cpu")

@@ -84,7 +84,7 @@ def test_failure_names_cell_and_exception_and_removes_stale_output(folder, tmp_p
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(dataset="mnist"), "unknown dataset 'mnist'"),
+    (dict(dataset="cifar10"), "unknown dataset 'cifar10'"),
     (dict(profile="fast"), "unknown profile 'fast'"),
     (dict(only=["42"]), "no notebook '42'"),
 ])
@@ -116,9 +116,9 @@ def test_sources_digest_is_a_sha256(monkeypatch):
 
 
 def test_cli_bad_input_exit_2_one_line(capsys):
-    assert cli.main(["run", "--dataset", "mnist"]) == 2
+    assert cli.main(["run", "--dataset", "cifar10"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "unknown dataset 'mnist'" in err and "--dataset" in err
+    assert err.count("\n") == 0 and "unknown dataset 'cifar10'" in err and "--dataset" in err
     assert cli.main(["run", "--profile", "fast"]) == 2
     assert cli.main(["run", "--only", "99_nothing"]) == 2
     assert cli.main(["run", "-p", "seed", "3"]) == 2

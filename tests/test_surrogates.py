@@ -40,7 +40,7 @@ def test_vanilla_equals_plain_sampler(tmp_path):
 
 
 def test_options_change_the_key(tmp_path):
-    a = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, **TINY)
+    surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, **TINY)
     b = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, lambda_align=5e-2, **TINY)
     assert not b.cached and len(list(tmp_path.glob("*.pt"))) == 2
 
@@ -52,8 +52,8 @@ def test_bad_input(tmp_path):
         surrogates.make("dsco", 0, cache_dir=tmp_path)
     with pytest.raises(surrogates.SurrogateError, match="unknown NOpt option"):
         surrogates.make("dsco", 1, cache_dir=tmp_path, iterationz=3)
-    with pytest.raises(datasets.DatasetError, match="unknown dataset 'mnist'"):
-        surrogates.make("dsco", 1, dataset="mnist", cache_dir=tmp_path)
+    with pytest.raises(datasets.DatasetError, match="unknown dataset 'cifar10'"):
+        surrogates.make("dsco", 1, dataset="cifar10", cache_dir=tmp_path)
     with pytest.raises(datasets.DatasetError, match="needs root="):  # no data for an ImageNet dataset
         surrogates.make("vanilla", 1, dataset="imagenette", cache_dir=tmp_path)
     assert not list(tmp_path.glob("*"))
