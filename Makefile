@@ -1,5 +1,6 @@
 # Quick start:  make book   (install, execute every notebook, build the site)
 #               make test   (install if needed, run the test suite)
+#               make lab    (JupyterLab on the notebooks, to change cells and run them)
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PROFILE ?= paper
 DATASET ?= digits
 JOBS    ?= 2
 
-.PHONY: install book run site test clean
+.PHONY: install book run site test lab clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +32,10 @@ site: install
 
 test: install
 	$(PY) -m pytest
+
+## JupyterLab on the notebooks (every notebook defaults to the smoke profile: "Run all" takes seconds)
+lab: install
+	$(VENV)/bin/jupyter lab --notebook-dir notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf build book/_build book/notebooks

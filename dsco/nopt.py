@@ -86,13 +86,14 @@ ends a class's inner loop once its objective stalls and logs the iterations save
 Cost on digits (shipped DDPM, 10 classes × IPC 10, the paper's settings: 50 steps, 200 iterations,
 every real latent (≈133 per class) diffused 5 times per step; ``dsco bench --threads 2`` on the
 2-core CPU, recorded in ``data/bench/``): vanilla 11.2 s class by class (6.0 s batched); batched
-accessible NOpt 138.6 s (12.4× vanilla), the reference engine 366.2 s (×2.64 slower); free NOpt 151.5 s, plus 148.3 s once for the 200 templates
-per class. Per step the accessible mode projects 10 × ≈670 diffused targets (no gradient) and then
-runs the inner loop, which is ≈ 85 % of the time: ≈ 13 ms per SGD iteration for the 100 candidates
-(forward and backward of the projector ≈ 10 ms of it). At this scale the free mode
-with the paper's λ_stats = 1e-3 drifts off the data (J·K·L = 1024 features here against 32768 for DiT latents): on classes 0–1,
-seed 0, 200 iterations, the pixel-space RBF MMD² to the real class was 0.42 (vanilla 0.06,
-accessible 0.015), with λ_stats = 1 it was 0.04 and with λ_maxoc = 1 0.07 (one seed, indicative).
+accessible NOpt 138.6 s (12.4× vanilla), the reference engine 366.2 s (×2.64 slower); free NOpt
+151.5 s, plus 148.3 s once for the 200 templates per class. Per step the accessible mode projects
+10 × ≈670 diffused targets (no gradient) and then runs the inner loop, which is ≈ 85 % of the time:
+≈ 13 ms per SGD iteration for the 100 candidates (forward and backward of the projector ≈ 10 ms of
+it). At this scale the free mode with the paper's λ_stats = 1e-3 drifts off the data (J·K·L = 1024
+features here against 32768 for DiT latents): on classes 0–1, seed 0, 200 iterations, the
+pixel-space RBF MMD² to the real class was 0.42 (vanilla 0.06, accessible 0.015), with λ_stats = 1
+it was 0.04 and with λ_maxoc = 1 0.07 (one seed, indicative).
 """
 from __future__ import annotations
 
@@ -214,7 +215,8 @@ def _real_latents(real_latents, c, shape, device):
         raise ValueError(f"real_latents has no entry for class {c}: add its latents (M, C, H, W)")
     z0 = torch.as_tensor(z0)
     if tuple(z0.shape[1:]) != tuple(shape) or len(z0) == 0:
-        raise ValueError(f"real latents of class {c} have shape {tuple(z0.shape)}; expected (M>0, {', '.join(map(str, shape))}) "
+        expected = ", ".join(map(str, shape))
+        raise ValueError(f"real latents of class {c} have shape {tuple(z0.shape)}; expected (M>0, {expected}) "
                          "— encode the images with backbone.encode first")
     return z0.to(device=device, dtype=torch.float32)
 

@@ -239,11 +239,14 @@ def beside_other(ours, name: str, other: str | None, on, values):
 
     params = _RUN.get("params", {})
     dataset, profile = params.get("dataset"), params.get("profile", "smoke")
-    if other in (None, "", dataset):
-        return f"no other dataset to compare with (compare_with = {other!r})"
+    if other in (None, ""):
+        return "no other dataset to compare with (compare_with = None)"
+    if other == dataset:
+        return f"compare_with = {other!r} is this run's own dataset: set it to another dataset to compare with"
     path = results_dir(other, profile) / f"{name}.csv"
     if not path.is_file():
-        return f"no {other} result to compare with: run `dsco run --dataset {other} --profile {profile}` first ({path} is missing)"
+        return (f"no {other} result to compare with: run `dsco run --dataset {other} --profile {profile}` first "
+                f"({path} is missing)")
     theirs = pd.read_csv(path, index_col=0)
     theirs = theirs.reset_index(drop=theirs.index.name is None)
     on = [on] if isinstance(on, str) else list(on)

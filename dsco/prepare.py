@@ -83,7 +83,7 @@ def teacher(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
         model = ds.teacher(device)   # trained with the backbone by the latent recipe (:func:`backbone`)
         card = (Path(f"{ds.model_prefix()}_teacher.json") if recipe["kind"] == "trained"
                 else (MODELS_DIR / recipe["file"]).with_suffix(".json"))
-        info["card"] = json.loads(card.read_text())
+        info.update(card=json.loads(card.read_text()), source=_rel(card.with_suffix(".safetensors")))
     elif recipe["kind"] == "shipped":
         train, test = ds.train(), ds.test()
         if ds.profile == "smoke" or retrain:
@@ -95,6 +95,7 @@ def teacher(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
             info.update(history=hist, trained_to=str(target or teacher_mod.TEACHER_WEIGHTS))
         model = ds.teacher(device)
         info["card"] = json.loads(teacher_mod.TEACHER_WEIGHTS.with_suffix(".json").read_text())
+        info.setdefault("source", _rel(teacher_mod.TEACHER_WEIGHTS))
     elif ds.params.get("teacher_path"):
         model = ds.teacher(device)
         info.update(source=ds.params["teacher_path"])
@@ -106,7 +107,7 @@ def teacher(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
             teacher_mod.save_timm_teacher(new, hist, folder)
             info.update(history=hist, trained_to=str(folder))
         model = ds.teacher(device)
-        info.update(source=str(folder))
+        info.update(source=_rel(folder))
     info["test_accuracy"] = teacher_mod.accuracy(model, ds.test())
     info["parameters"] = sum(p.numel() for p in model.parameters())
     return model, info
@@ -158,6 +159,12 @@ def encode_latents(ds, bb) -> pd.DataFrame:
         rows.append({"class": ds.classes[c], "images": len(z), "latent": "×".join(map(str, z.shape[1:])),
                      "seconds": round(time.perf_counter() - start, 2)})
     return pd.DataFrame(rows)
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the project root when it lies inside it (what notebooks print)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _split(ds) -> dict:

@@ -140,7 +140,7 @@ def check(ds, prefix, settings: dict | None = None, seed: int = 0, device: str =
                                 progress=progress)
     pred = teacher_mod.predict_proba(clf, bb.decode(lat).clamp(-1, 1)).argmax(1)
     cards = {m: json.loads(Path(f"{prefix}_{m}.json").read_text()) for m in ("teacher", "vae", "ddpm")}
-    report = {"prefix": str(prefix), "teacher_accuracy": teacher_mod.accuracy(clf, test.x, test.y),
+    report = {"prefix": Path(prefix).name, "teacher_accuracy": teacher_mod.accuracy(clf, test.x, test.y),
               "psnr_db": 10 * math.log10(4 / float(((recon - test.x) ** 2).mean())),
               "teacher_accuracy_reconstructed": teacher_mod.accuracy(clf, recon, test.y),
               "consistency": float((pred == lab).float().mean()), "check": c,

@@ -4,8 +4,8 @@
 ``dataset``, ``profile``, ``seed``, ``device`` and the extra parameters (``-p``) into each notebook's
 cell tagged ``parameters`` -- each notebook receives the names its cell declares (:func:`declared`); a
 ``-p`` name that no notebook declares is refused. Before anything runs, the dataset's parameters are
-checked (:meth:`dsco.datasets.Dataset.check`: root folders, backbone and teacher shapes). Executed copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that
-folder is what the book renders.
+checked (:meth:`dsco.datasets.Dataset.check`: root folders, backbone and teacher shapes). Executed
+copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that folder is what the book renders.
 
 Caching: beside each executed copy sits ``<stem>.key``, a SHA-256 of the injected parameters, the
 notebook's source cells and every file of the package (``dsco/``) and of ``data/``. A rerun whose key
@@ -203,6 +203,8 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         return _execute_all(paths, jobs, execute, done, bar, finished)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"interrupted after {len(finished)} of {len(paths)} notebooks") from None
+    finally:
+        bar.close()   # before any message about why the batch stopped
 
 
 def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:

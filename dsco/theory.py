@@ -617,7 +617,8 @@ def coverage(real, synthetic, radius: float) -> float:
     if x.shape[1] != s.shape[1]:
         raise ValueError(f"real and synthetic samples differ in size: {x.shape[1]} vs {s.shape[1]} values "
                          "per sample; compare latents with latents (or images with images)")
-    return float((torch.cdist(x, s, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values <= radius).double().mean())
+    nearest = torch.cdist(x, s, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
+    return float((nearest <= radius).double().mean())
 
 
 # ---------------------------------------------------------------------------------------------

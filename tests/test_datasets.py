@@ -4,7 +4,6 @@ import csv
 import shutil
 
 import pytest
-import torch
 
 from dsco import backbones, data, datasets, evaluate, nopt, teacher
 from dsco.backbones import CheckpointError
@@ -147,6 +146,11 @@ def test_describe_arch_kwargs_protocol_and_key():
     assert "`dit-xl-2-256` from `/m/dit`" in text and "timm resnet18 from `/m/t`" in text
     assert "Profile **smoke**" in text and "3×256×256" in text
     assert "trained by notebook 00" in datasets.get("imagenette", "paper").describe()
+    # the sizes in the prose come from the budget, beside the paper's where they differ
+    assert "2 trainings per cell (paper 5)" in datasets.get("digits", "paper").describe()
+    mnist = datasets.get("mnist", "paper")
+    assert mnist.budget.settings().endswith("5 trainings per cell") and mnist.budget.settings() in mnist.describe()
+    assert "1 diffusion per real latent (paper 5)" in mnist.budget.settings()
     paper = datasets.get("digits", "paper")
     assert paper.arch_kwargs("convnet") == {"width": 32} and paper.arch_kwargs("efficientnet_b0") == {}
     assert datasets.get("digits").arch_kwargs("timm_resnet18") == {"channels": (8, 16, 32, 64), "stem_width": 8}
@@ -282,5 +286,22 @@ def test_teacher_without_path_or_trained_teacher_names_notebook_00(nette_params,
                    "--only 00", str(ds.teacher_file()))
 
 
-def test_torch_nonzero_lt():
-    assert datasets.torch_nonzero_lt(torch.tensor([3, 0, 12, 9, 10]), 10).tolist() == [0, 1, 3]
+def test_a_folder_dataset_reads_its_shape_and_classes_from_the_images(tmp_path, monkeypatch):
+    from dsco import fixtures
+
+    monkeypatch.setattr(datasets, "BUILD_MODELS", tmp_path / "models")
+    root = fixtures.folder_tree(tmp_path / "t", classes=4, per_class=12, size=10, mode="RGB")
+    ds = datasets.get("folder", "smoke", root=str(root)).check()
+    assert ds.image_shape == (3, 10, 10) and ds.channels == 3 and ds.classes == [f"class_{c}" for c in range(4)]
+    assert ds.class_ids == [0, 1, 2, 3] and ds.show_classes == [0, 1] and "trained by notebook 00" in ds.describe()
+    assert str(ds.model_prefix()).startswith(str(tmp_path / "models" / "folder"))
+    with pytest.raises(datasets.DatasetError, match="no trained ddpm for folder .*run notebook 00 first"):
+        ds.backbone()
+    with pytest.raises(datasets.DatasetError, match="fixed image size \\(read from its images\\)"):
+        datasets.get("folder", "smoke", root=str(root), image_size=32)
+
+
+def test_mnist_is_an_embedded_latent_dataset():
+    ds = datasets.get("mnist", "paper")
+    assert ds.image_shape == (1, 28, 28) and ds.budget.repeats == 5 and ds.archs["low"] == ["convnet"]
+    assert ds.max_ipc() <= int(ds.train().counts().min()) and ds.ipc_map("high") == {70: 210, 130: 390, 230: 690, 330: 990}

@@ -294,3 +294,11 @@ def test_tiny_dit_end_to_end_through_decode():
         assert all(math.isfinite(v) for v in log["total_last"])
         x = bb.decode(z)
         assert x.shape == (3, 3, 8, 8) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("engine", nopt.ENGINES)
+def test_a_diverging_optimisation_names_the_class_and_the_step(digits_bb, real, engine):
+    with pytest.raises(nopt.NOptDiverged, match=r"class 3: non-finite (noise|latent) at denoising step \d+ .*lower lr "
+                                                r"\(now 1e\+12\)") as err:
+        run(digits_bb, "accessible", classes=(3, 7), real_latents=real, lr=1e12, engine=engine)
+    assert err.value.cls == 3 and isinstance(err.value, FloatingPointError)

@@ -102,3 +102,18 @@ def test_first_per_class():
     s = ImageSet(x, y, ["a", "b", "c"])
     assert plots.first_per_class(s).flatten().tolist() == [1, 3, 0]  # class 0, 1, 2: their first image
     assert plots.first_per_class((x, y), k=2).flatten().tolist() == [1, 4, 3, 5, 0, 2]
+
+
+def test_beside_other_lines_up_another_datasets_saved_result(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setenv("DSCO_RESULTS", str(tmp_path))
+    plots.start("digits", "smoke", 0)
+    ours = pd.DataFrame({"ipc": [1, 2], "mean": [50.0, 60.0]})
+    assert "compare_with = 'digits'" in plots.beside_other(ours, "t", "digits", on="ipc", values=["mean"])
+    assert "run `dsco run --dataset mnist --profile smoke` first" in plots.beside_other(ours, "t", "mnist", "ipc", ["mean"])
+    (tmp_path / "mnist" / "smoke").mkdir(parents=True)
+    pd.DataFrame({"ipc": [2, 5], "mean": [70.0, 80.0]}).to_csv(tmp_path / "mnist" / "smoke" / "t.csv")
+    both = plots.beside_other(ours, "t", "mnist", on="ipc", values=["mean"])
+    assert list(both.columns) == ["ipc", "mean (digits)", "mean (mnist)"] and len(both) == 3
+    assert both.set_index("ipc").loc[2].tolist() == [60.0, 70.0]

@@ -28,6 +28,7 @@ def test_digits_smoke_trains_into_build_models_only(smoke_models):
     assert (smoke_models / "digits_teacher_smoke.safetensors").is_file()
     assert (smoke_models / "digits_teacher_smoke.json").is_file()
     assert clf is ds.teacher() and info["test_accuracy"] >= 0.97  # the shipped teacher is what is used
+    assert info["source"] == "data/models/digits_teacher.safetensors"
     assert info["card"]["sha256"] == backbones.sha256(T.TEACHER_WEIGHTS) and info["parameters"] > 0
     bb, info = prepare.backbone(ds)
     assert info["recipe"] == "shipped" and info["name"] == "digits-ddpm"

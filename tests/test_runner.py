@@ -241,3 +241,28 @@ def test_a_backbone_of_the_wrong_class_count_is_refused(dsfolder, tmp_path, nett
     bb.model.save_pretrained(tmp_path / "dit10")   # 10 classes: not conditioned on ImageNet-1k
     with pytest.raises(runner.RunError, match="the backbone has 10 classes but imagenette needs 1000"):
         run(folder, tmp_path, dataset="imagenette", extra={**nette, "backbone_path": str(tmp_path / "dit10")})
+
+
+def test_ctrl_c_prints_one_line_and_how_to_resume(folder, tmp_path, monkeypatch, capsys):
+    import papermill
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 0 of 2 notebooks"):
+        run(folder, tmp_path)
+    monkeypatch.setattr(runner, "NOTEBOOKS", folder)
+    monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")
+    assert cli.main(["run"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()   # the progress bar closes before the message
+    assert err[-1] == "dsco: interrupted after 0 of 2 notebooks; rerun the same command to resume"
+
+
+def test_cli_fixtures_writes_a_tree_and_prints_the_command(tmp_path, capsys):
+    assert cli.main(["fixtures", "--dataset", "folder", "--out", str(tmp_path / "f")]) == 0
+    out = capsys.readouterr().out
+    assert f"dsco run --dataset folder --profile smoke -p root {tmp_path / 'f'}" in out
+    assert len(list((tmp_path / "f").glob("*/*.png"))) == 3 * 14
+    assert cli.main(["fixtures", "--dataset", "folder", "--out", str(tmp_path / "f")]) == 2   # not empty
+    assert cli.main(["fixtures", "--dataset", "digits", "--out", str(tmp_path / "g")]) == 2

@@ -182,3 +182,12 @@ def test_predict_proba_and_accuracy_read_data_sets(nette_params):
     model = T.build_teacher(dict(widths=(4, 4, 4)))
     digits = data.load("digits", "test")
     assert T.accuracy(model, digits) == T.accuracy(model, digits.x, digits.y)
+
+
+def test_build_teacher_pools_and_head_options_keep_the_digits_layout():
+    digits = T.build_teacher()
+    assert [k for k in digits.state_dict()] == [k for k in T.load_teacher().state_dict()]
+    wide = T.build_teacher(dict(pools=(1, 2), widths=(8, 16, 16), hidden=32))
+    x = torch.randn(2, 1, 28, 28)
+    assert wide(x).shape == (2, 10) and sum(isinstance(m, torch.nn.MaxPool2d) for m in wide) == 2
+    assert any(isinstance(m, torch.nn.Dropout) for m in wide)
