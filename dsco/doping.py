@@ -100,6 +100,20 @@ def dope_trigger(schedule, n_recognised, *, num_classes: int) -> Trigger:
     return Trigger(table, int(ipc[on[0]]) if len(on) else None, int(num_classes))
 
 
+def trigger_findings(table: pd.DataFrame) -> dict:
+    """The two claims of §4.2.1 read from a trigger table (:attr:`Trigger.table`, columns ``ipc_from``,
+    ``ipc_to``, ``gain``): whether the trigger fires on the schedule (and where) and whether the marginal
+    gains decrease monotonically; ``{claim: (verdict, numbers)}`` as :func:`dsco.plots.carries_over` reads."""
+    fired = table[table["gain"] <= 1]
+    fires = (("fires", f"at IPC {int(fired['ipc_from'].iloc[0])}, gain {fired['gain'].iloc[0]:.2f}") if len(fired)
+             else ("does not fire", f"last gain {table['gain'].iloc[-1]:.2f}"))
+    steps = np.diff(table["gain"].to_numpy())
+    return {"the Dope Trigger fires on the schedule": fires,
+            "the marginal gains decrease along the schedule": (
+                "holds" if (steps <= 0).all() else "does not hold",
+                f"{int((steps <= 0).sum())}/{len(steps)} steps down")}
+
+
 def select(scores, labels, ipc_real: int, per_class: bool = True) -> torch.Tensor:
     """Indices of the real samples to dope, ranked by descending confusion score.
 

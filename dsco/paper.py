@@ -161,6 +161,17 @@ def verdict(k: int, n: int) -> str:
     return "holds" if n and k == n else ("holds in most cells" if k > n / 2 else "does not hold")
 
 
+def finding(k: int, n: int, what: str = "cells") -> tuple[str, str]:
+    """A claim counted over ``n`` comparisons of which ``k`` went its way: ``(verdict, "k/n what")``, the
+    form :func:`dsco.plots.carries_over` compares across datasets."""
+    return verdict(k, n), f"{k}/{n} {what}"
+
+
+def claims(long: pd.DataFrame, pairs, by: str = "method", on=("model", "ipc")) -> dict:
+    """``{"a > b": finding}`` for every ``(a, b)`` of ``pairs``, counted with :func:`wins` over ``long``."""
+    return {f"{a} > {b}": finding(*wins(long, a, b, by, on)) for a, b in pairs}
+
+
 def says(diff: float, std: float, runs: int = 2) -> str:
     """``"+x.x ± y.y"`` for a difference and its std, with "(within noise)" where |diff| <= std (and
     more than one run per cell makes the std meaningful)."""

@@ -235,6 +235,36 @@ def beside_other(ours, name: str, other: str | None, on, values):
     (``build/results/<other>/<profile>/<name>.csv``), merged on the columns ``on``: every column of
     ``values`` twice, suffixed with the two dataset names. Returns a one-line note instead when ``other``
     is this run's dataset or None, or its result was not saved yet (naming the command that saves it)."""
+    theirs = _other_result(name, other)
+    if isinstance(theirs, str):
+        return theirs
+    on = [on] if isinstance(on, str) else list(on)
+    keep = on + list(values)
+    return ours.reset_index(drop=ours.index.name is None)[keep].merge(
+        theirs[keep], on=on, how="outer", suffixes=(f" ({_RUN['params']['dataset']})", f" ({other})"))
+
+
+def carries_over(ours, name: str, other: str | None, finding):
+    """Which findings carry over to another dataset: ``finding`` reads a result frame and returns
+    ``{claim: (verdict, numbers)}`` (e.g. :func:`dsco.paper.claims`); it reads ``ours`` and the same
+    result saved by the run on ``other`` (as in :func:`beside_other`). One row per claim: the verdict
+    and numbers on each dataset and ``carries over`` ("yes" where the verdicts agree). A one-line note
+    instead when there is nothing to compare with."""
+    import pandas as pd
+
+    theirs = _other_result(name, other)
+    if isinstance(theirs, str):
+        return theirs
+    mine, yours, dataset = finding(ours), finding(theirs), _RUN["params"]["dataset"]
+    return pd.DataFrame([{"claim": claim, dataset: f"{v} ({n})",
+                          other: f"{yours[claim][0]} ({yours[claim][1]})" if claim in yours else "not measured",
+                          "carries over": "yes" if claim in yours and yours[claim][0] == v else "no"}
+                         for claim, (v, n) in mine.items()]).set_index("claim")
+
+
+def _other_result(name: str, other: str | None):
+    """The frame ``name`` saved by this notebook's run on the dataset ``other`` (same profile), or a
+    one-line note saying why there is none."""
     import pandas as pd
 
     params = _RUN.get("params", {})
@@ -248,8 +278,4 @@ def beside_other(ours, name: str, other: str | None, on, values):
         return (f"no {other} result to compare with: run `dsco run --dataset {other} --profile {profile}` first "
                 f"({path} is missing)")
     theirs = pd.read_csv(path, index_col=0)
-    theirs = theirs.reset_index(drop=theirs.index.name is None)
-    on = [on] if isinstance(on, str) else list(on)
-    keep = on + list(values)
-    return ours.reset_index(drop=ours.index.name is None)[keep].merge(
-        theirs[keep], on=on, how="outer", suffixes=(f" ({dataset})", f" ({other})"))
+    return theirs.reset_index(drop=theirs.index.name is None)

@@ -51,6 +51,17 @@ def test_dope_trigger_table_and_firing_point():
     assert doping.dope_trigger([1, 2], [0, 50], num_classes=10).fires_at is None
 
 
+def test_trigger_findings_read_a_saved_table():
+    fired = doping.dope_trigger([1, 5, 10, 20, 40], [50, 250, 400, 550, 700], num_classes=10).table
+    assert doping.trigger_findings(fired) == {
+        "the Dope Trigger fires on the schedule": ("fires", "at IPC 20, gain 0.75"),
+        "the marginal gains decrease along the schedule": ("holds", "3/3 steps down")}
+    rising = doping.dope_trigger([1, 2, 4], [0, 20, 70], num_classes=10).table   # gains 2.0, 2.5
+    assert doping.trigger_findings(rising) == {
+        "the Dope Trigger fires on the schedule": ("does not fire", "last gain 2.50"),
+        "the marginal gains decrease along the schedule": ("does not hold", "0/1 steps down")}
+
+
 def test_dope_trigger_on_a_concave_curve():
     # N(M) = 2000 (1 - exp(-M / 400)), M = 10 * IPC: slope 5 exp(-M/400) <= 1 for M >= 400 ln 5 ~ 644,
     # so the secant over [M1, M1 + 10] first drops <= 1 at IPC 64 (M1 = 640, M2 = 650).

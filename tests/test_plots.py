@@ -117,3 +117,23 @@ def test_beside_other_lines_up_another_datasets_saved_result(tmp_path, monkeypat
     both = plots.beside_other(ours, "t", "mnist", on="ipc", values=["mean"])
     assert list(both.columns) == ["ipc", "mean (digits)", "mean (mnist)"] and len(both) == 3
     assert both.set_index("ipc").loc[2].tolist() == [60.0, 70.0]
+
+
+def test_carries_over_compares_the_verdicts_of_both_datasets(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from dsco import paper
+
+    monkeypatch.setenv("DSCO_RESULTS", str(tmp_path))
+    plots.start("digits", "smoke", 0)
+    ours = pd.DataFrame({"method": ["A", "B", "A", "B"], "model": "m", "ipc": [1, 1, 5, 5], "mean": [60.0, 50, 80, 70]})
+    claims = [("A", "B"), ("B", "A")]
+    assert "no mnist result" in plots.carries_over(ours, "t", "mnist", lambda t: paper.claims(t, claims))
+    (tmp_path / "mnist" / "smoke").mkdir(parents=True)
+    ours.assign(mean=[60.0, 50, 60, 70]).to_csv(tmp_path / "mnist" / "smoke" / "t.csv")   # B wins at IPC 5 there
+    table = plots.carries_over(ours, "t", "mnist", lambda t: paper.claims(t, claims))
+    assert table.to_dict("index") == {
+        "A > B": {"digits": "holds (2/2 cells)", "mnist": "does not hold (1/2 cells)", "carries over": "no"},
+        "B > A": {"digits": "does not hold (0/2 cells)", "mnist": "does not hold (1/2 cells)", "carries over": "yes"}}
+    missing = plots.carries_over(ours, "t", "mnist", lambda t: paper.claims(t, claims if t["mean"][2] == 80 else []))
+    assert missing.loc["A > B", "mnist"] == "not measured" and missing.loc["A > B", "carries over"] == "no"
