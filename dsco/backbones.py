@@ -133,8 +133,10 @@ class Backbone:
         return next(self.model.parameters()).device
 
     def to(self, device):
-        """Move the model (and autoencoder) to ``device``; returns ``self``."""
+        """Move the model (and autoencoder, where there is one) to ``device``; returns ``self``."""
         self.model.to(device)
+        if getattr(self, "vae", None) is not None:
+            self.vae.to(device)
         return self
 
     def set_steps(self, num_steps: int) -> None:
@@ -272,11 +274,6 @@ class DiT(Backbone):
         self.scale = float(vae.config.scaling_factor)
         self.image_factor = 2 ** (len(vae.config.block_out_channels) - 1)  # image side / latent side
 
-    def to(self, device):
-        self.model.to(device)
-        self.vae.to(device)
-        return self
-
     def _forward(self, z, t, y):
         t = torch.full((z.shape[0],), int(t), dtype=torch.long, device=z.device)
         return self.model(z.to(self.model.dtype), timestep=t, class_labels=y).sample.float()
@@ -321,11 +318,6 @@ class LatentDDPM(Backbone):
         self.image_shape = tuple(int(v) for v in image_shape)
         self.image_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.side = cfg.sample_size * self.image_factor  # the autoencoder's input side (>= the images')
-
-    def to(self, device):
-        self.model.to(device)
-        self.vae.to(device)
-        return self
 
     def _forward(self, z, t, y):
         t = torch.full((z.shape[0],), int(t), dtype=torch.long, device=z.device)

@@ -77,27 +77,15 @@ def train_teacher(train_set, epochs: int = 40, batch_size: int = 64, lr: float =
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_teacher(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    hist = dict(loss=[], train_accuracy=[])
-    t0 = time.perf_counter()
-    for _ in tqdm(range(epochs), desc="training teacher", disable=not progress):
-        model.train()
-        perm, tot, correct = torch.randperm(len(x), generator=g), 0.0, 0
+
+    def batches():   # one epoch: a seeded permutation, each batch shifted by up to ±shift pixels
+        perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), batch_size):
             idx = perm[i:i + batch_size]
-            xb, yb = _shift(x[idx], shift, g).to(device), y[idx].to(device)
-            logits = model(xb)
-            loss = nn.functional.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-        sched.step()
-        hist["loss"].append(tot / len(x))
-        hist["train_accuracy"].append(correct / len(x))
-    hist.update(wall_time_s=round(time.perf_counter() - t0, 1), epochs=epochs, batch_size=batch_size,
+            yield _shift(x[idx], shift, g), y[idx]
+
+    hist = _fit(model, epochs, batches, lr, weight_decay, device, "training teacher", progress)
+    hist.update(epochs=epochs, batch_size=batch_size,
                 lr=lr, weight_decay=weight_decay, shift=shift, seed=seed, config=cfg,
                 optimizer="AdamW + cosine annealing, cross-entropy, random ±shift translation")
     return model.eval(), hist
@@ -245,33 +233,42 @@ def train_timm_teacher(train_set, arch: str = "resnet18", *, epochs: int = 60, b
         torch.manual_seed(seed)
         model = TimmTeacher(timm.create_model(arch, pretrained=False, num_classes=num_classes,
                                               **(model_args or {}))).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
         loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=len(train_set) > batch_size,
                             generator=torch.Generator().manual_seed(seed))
-        hist = dict(loss=[], train_accuracy=[])
-        t0 = time.perf_counter()
-        for _ in tqdm(range(epochs), desc=f"training teacher {arch}", disable=not progress):
-            model.train()
-            tot = correct = seen = 0
-            for x, y in loader:
-                x = random_resized_crop(x.float(), (0.35, 1.0), flip=True).to(device)
-                y = y.to(device)
-                logits = model(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                tot += loss.item() * len(y)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(y)
-            sched.step()
-            hist["loss"].append(tot / seen)
-            hist["train_accuracy"].append(correct / seen)
-    hist.update(wall_time_s=round(time.perf_counter() - t0, 1), epochs=epochs, batch_size=batch_size, lr=lr,
+        hist = _fit(model, epochs, lambda: ((random_resized_crop(x.float(), (0.35, 1.0), flip=True), y)
+                                            for x, y in loader),
+                    lr, weight_decay, device, f"training teacher {arch}", progress)
+    hist.update(epochs=epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, seed=seed, arch=arch, model_args=model_args or {},
                 optimizer="AdamW + cosine annealing, cross-entropy, random-resized crop (0.35-1) + flip")
     return model.eval(), hist
+
+
+def _fit(model, epochs: int, batches, lr: float, weight_decay: float, device, desc: str, progress: bool) -> dict:
+    """Cross-entropy training with AdamW and cosine learning-rate decay; ``batches()`` yields one epoch's
+    (augmented) ``(x, y)`` batches. Returns the history: mean loss and training accuracy per epoch, wall time."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    hist = dict(loss=[], train_accuracy=[])
+    t0 = time.perf_counter()
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress):
+        model.train()
+        tot, correct, seen = 0.0, 0, 0
+        for xb, yb in batches():
+            xb, yb = xb.to(device), yb.to(device)
+            logits = model(xb)
+            loss = nn.functional.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += loss.item() * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+        sched.step()
+        hist["loss"].append(tot / seen)
+        hist["train_accuracy"].append(correct / seen)
+    hist["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    return hist
 
 
 def save_timm_teacher(model: TimmTeacher, history: dict, folder) -> Path:
