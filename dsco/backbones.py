@@ -158,9 +158,11 @@ class Backbone:
 
     # --- autoencoder: identity by default ------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] -> the latents the diffusion model works on (the identity in pixel space)."""
         return x
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in about [-1, 1] (the identity in pixel space)."""
         return z
 
     # --- Eq. 12 ---------------------------------------------------------------------------------

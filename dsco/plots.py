@@ -279,3 +279,109 @@ def _other_result(name: str, other: str | None):
                 f"({path} is missing)")
     theirs = pd.read_csv(path, index_col=0)
     return theirs.reset_index(drop=theirs.index.name is None)
+
+
+#: The stages of Fig. 2 (the DsCo framework), each with the ``dsco`` functions that implement it:
+#: ``(key, title, functions)``; :func:`framework` draws them with this dataset's settings.
+FRAMEWORK = [
+    ("data", "target data $\\mathcal{T}$", ["datasets.Dataset.train", "data.encode_class"]),
+    ("diffuse", "encode + diffuse the\ntarget latents (accessible)", ["backbones.Backbone.encode",
+                                                                     "backbones.Backbone.q_sample"]),
+    ("templates", "step-wise templates\n(data-free)", ["nopt.template_stats"]),
+    ("model", "diffusion model:\n$\\mu_t, \\sigma_t$ from $z_{t+1}$", ["backbones.Backbone.mean_std"]),
+    ("noise", "noise $\\epsilon_t \\sim \\mathcal{N}(0, I)$,\noptimised", ["nopt.synthesize"]),
+    ("project", "$z_t = \\mu_t + \\sigma_t \\epsilon_t$ (Eq. 13)\n→ random projector", ["projector.for_latents"]),
+    ("align", "distribution alignment\n$L_{align}$ | $L_{maxoc} + L_{stats}$",
+     ["losses.channel_ot_loss", "losses.max_occupation_loss", "losses.stats_loss"]),
+    ("reality", "reality constraint\n$L_{reality}(\\epsilon_t)$", ["losses.reality_loss"]),
+    ("decode", "decoder", ["backbones.Backbone.decode"]),
+    ("synthetic", "synthetic set $\\mathcal{S}$", ["surrogates.make"]),
+    ("trigger", "Dope Trigger\n$\\Delta N / \\Delta M \\leq 1$", ["doping.dope_trigger"]),
+    ("doping", "Doping: the far-apart\nreal samples", ["doping.confusion_scores", "doping.select"]),
+    ("concentrated", "concentrated set", ["doping.export", "concentrate.run"]),
+]
+
+
+def framework(ds):
+    """Fig. 2 drawn from :data:`FRAMEWORK`: every stage a box naming the ``dsco`` functions that
+    implement it, with ``ds``'s settings (backbone, NOpt steps and iterations, trigger schedule); the
+    grey region is NOpt's denoising loop, the dashed red arrows the gradient flow into the noise."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    b, e = ds.budget, ds.entry
+    where = {"data": (0.9, 5.2), "diffuse": (4.3, 5.2), "templates": (4.3, 1.6), "model": (7.9, 5.3),
+             "noise": (7.9, 3.4), "reality": (7.9, 1.5), "project": (11.0, 5.3), "align": (11.0, 3.4),
+             "decode": (14.2, 5.3), "synthetic": (14.2, 3.4), "trigger": (14.2, 1.5), "doping": (17.3, 1.5),
+             "concentrated": (17.3, 3.4)}
+    extra = {"data": f"{ds.name}: {ds.num_classes} classes", "model": e.backbone["name"],
+             "trigger": f"schedule {b.ipcs['trigger']}", "synthetic": f"IPC {b.ipcs['low']}"}
+    fig, ax = plt.subplots(figsize=(15, 5.6))
+    ax.add_patch(FancyBboxPatch((6.3, 0.55), 6.3, 5.9, boxstyle="round,pad=0.05", fc="0.92", ec="0.3", ls="--"))
+    ax.text(9.45, 6.6, f"NOpt: {b.nopt['num_steps']} denoising steps, each {b.nopt['iterations']} SGD "
+            "iterations on the noise", ha="center", fontsize=9, weight="bold")
+    boxes = {}
+    for key, title, functions in FRAMEWORK:
+        label = "\n".join([title, *([extra[key]] if key in extra else []),
+                           *(f"dsco.{f}" for f in functions)])
+        boxes[key] = ax.text(*where[key], label, ha="center", va="center", fontsize=7.2, linespacing=1.25,
+                             bbox=dict(boxstyle="round,pad=0.4", fc="white", ec="C0" if key != "doping" else "C3"))
+
+    def arrow(a, b_, color="0.2", **kw):   # from box a's edge to box b_'s edge
+        ax.annotate("", (0.5, 0.5), xycoords=boxes[b_], xytext=(0.5, 0.5), textcoords=boxes[a],
+                    arrowprops=dict(arrowstyle="-|>", color=color, patchA=boxes[a].get_bbox_patch(),
+                                    patchB=boxes[b_].get_bbox_patch(), shrinkA=2, shrinkB=2, **kw))
+
+    for a, b_ in [("data", "diffuse"), ("diffuse", "align"), ("templates", "align"), ("model", "project"),
+                  ("noise", "project"), ("project", "align"), ("project", "decode"), ("decode", "synthetic"),
+                  ("synthetic", "trigger"), ("trigger", "doping"), ("doping", "concentrated"),
+                  ("synthetic", "concentrated")]:
+        arrow(a, b_)
+    for a in ("align", "reality"):
+        arrow(a, "noise", color="C3", ls="--", connectionstyle="arc3,rad=0.25")
+    ax.set(xlim=(-0.3, 19.0), ylim=(0.2, 7.0))
+    ax.axis("off")
+    ax.set_title(f"Fig. 2: the Dataset Concentration framework, as implemented ({ds.name}, {ds.profile} profile)")
+    return fig
+
+
+def framework_table():
+    """The stages of :data:`FRAMEWORK` with the first line of each function's docstring: which ``dsco``
+    function implements which box of Fig. 2 (a name that no longer resolves raises ``AttributeError``)."""
+    import importlib
+
+    import pandas as pd
+
+    rows = []
+    for _, title, functions in FRAMEWORK:
+        for name in functions:
+            module, *path = name.split(".")
+            obj = importlib.import_module(f"dsco.{module}")
+            for part in path:
+                obj = getattr(obj, part)
+            rows.append({"stage": " ".join(title.split()), "function": f"dsco.{name}",
+                         "what it does": ((obj.__doc__ or "").strip().splitlines() or [""])[0]})
+    return pd.DataFrame(rows)
+
+
+def rkhs_picture(ax, targets, surrogates, bandwidth: float, title: str, circles: bool = True) -> None:
+    """Fig. 1's memorize-generalize picture on ``ax``: the chance that a point is recognised by some
+    surrogate (saturating ``h``, :func:`dsco.theory.recognition_chance`) as a filled contour, the 2-D
+    ``targets`` and ``surrogates``, and each surrogate's recognition circle (radius
+    :func:`dsco.theory.recognition_radius`)."""
+    import matplotlib.pyplot as plt
+
+    from . import theory
+
+    lo, hi = targets.min(0) - 1.0, targets.max(0) + 1.0
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 120), np.linspace(lo[1], hi[1], 120))
+    field = theory.recognition_chance(np.column_stack([gx.ravel(), gy.ravel()]), surrogates, bandwidth,
+                                      h="saturating").reshape(gx.shape)
+    ax.contourf(gx, gy, field, levels=np.linspace(0, 1, 11), cmap="RdPu", alpha=0.55)
+    ax.scatter(*targets.T, s=4, color="c", alpha=0.6, label="target $\\mathcal{T}$")
+    ax.scatter(*surrogates.T, s=22, color="red", edgecolor="k", lw=0.4, label="surrogate $\\mathcal{S}$")
+    if circles:
+        for p in surrogates:
+            ax.add_patch(plt.Circle(p, theory.recognition_radius(bandwidth), fill=False, ls="--", lw=0.7,
+                                    color="darkred"))
+    ax.set(title=title, xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), aspect="equal", xticks=[], yticks=[])

@@ -137,3 +137,36 @@ def test_carries_over_compares_the_verdicts_of_both_datasets(tmp_path, monkeypat
         "B > A": {"digits": "does not hold (0/2 cells)", "mnist": "does not hold (1/2 cells)", "carries over": "yes"}}
     missing = plots.carries_over(ours, "t", "mnist", lambda t: paper.claims(t, claims if t["mean"][2] == 80 else []))
     assert missing.loc["A > B", "mnist"] == "not measured" and missing.loc["A > B", "carries over"] == "no"
+
+
+def test_framework_names_functions_that_exist_and_draws_every_stage():
+    import matplotlib.pyplot as plt
+
+    from dsco import datasets
+
+    table = plots.framework_table()
+    assert len(table) == sum(len(f) for _, _, f in plots.FRAMEWORK) and table["what it does"].str.len().min() > 10
+    ds = datasets.get("mnist", "paper")
+    fig = plots.framework(ds)
+    text = "\n".join(t.get_text() for t in fig.axes[0].texts)
+    for _, _, functions in plots.FRAMEWORK:
+        assert all(f"dsco.{f}" in text for f in functions)
+    assert f"{ds.budget.nopt['num_steps']} denoising steps" in text and str(ds.budget.ipcs["trigger"]) in text
+    assert "latent-ddpm" in text and "digits-ddpm" in "\n".join(
+        t.get_text() for t in plots.framework(datasets.get("digits", "smoke")).axes[0].texts)
+    plt.close("all")
+
+
+def test_rkhs_picture_draws_targets_surrogates_and_circles():
+    import matplotlib.pyplot as plt
+
+    from dsco import theory
+
+    targets, _ = theory.sample_gaussian_mixture(50, seed=0)
+    fig, ax = plt.subplots()
+    plots.rkhs_picture(ax, targets, targets[:3], 0.5, "t")
+    assert len(ax.patches) == 3 and len(ax.collections) >= 3 and ax.get_title() == "t"
+    fig2, ax2 = plt.subplots()
+    plots.rkhs_picture(ax2, targets, targets[:3], 0.5, "t", circles=False)
+    assert len(ax2.patches) == 0
+    plt.close("all")

@@ -421,3 +421,16 @@ def test_reference_measures_mmd_and_coverage_per_class():
     assert far["mmd2"] > 0.5 and far["coverage"] == 0.0
     mid = ref.measure(real[0][:10], 0)
     assert 0 < mid["mmd2"] < far["mmd2"] and 0 < mid["coverage"] < 1
+
+
+def test_describe_set_counts_positions_coverage_and_component_shares():
+    targets, _ = T.sample_gaussian_mixture(300, seed=0)
+    means = np.array(T.GMM_MEANS)
+    collapsed = np.repeat(means[:1], 4, axis=0)   # every surrogate on the first component's mean
+    row = T.describe_set(collapsed, targets, 0.5)
+    assert row["distinct_positions"] == 1 and row["mean_nn_distance"] == 0.0
+    assert (row["share_c0"], row["share_c1"], row["share_c2"]) == (1.0, 0.0, 0.0)
+    spread = T.describe_set(means, targets, 0.5)
+    assert spread["distinct_positions"] == 3 and spread["share_c2"] == pytest.approx(1 / 3)
+    assert spread["mmd2"] == pytest.approx(T.mmd2(means, targets, 0.5))
+    assert spread["covered_pct"] > row["covered_pct"] and 0 <= spread["covered_pct"] <= 100
