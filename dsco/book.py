@@ -4,7 +4,8 @@ The book never executes anything. :func:`build` takes the executed copies that t
 to ``build/runs/<dataset>/<profile>/<stem>.ipynb`` and stages, under ``book/_build/src/``:
 
 * ``_config.yml`` and any other committed source in ``book/`` (copied as they are);
-* ``notebooks/<stem>.ipynb`` — one executed copy per notebook in ``notebooks/``;
+* ``notebooks/<stem>.ipynb`` — one executed copy per notebook in ``notebooks/``, its setup cells
+  collapsed behind a toggle (:func:`collapse_setup`);
 * ``_toc.yml`` — generated: one part per first digit of the notebook number (:data:`PARTS`);
 * ``intro.md`` — generated from the template ``book/intro.md``: the provenance of the pages
   (dataset, profile, the ``dsco run`` command with its ``-p`` parameters, date, git commit), what the
@@ -31,6 +32,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import nbformat
 import yaml
 
 from . import ROOT, datasets
@@ -111,6 +113,25 @@ def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None =
         raise BookError(f"no executed copy of {', '.join(missing)} in {run_dir}: {fix} (or build a partial "
                         "book with --partial)")
     return [run_dir / f"{s}.ipynb" for s in stems if s not in missing]
+
+
+#: Tags of the cells that set a notebook up: its parameters and the ones papermill injected.
+SETUP_TAGS = ("parameters", "injected-parameters")
+
+
+def collapse_setup(nb):
+    """Tag the setup cells of an executed notebook ``hide-input`` (myst-nb shows their outputs and puts
+    their code behind a "Show code cell source" toggle): every code cell up to the first one after the
+    last cell tagged with one of :data:`SETUP_TAGS` -- the parameters, the injected parameters and the
+    setup cell that imports the package and resolves the dataset. Returns ``nb`` (changed in place)."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    last = max((i for i, c in enumerate(code) if set(SETUP_TAGS) & set(c.metadata.get("tags", []))),
+               default=None)
+    for cell in code[: last + 2] if last is not None else []:
+        tags = cell.metadata.setdefault("tags", [])
+        if "hide-input" not in tags:
+            tags.append("hide-input")
+    return nb
 
 
 def make_toc(stems: list[str], root: str = "intro") -> dict:
@@ -355,7 +376,7 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
         n for n in names if n in skip or (Path(folder) / n).resolve() == out_dir.resolve()])
     (src / "notebooks").mkdir()
     for p in executed:
-        shutil.copy2(p, src / "notebooks" / p.name)
+        nbformat.write(collapse_setup(nbformat.read(p, as_version=4)), src / "notebooks" / p.name)
     (src / "_toc.yml").write_text(yaml.safe_dump(make_toc(stems), sort_keys=False))
     paper_map = load_paper_map(book_dir / "paper_map.yml")
     params = run_parameters(executed)

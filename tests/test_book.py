@@ -288,3 +288,29 @@ def test_the_built_intro_says_what_stands_in_for_what(good_book):
     index, _ = good_book
     intro = (index.parent / "intro.html").read_text()
     assert "digits (scikit-learn, 8×8)" in intro and "shipped" in intro and "Profile" in intro
+
+
+def test_collapse_setup_tags_the_parameters_and_the_setup_cell():
+    nb = _executed("t", [new_code_cell("x = 1")])
+    nb.cells.insert(2, new_code_cell('profile = "paper"', metadata={"tags": ["injected-parameters"]}))
+    book.collapse_setup(nb)
+    tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
+    assert ["hide-input" in t for t in tags] == [True, True, True, False]   # params, injected, setup; not x = 1
+    assert book.collapse_setup(nb).cells[1].metadata["tags"] == ["parameters", "hide-input"]   # idempotent
+    plain = new_notebook(cells=[new_code_cell("y = 2")])
+    assert "tags" not in book.collapse_setup(plain).cells[0].metadata   # no parameters: nothing is hidden
+
+
+def test_setup_cells_are_collapsed_behind_a_toggle_in_the_built_pages(good_book):
+    from bs4 import BeautifulSoup
+
+    index, _ = good_book
+    soup = BeautifulSoup((index.parent / "notebooks" / f"{PRESENT[0]}.html").read_text(), "html.parser")
+    cells = soup.select("div.cell")
+    assert len(cells) >= 2
+    for cell in cells[:2]:   # the parameters cell and the setup cell after it
+        assert "tag_hide-input" in cell["class"]
+        toggle = cell.find("details")
+        assert toggle is not None and toggle.find("div", class_="cell_input") is not None
+    # outputs stay visible: the setup cell's figure is outside the toggle
+    assert cells[1].find("img") is not None and cells[1].find("details").find("img") is None
