@@ -550,6 +550,64 @@ class GaussianMixtureDiffusion(_backbones.Backbone):
         return super().mean_std(z_t, t, y, guidance, batch_size=batch_size)
 
 
+@dataclass
+class SamplingBias:
+    """Result of :func:`sampling_bias`: ``distance`` (one row per seed, N, method and step: ``t`` and the
+    mean 1-D W1 ``distance`` to a fresh sample of p_t; step 0 is z_T, the last step the final set against
+    the target), ``timing`` (seconds per set), ``finals`` (``{(seed, N, method): final (N, D) set}``)
+    and ``logs`` (NOpt's per-step log)."""
+
+    distance: pd.DataFrame
+    timing: pd.DataFrame
+    finals: dict
+    logs: pd.DataFrame
+
+
+def sampling_bias(backbone: "GaussianMixtureDiffusion", set_sizes, seeds, real_latents, *, iterations: int,
+                  projector, n_reference: int = 2000, progress: bool = True) -> SamplingBias:
+    """§3.4's experiment on an exact-score backbone: for every seed and set size N, a plain ("plain")
+    and a NOpt ("NOpt", data-accessible, aligned to ``real_latents`` of class 0) set of N points, the set
+    entering every denoising step measured against a fresh ``n_reference`` sample of the diffused target
+    p_t (:func:`set_distance`), and N i.i.d. points of p_t as the floor ("i.i.d. from p_t"). The
+    backbone's own ``num_steps``; ``projector``: NOpt's projector spec."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from . import nopt
+
+    levels = backbone.timesteps.tolist() + [-1]   # -1: the final clean set, compared with the target
+
+    def draw(n, t, seed):   # i.i.d. points of p_t (t = -1: of the target mixture itself)
+        m = backbone.model
+        return (sample_gaussian_mixture(n, m.means.cpu().numpy(), m.scales.cpu().numpy(),
+                                        m.log_weights.exp().cpu().numpy(), seed=seed)[0] if t < 0
+                else backbone.marginal_sample(n, t, seed=seed))
+
+    rows, logs, timings, finals = [], [], [], {}
+    for s in tqdm(list(seeds), desc="seeds", disable=not progress):
+        refs = [draw(n_reference, t, 20_000 + k) for k, t in enumerate(levels)]
+        for n in set_sizes:
+            for mode, label in (("none", "plain"), ("accessible", "NOpt")):
+                t0, backbone.trace = time.perf_counter(), []
+                z, _, log = nopt.synthesize(backbone, [0], n, mode, seed=s, num_steps=len(levels) - 1,
+                                            iterations=iterations, real_latents=real_latents, projector=projector,
+                                            progress=False)
+                sets = [x.numpy() for _, x in backbone.trace] + [z.reshape(n, -1).double().numpy()]
+                backbone.trace = None
+                timings.append({"seed": s, "N": n, "method": label, "seconds": time.perf_counter() - t0})
+                finals[(s, n, label)] = sets[-1]
+                if len(log):
+                    logs.append(log.assign(seed=s, N=n))
+                rows += [{"seed": s, "N": n, "method": label, "step": k, "t": t, "distance": set_distance(x, refs[k])}
+                         for k, (t, x) in enumerate(zip(levels, sets))]
+            rows += [{"seed": s, "N": n, "method": "i.i.d. from p_t", "step": k, "t": t,
+                      "distance": set_distance(draw(n, t, 30_000 + 1000 * s + k), refs[k])}
+                     for k, t in enumerate(levels)]
+    timing = pd.DataFrame(timings).groupby(["N", "method"])["seconds"].mean().unstack()
+    return SamplingBias(pd.DataFrame(rows), timing, finals, pd.concat(logs) if logs else pd.DataFrame())
+
+
 def set_distance(x, y, metric: str = "wasserstein", bandwidth: float = 1.0) -> float:
     """Distance between two point sets ``(n, d)``, ``(m, d)``: the 1-D Wasserstein-1 distance
     (``scipy.stats.wasserstein_distance``) averaged over the ``d`` coordinates, or ``"mmd"``: the

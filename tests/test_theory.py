@@ -434,3 +434,22 @@ def test_describe_set_counts_positions_coverage_and_component_shares():
     assert spread["distinct_positions"] == 3 and spread["share_c2"] == pytest.approx(1 / 3)
     assert spread["mmd2"] == pytest.approx(T.mmd2(means, targets, 0.5))
     assert spread["covered_pct"] > row["covered_pct"] and 0 <= spread["covered_pct"] <= 100
+
+
+def test_sampling_bias_measures_every_step_of_plain_nopt_and_the_iid_floor():
+    bb = T.GaussianMixtureDiffusion(num_steps=3)
+    real = {0: torch.as_tensor(T.sample_gaussian_mixture(64, seed=1)[0], dtype=torch.float32).reshape(-1, 2, 1, 1)}
+    kw = dict(iterations=2, projector={"in_channels": 2, "widths": (8,), "groups": 1}, n_reference=100,
+              progress=False)
+    bias = T.sampling_bias(bb, [4, 6], [0], real, **kw)
+    d = bias.distance
+    assert len(d) == 2 * 3 * 4 and set(d["method"]) == {"plain", "NOpt", "i.i.d. from p_t"}   # N × methods × levels
+    assert d.groupby(["N", "method"])["step"].apply(list).map(lambda s: s == [0, 1, 2, 3]).all()
+    assert (d["distance"] >= 0).all() and d.loc[d.step == 3, "t"].eq(-1).all()
+    assert bias.finals[(0, 6, "NOpt")].shape == (6, 2) and list(bias.timing.columns) == ["NOpt", "plain"]
+    assert len(bias.logs) and bb.trace is None
+    plain = d[(d.method == "plain") & (d.step == 0)]["distance"].to_numpy()
+    nopt_start = d[(d.method == "NOpt") & (d.step == 0)]["distance"].to_numpy()
+    assert np.array_equal(plain, nopt_start)   # both start from the same z_T
+    again = T.sampling_bias(bb, [4, 6], [0], real, **kw).distance
+    assert again["distance"].tolist() == d["distance"].tolist()   # same seed, same numbers
