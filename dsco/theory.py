@@ -838,3 +838,21 @@ def describe_set(points, targets, bandwidth: float = 1.0, means=GMM_MEANS) -> di
                 distinct_positions=distinct_positions(p, 0.1 * bandwidth),
                 mean_nn_distance=float(dist.min(1).mean()),
                 **{f"share_c{i}": s for i, s in enumerate(shares)})
+
+
+def smoothed_draws(target, m: int, bandwidth: float, seed) -> np.ndarray:
+    """``m`` draws of a kernel-smoothed target (a stand-in for a well-trained generator, §4.2): a target
+    point chosen uniformly plus Gaussian noise of std ``bandwidth``; ``seed`` seeds
+    ``numpy.random.default_rng`` (an int or a sequence)."""
+    target = np.asarray(target, float)
+    rng = np.random.default_rng(seed)
+    return target[rng.integers(0, len(target), m)] + bandwidth * rng.standard_normal((m, target.shape[1]))
+
+
+def dope_farthest(target, base, budget: int) -> np.ndarray:
+    """``base`` plus the ``budget`` target points farthest from every point of ``base`` (the far-apart
+    samples that Doping adds, by distance instead of a student's confusion)."""
+    target, base = np.asarray(target, float), np.asarray(base, float)
+    d = np.linalg.norm(target[:, None] - base[None], axis=-1).min(1)
+    order = np.argsort(-d, kind="stable")   # farthest first
+    return np.concatenate([base, target[order[:budget]]])

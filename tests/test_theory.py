@@ -453,3 +453,12 @@ def test_sampling_bias_measures_every_step_of_plain_nopt_and_the_iid_floor():
     assert np.array_equal(plain, nopt_start)   # both start from the same z_T
     again = T.sampling_bias(bb, [4, 6], [0], real, **kw).distance
     assert again["distance"].tolist() == d["distance"].tolist()   # same seed, same numbers
+
+
+def test_smoothed_draws_and_farthest_first_doping():
+    target = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0]])
+    a = T.smoothed_draws(target, 50, 0.1, [0, 1, 7])
+    assert a.shape == (50, 2) and np.array_equal(a, T.smoothed_draws(target, 50, 0.1, [0, 1, 7]))
+    assert np.abs(a[:, 1]).max() < 1.0   # every draw stays near a target point
+    doped = T.dope_farthest(target, np.array([[0.0, 0.0]]), 2)
+    assert doped.tolist() == [[0.0, 0.0], [10.0, 0.0], [1.0, 0.0]]   # the farthest first
