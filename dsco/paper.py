@@ -172,6 +172,52 @@ def claims(long: pd.DataFrame, pairs, by: str = "method", on=("model", "ipc")) -
     return {f"{a} > {b}": finding(*wins(long, a, b, by, on)) for a, b in pairs}
 
 
+def paired(runs: pd.DataFrame, a, b, by: str = "method", on=("model", "ipc"), pair: str = "run_seed",
+           value: str = "acc") -> pd.DataFrame:
+    """``a − b`` per cell of ``on`` from the individual trainings of a :func:`dsco.evaluate.grid` result,
+    paired by ``pair`` (the trainings of two methods with the same seed share initial weights and batch
+    order): the mean paired difference ``diff``, its 95 % t-interval ``lo``..``hi`` (NaN with one pair),
+    the pairs ``n`` and ``verdict``: "a better" / "b better" when the interval excludes 0, else "within
+    noise" (also with a single pair: one training decides nothing)."""
+    from scipy import stats
+
+    on = [on] if isinstance(on, str) else list(on)
+    x = runs[runs[by] == a].set_index(on + [pair])[value]
+    y = runs[runs[by] == b].set_index(on + [pair])[value]
+    d = (x - y).dropna().groupby(level=on, sort=False)
+    out = d.agg(diff="mean", sd="std", n="size").reset_index()
+    half = stats.t.ppf(0.975, (out["n"] - 1).clip(lower=1)) * out["sd"] / np.sqrt(out["n"])
+    half = half.where(out["n"] > 1)
+    out["lo"], out["hi"] = out["diff"] - half, out["diff"] + half
+    out["verdict"] = np.where(out["lo"] > 0, "a better", np.where(out["hi"] < 0, "b better", "within noise"))
+    return out.drop(columns="sd")
+
+
+def paired_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model", "ipc"), pair: str = "run_seed",
+                  value: str = "acc") -> dict:
+    """``{"a > b": (verdict, numbers)}`` for every ``(a, b)`` of ``pairs`` from :func:`paired`: "holds" when
+    a is significantly better in every cell, "holds in most cells" in more than half, "within noise" when
+    no cell is significantly worse, else "does not hold"; the numbers count the cells each way."""
+    out = {}
+    for a, b in pairs:
+        p = paired(runs, a, b, by, on, pair, value)
+        better, worse, n = int((p["verdict"] == "a better").sum()), int((p["verdict"] == "b better").sum()), len(p)
+        v = ("holds" if n and better == n else "holds in most cells" if better > n / 2
+             else "within noise" if not worse else "does not hold")
+        t = int(p["n"].min()) if n else 0
+        out[f"{a} > {b}"] = (v, f"{better}/{n} cells better, {worse} worse (95 % paired intervals, "
+                                f"{t} training{'' if t == 1 else 's'})")
+    return out
+
+
+def interval(row) -> str:
+    """``"+x.x [lo, hi]"`` for a row of :func:`paired` (``"+x.x (one training)"`` without an interval)."""
+    if pd.isna(row["lo"]):
+        return f"{row['diff']:+.1f} (one training)"
+    note = " (within noise)" if row["verdict"] == "within noise" else ""
+    return f"{row['diff']:+.1f} [{row['lo']:+.1f}, {row['hi']:+.1f}]{note}"
+
+
 def says(diff: float, std: float, runs: int = 2) -> str:
     """``"+x.x ± y.y"`` for a difference and its std, with "(within noise)" where |diff| <= std (and
     more than one run per cell makes the std meaningful)."""

@@ -234,3 +234,36 @@ def test_sweep_lines_paper_and_ours_up():
     assert np.isnan(means.loc["on", ("IPC 2 (no paper column)", "paper")])
     # the sweep's output feeds bold_best: per column the better configuration (NaN never wins)
     assert _bold_cells(paper.bold_best(text, means).to_html()) == {(1, 0), (1, 1), (1, 3)}
+
+
+def _runs(diffs_by_cell, base=50.0):
+    """Trainings of methods A and B paired by run_seed: per cell, B at ``base`` and A at base + diff."""
+    rows = []
+    for (model, ipc), diffs in diffs_by_cell.items():
+        for seed, d in enumerate(diffs):
+            rows += [{"method": "B", "model": model, "ipc": ipc, "run_seed": seed, "acc": base + seed},
+                     {"method": "A", "model": model, "ipc": ipc, "run_seed": seed, "acc": base + seed + d}]
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_carry_a_t_interval_and_a_verdict():
+    runs = _runs({("m", 1): [2.0, 2.2, 1.8], ("m", 5): [1.0, -1.0, 0.5], ("m", 10): [-3.0, -2.5, -3.5]})
+    p = paper.paired(runs, "A", "B").set_index("ipc")
+    assert p.loc[1, "diff"] == pytest.approx(2.0) and p.loc[1, "n"] == 3
+    half = 4.302652729911275 * 0.2 / math.sqrt(3)   # t(0.975, 2) · sd / √n
+    assert (p.loc[1, "lo"], p.loc[1, "hi"]) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
+    assert p["verdict"].tolist() == ["a better", "within noise", "b better"]
+    assert paper.interval(p.loc[1]) == f"+2.0 [{2.0 - half:+.1f}, {2.0 + half:+.1f}]"
+    assert paper.interval(p.loc[5]).endswith("(within noise)")
+    claims = paper.paired_claims(runs, [("A", "B")])
+    assert claims == {"A > B": ("does not hold", "1/3 cells better, 1 worse (95 % paired intervals, 3 trainings)")}
+    assert paper.paired_claims(runs[runs.ipc == 1], [("A", "B")])["A > B"][0] == "holds"
+    assert paper.paired_claims(runs[runs.ipc < 10], [("A", "B")])["A > B"][0] == "within noise"   # 1 of 2 better
+    assert paper.paired_claims(runs[runs.ipc == 5], [("A", "B")])["A > B"][0] == "within noise"
+
+
+def test_one_training_decides_nothing():
+    p = paper.paired(_runs({("m", 1): [5.0]}), "A", "B").iloc[0]
+    assert p["verdict"] == "within noise" and math.isnan(p["lo"]) and paper.interval(p) == "+5.0 (one training)"
+    assert paper.paired_claims(_runs({("m", 1): [5.0]}), [("A", "B")])["A > B"] == (
+        "within noise", "0/1 cells better, 0 worse (95 % paired intervals, 1 training)")
