@@ -205,8 +205,8 @@ def paired_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model", "i
         v = ("holds" if n and better == n else "holds in most cells" if better > n / 2
              else "within noise" if not worse else "does not hold")
         t = int(p["n"].min()) if n else 0
-        out[f"{a} > {b}"] = (v, f"{better}/{n} cells better, {worse} worse (95 % paired intervals, "
-                                f"{t} training{'' if t == 1 else 's'})")
+        trainings = f"{t} training{'' if t == 1 else 's'}"
+        out[f"{a} > {b}"] = (v, f"{better}/{n} better, {worse} worse (paired 95 %, {trainings})")
     return out
 
 

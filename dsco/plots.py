@@ -246,20 +246,24 @@ def beside_other(ours, name: str, other: str | None, on, values):
 
 def carries_over(ours, name: str, other: str | None, finding):
     """Which findings carry over to another dataset: ``finding`` reads a result frame and returns
-    ``{claim: (verdict, numbers)}`` (e.g. :func:`dsco.paper.claims`); it reads ``ours`` and the same
-    result saved by the run on ``other`` (as in :func:`beside_other`). One row per claim: the verdict
-    and numbers on each dataset and ``carries over`` ("yes" where the verdicts agree). A one-line note
-    instead when there is nothing to compare with."""
+    ``{claim: (verdict, numbers)}`` (e.g. :func:`dsco.paper.paired_claims`); it reads ``ours`` and the
+    same result saved by the run on ``other`` (as in :func:`beside_other`). One row per claim: the
+    verdict and numbers on each dataset and ``carries over``: "yes" where the verdicts agree or both
+    hold (in every cell or in most), else "no". A one-line note instead when there is nothing to
+    compare with."""
     import pandas as pd
 
     theirs = _other_result(name, other)
     if isinstance(theirs, str):
         return theirs
     mine, yours, dataset = finding(ours), finding(theirs), _RUN["params"]["dataset"]
-    return pd.DataFrame([{"claim": claim, dataset: f"{v} ({n})",
-                          other: f"{yours[claim][0]} ({yours[claim][1]})" if claim in yours else "not measured",
-                          "carries over": "yes" if claim in yours and yours[claim][0] == v else "no"}
-                         for claim, (v, n) in mine.items()]).set_index("claim")
+    holds = {"holds", "holds in most cells"}
+    rows = []
+    for claim, (v, n) in mine.items():
+        w, m = yours.get(claim, ("not measured", ""))
+        rows.append({"claim": claim, dataset: v, f"{dataset}: numbers": n, other: w, f"{other}: numbers": m,
+                     "carries over": "yes" if v == w or {v, w} <= holds else "no"})
+    return pd.DataFrame(rows).set_index("claim")
 
 
 def _other_result(name: str, other: str | None):

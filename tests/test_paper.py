@@ -256,7 +256,7 @@ def test_paired_differences_carry_a_t_interval_and_a_verdict():
     assert paper.interval(p.loc[1]) == f"+2.0 [{2.0 - half:+.1f}, {2.0 + half:+.1f}]"
     assert paper.interval(p.loc[5]).endswith("(within noise)")
     claims = paper.paired_claims(runs, [("A", "B")])
-    assert claims == {"A > B": ("does not hold", "1/3 cells better, 1 worse (95 % paired intervals, 3 trainings)")}
+    assert claims == {"A > B": ("does not hold", "1/3 better, 1 worse (paired 95 %, 3 trainings)")}
     assert paper.paired_claims(runs[runs.ipc == 1], [("A", "B")])["A > B"][0] == "holds"
     assert paper.paired_claims(runs[runs.ipc < 10], [("A", "B")])["A > B"][0] == "within noise"   # 1 of 2 better
     assert paper.paired_claims(runs[runs.ipc == 5], [("A", "B")])["A > B"][0] == "within noise"
@@ -266,4 +266,4 @@ def test_one_training_decides_nothing():
     p = paper.paired(_runs({("m", 1): [5.0]}), "A", "B").iloc[0]
     assert p["verdict"] == "within noise" and math.isnan(p["lo"]) and paper.interval(p) == "+5.0 (one training)"
     assert paper.paired_claims(_runs({("m", 1): [5.0]}), [("A", "B")])["A > B"] == (
-        "within noise", "0/1 cells better, 0 worse (95 % paired intervals, 1 training)")
+        "within noise", "0/1 better, 0 worse (paired 95 %, 1 training)")
