@@ -56,7 +56,10 @@ def test_a_killed_run_resumes_to_the_same_export(tmp_path):
     ref = tmp_path / "ref"
     subprocess.run([*DSCO, *args, "--out", str(ref)], check=True, capture_output=True, cwd=ROOT)
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*DSCO, *args, "--out", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C reaches the command as from a terminal even when the tests run as a background job (a shell
+    # starts background jobs with SIGINT ignored, and Python then keeps ignoring it)
+    proc = subprocess.Popen([*DSCO, *args, "--out", str(out)], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records, start = out / ".dsco" / "classes", time.time()
     while len(list(records.glob("*.json")) if records.is_dir() else []) < 1 and proc.poll() is None:
         assert time.time() - start < 300
