@@ -326,10 +326,8 @@ class LatentDDPM(Backbone):
         return self.model(z, t, class_labels=y).sample
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (N×C×h×w) padded with -1 to the autoencoder's side, centred."""
-        h, w = x.shape[-2:]
-        top, left = (self.side - h) // 2, (self.side - w) // 2
-        return torch.nn.functional.pad(x, (left, self.side - w - left, top, self.side - h - top), value=-1.0)
+        """Images (N×C×h×w) padded with -1 to the autoencoder's side, centred (:func:`pad_centred`)."""
+        return pad_centred(x, self.side)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -341,8 +339,20 @@ class LatentDDPM(Backbone):
         """Latents -> images in about [-1, 1], cropped to ``image_shape``."""
         x = self.vae.decode(z.float().to(self.vae.device) / self.scale).sample.float()
         h, w = self.image_shape[1:]
-        top, left = (self.side - h) // 2, (self.side - w) // 2
+        top, left = _offsets(self.side, h, w)
         return x[..., top:top + h, left:left + w]
+
+
+def pad_centred(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Images (N×C×h×w) padded with the background value -1 to ``side``×``side``, centred (the latent
+    recipe's autoencoder input; :meth:`LatentDDPM.decode` crops the same window back)."""
+    h, w = x.shape[-2:]
+    top, left = _offsets(side, h, w)
+    return torch.nn.functional.pad(x, (left, side - w - left, top, side - h - top), value=-1.0)
+
+
+def _offsets(side: int, h: int, w: int) -> tuple[int, int]:
+    return (side - h) // 2, (side - w) // 2
 
 
 # --- checkpoints: safetensors + JSON card with SHA-256 --------------------------------------------

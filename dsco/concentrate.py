@@ -133,12 +133,10 @@ def _validate(dataset, method, ipc, out, dope_to, per_class, classes, params, pr
     if small:
         raise ConcentrateError(f"class {ds.classes[small[0]]!r} has {int(counts[small[0]])} training images, fewer "
                                f"than the {need} per class asked: lower --ipc/--dope-to")
-    unknown = set(options) - set(nopt.synthesize.__kwdefaults__)
-    if unknown:
-        raise ConcentrateError(f"unknown NOpt option(s) {sorted(unknown)}: see dsco.nopt.synthesize for the names")
-    resolved = {} if method == "random" else {   # every option of dsco.nopt.synthesize that defines the set
-        k: v for k, v in {**nopt.synthesize.__kwdefaults__, **ds.nopt_defaults, **ds.budget.nopt, **options}.items()
-        if k not in surrogates.NOT_IN_KEY}
+    try:   # every option of dsco.nopt.synthesize that defines the set, as dsco.surrogates.make resolves them
+        resolved = surrogates.nopt_options(ds, method, {**ds.budget.nopt, **options})[1] or {}
+    except surrogates.SurrogateError as e:
+        raise ConcentrateError(str(e)) from None
     spec = {"format": "dsco-concentrate/1", "dataset": ds.name, "params": {k: str(v) for k, v in ds.params.items()},
             "profile": profile, "method": method, "ipc": int(ipc), "dope_to": None if dope_to is None else int(dope_to),
             "per_class": bool(per_class), "classes": labels, "seed": int(seed), "options": resolved,

@@ -334,6 +334,7 @@ def folder_layout(root) -> dict:
 
 _LAYOUTS: dict = {}
 FOLDER_TEST_SIZE = 0.2
+FOLDER_SEED = 0
 _GREY = {"1", "L", "I", "F", "I;16", "LA"}
 
 
@@ -389,7 +390,7 @@ def _scan_folder(root: Path) -> dict:
             raise DatasetError(f"class(es) {', '.join(small)} have fewer than 2 images: the train/test split needs at "
                                "least 2 per class; add images")
         tr, te = train_test_split(np.arange(len(labels)), test_size=FOLDER_TEST_SIZE, stratify=labels,
-                                  random_state=DIGITS_SEED)
+                                  random_state=FOLDER_SEED)
         train, test = ([listing["all"][i] for i in sorted(idx)] for idx in (tr, te))
     return {"classes": classes, "train": train, "test": test, "mode": "L" if 1 in modes else "RGB",
             "size": next(iter(sizes))}

@@ -217,7 +217,7 @@ REGISTRY["mnist"] = Entry(
            "train_test_split(test_size=0.2, stratify=y, random_state=0): 4,000 train, 1,000 test",
     channels=1, image_size=28,
     backbone={"kind": "shipped", "name": "latent-ddpm", "prefix": "mnist"},
-    teacher={"kind": "shipped", "file": "mnist_teacher.safetensors", "with": "latent"},
+    teacher={"kind": "shipped", "with": "latent"},   # part of the latent recipe: <prefix>_teacher
     projector="latent", flip=False, show=(1, 7),
     bars={"teacher": 0.98, "consistency": 0.95, "reconstruction_drop": 1.5},
     paper={"low": dict(tables={"ImageNette": 1, "ImageWoof": 2}, ipcs=[10, 50, 100], match="rank"),
@@ -241,7 +241,7 @@ REGISTRY["folder"] = Entry(
     source="root/<class>/* split here (a seeded stratified 20 % test split), or root/train/<class>/* with "
            "root/val/<class>/*; every image one size and one mode, scaled to [-1, 1]",
     channels=0, image_size=0,   # read from the images
-    backbone={"kind": "trained", "name": "latent-ddpm"}, teacher={"kind": "trained"},
+    backbone={"kind": "trained", "name": "latent-ddpm"}, teacher={"kind": "trained", "with": "latent"},
     projector=None, flip=True, show=(0, 1),
     bars={"teacher": 0.98, "consistency": 0.95, "reconstruction_drop": 1.5},
     paper=dict(REGISTRY["mnist"].paper, high=dict(tables={"ImageNette": 3, "ImageWoof": 4}, scale=1, match="scale")),
@@ -426,12 +426,10 @@ class Dataset:
         if key not in self._cache:
             from . import backbones
             recipe = self.entry.backbone
-            if recipe["kind"] == "shipped" and "prefix" in recipe:
-                bb = backbones.load(recipe["name"], backbones.MODELS_DIR / recipe["prefix"], device=device)
+            if recipe["name"] == "latent-ddpm":
+                bb = backbones.load(recipe["name"], self.recipe_prefix("ddpm"), device=device)
             elif recipe["kind"] == "shipped":
                 bb = backbones.load(recipe["name"], device=device)
-            elif recipe["kind"] == "trained":
-                bb = backbones.load(recipe["name"], self._trained("ddpm"), device=device)
             else:
                 self._need("backbone_path")
                 bb = backbones.load(recipe["name"], self.params["backbone_path"], vae_path=self.params.get("vae_path"),
@@ -448,11 +446,11 @@ class Dataset:
         key = ("teacher", str(device))
         if key not in self._cache:
             from . import teacher as teacher_mod
-            if self.entry.teacher["kind"] == "shipped":
+            if self.entry.teacher.get("with") == "latent":   # trained with the latent recipe (mnist, folder)
+                model = teacher_mod.load_teacher(f"{self.recipe_prefix('teacher')}_teacher.safetensors", device=device)
+            elif self.entry.teacher["kind"] == "shipped":
                 from .backbones import MODELS_DIR
                 model = teacher_mod.load_teacher(MODELS_DIR / self.entry.teacher["file"], device=device)
-            elif self.entry.teacher["kind"] == "trained":
-                model = teacher_mod.load_teacher(f"{self._trained('teacher')}_teacher.safetensors", device=device)
             else:
                 path = self.params.get("teacher_path") or self.teacher_file()
                 if not Path(path).exists():
@@ -468,10 +466,18 @@ class Dataset:
         """Where notebook 00 writes the models it trains for a ``trained`` recipe (``<prefix>_vae`` …)."""
         return BUILD_MODELS / self.name / f"{self.profile}-{self.key()}" / self.name
 
-    def _trained(self, what: str) -> Path:
+    def recipe_prefix(self, part: str | None = None) -> Path:
+        """The common prefix of the latent recipe's files (``<prefix>_teacher``, ``_vae``, ``_ddpm``:
+        safetensors + JSON card): shipped in ``data/models/`` (``mnist``) or trained by notebook 00
+        (``folder``, :meth:`model_prefix`). With ``part``, a trained file that is missing raises naming
+        notebook 00."""
+        recipe = self.entry.backbone
+        if recipe["kind"] == "shipped":
+            from .backbones import MODELS_DIR
+            return MODELS_DIR / recipe["prefix"]
         prefix = self.model_prefix()
-        if not Path(f"{prefix}_{what}.safetensors").is_file():
-            raise DatasetError(f"no trained {what} for {self.name} under {prefix.parent}: run notebook 00 first "
+        if part and not Path(f"{prefix}_{part}.safetensors").is_file():
+            raise DatasetError(f"no trained {part} for {self.name} under {prefix.parent}: run notebook 00 first "
                                f"(dsco run --dataset {self.name} --only 00 with the same -p parameters)")
         return prefix
 
@@ -522,12 +528,12 @@ class Dataset:
         from . import data
         if self.entry.kind == "folder":
             self._need("root")
-            counts = self.train().counts()
-            if int(counts.min()) < self.max_ipc():
+            counts, need = self.train().counts(), self.max_ipc()
+            if int(counts.min()) < need:
                 small = self.classes[int(counts.argmin())]
                 raise DatasetError(f"class {small!r} has {int(counts.min())} training images but the {self.profile} "
-                                   f"profile uses up to {self.max_ipc()} per class: add images (at least "
-                                   f"{self.max_ipc()} per class for training)")
+                                   f"profile uses up to {need} per class: add images (at least {need} per class "
+                                   "for training)")
         if self.entry.kind == "imagenet":
             self._need("root")
             self._need("backbone_path")

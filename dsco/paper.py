@@ -167,11 +167,6 @@ def finding(k: int, n: int, what: str = "cells") -> tuple[str, str]:
     return verdict(k, n), f"{k}/{n} {what}"
 
 
-def claims(long: pd.DataFrame, pairs, by: str = "method", on=("model", "ipc")) -> dict:
-    """``{"a > b": finding}`` for every ``(a, b)`` of ``pairs``, counted with :func:`wins` over ``long``."""
-    return {f"{a} > {b}": finding(*wins(long, a, b, by, on)) for a, b in pairs}
-
-
 def paired(runs: pd.DataFrame, a, b, by: str = "method", on=("model", "ipc"), pair: str = "run_seed",
            value: str = "acc") -> pd.DataFrame:
     """``a − b`` per cell of ``on`` from the individual trainings of a :func:`dsco.evaluate.grid` result,

@@ -33,7 +33,6 @@ import torch
 
 from . import ROOT, backbones, recipes
 from . import teacher as teacher_mod
-from .backbones import MODELS_DIR
 from .data import encode_class
 
 SMOKE_MODELS = ROOT / "build" / "models"
@@ -47,7 +46,7 @@ def backbone(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
         raise ValueError("retrain=True overwrites the shipped weights and needs profile='paper'")
     info = {"recipe": recipe["kind"], "name": recipe["name"], "history": None, "card": None}
     if recipe["name"] == "latent-ddpm":   # the latent recipe: shipped (mnist) or trained here (folder)
-        prefix = MODELS_DIR / recipe["prefix"] if recipe["kind"] == "shipped" else ds.model_prefix()
+        prefix = ds.recipe_prefix()
         if retrain or (recipe["kind"] == "trained" and not Path(f"{prefix}_ddpm.safetensors").is_file()):
             info["trained"] = recipes.train(ds, prefix, recipes.RECIPES[m["recipe"]], seed, device, progress=False)
         report = Path(f"{prefix}_report.json")
@@ -79,10 +78,9 @@ def teacher(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
     """``(teacher, info)`` for ``ds`` (see the module docstring); ``info["test_accuracy"]`` in [0, 1]."""
     recipe, m = ds.entry.teacher, ds.budget.models
     info = {"recipe": recipe["kind"], "history": None}
-    if recipe["kind"] == "trained" or recipe.get("with") == "latent":
+    if recipe.get("with") == "latent":
         model = ds.teacher(device)   # trained with the backbone by the latent recipe (:func:`backbone`)
-        card = (Path(f"{ds.model_prefix()}_teacher.json") if recipe["kind"] == "trained"
-                else (MODELS_DIR / recipe["file"]).with_suffix(".json"))
+        card = Path(f"{ds.recipe_prefix()}_teacher.json")
         info.update(card=json.loads(card.read_text()), source=_rel(card.with_suffix(".safetensors")))
     elif recipe["kind"] == "shipped":
         train, test = ds.train(), ds.test()

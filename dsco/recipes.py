@@ -158,10 +158,7 @@ def train_autoencoder(train_set, config: dict, *, epochs: int = 30, batch_size: 
     from diffusers import AutoencoderKL
     from tqdm.auto import tqdm
 
-    x = train_set.x.float()
-    side = config["sample_size"]
-    top, left = (side - x.shape[-2]) // 2, (side - x.shape[-1]) // 2
-    x = torch.nn.functional.pad(x, (left, side - x.shape[-1] - left, top, side - x.shape[-2] - top), value=-1.0)
+    x = backbones.pad_centred(train_set.x.float(), config["sample_size"])
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

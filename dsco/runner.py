@@ -218,7 +218,6 @@ def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
         for path in paths:
             bar.set_postfix_str(path.stem)
             record(execute(path))
-        bar.close()
         return finished
 
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -234,7 +233,6 @@ def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
             except NotebookFailed as err:
                 bar.update(1)
                 errors[futures[f]] = str(err)
-    bar.close()
     if errors:
         raise NotebookFailed(f"{len(errors)} notebook(s) failed: "
                              + "; ".join(errors[p] for p in paths if p in errors))

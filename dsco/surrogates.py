@@ -110,16 +110,11 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
     real = real if real is not None else ds.train()
     classes = list(range(len(real.classes))) if classes is None else [int(c) for c in classes]
     template_cache = options.pop("template_cache", TEMPLATE_DIR)
-    unknown = set(options) - (set(nopt.synthesize.__kwdefaults__) - {"real_latents", "progress"})
-    if unknown:
-        raise SurrogateError(f"unknown NOpt option(s) {sorted(unknown)}: see dsco.nopt.synthesize for the names")
+    opts, resolved = nopt_options(ds, method, options)
     mode = METHODS[method]
-    opts = {} if mode is None else {**ds.nopt_defaults, **options}
     if mode is not None and backbone is None:
         backbone = ds.backbone(device)
 
-    resolved = None if mode is None else {k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items()
-                                          if k not in NOT_IN_KEY}
     if mode == "free" and ipc < 2:  # Eq. 25 needs a neighbour: NOpt drops the term, so the switch names nothing
         resolved["maxoc"] = False
     key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": ds.name,
@@ -184,6 +179,20 @@ def cost_table(made: dict, label: str = "set") -> pd.DataFrame:
     back from the cache. A tuple key's first part goes in the column ``label``."""
     return pd.DataFrame([{label: k[0] if isinstance(k, tuple) else k, **{c: v for c, v in s.cost().items() if c != label}}
                          for k, s in made.items()])  # a label named like a cost column (e.g. "method") wins
+
+
+def nopt_options(ds, method: str, options: dict) -> tuple[dict, dict | None]:
+    """The NOpt options of ``method`` on the dataset ``ds``: ``(opts, resolved)``. ``opts`` are the
+    dataset's NOpt defaults under ``options`` (what :func:`dsco.nopt.synthesize` receives; empty for
+    ``random``); ``resolved`` is every option of :func:`dsco.nopt.synthesize` that defines the set
+    (``None`` for ``random``). An unknown option raises :class:`SurrogateError`."""
+    unknown = set(options) - (set(nopt.synthesize.__kwdefaults__) - {"real_latents", "progress"})
+    if unknown:
+        raise SurrogateError(f"unknown NOpt option(s) {sorted(unknown)}: see dsco.nopt.synthesize for the names")
+    if METHODS[method] is None:
+        return {}, None
+    opts = {**ds.nopt_defaults, **options}
+    return opts, {k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items() if k not in NOT_IN_KEY}
 
 
 def make_all(methods, ipcs, seed: int = 0, *, dataset="digits", progress: bool = True, **kwargs) -> dict:

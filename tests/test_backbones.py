@@ -309,3 +309,10 @@ def test_retrain_hints_name_an_existing_notebook(tmp_path):
             load()
         notebook = re.search(r"notebooks/\S+\.ipynb", str(e.value)).group(0)
         assert (B.ROOT / notebook).is_file(), notebook
+
+
+def test_pad_centred_pads_with_the_background_and_keeps_the_image_in_the_middle():
+    x = torch.rand(2, 1, 28, 27)
+    p = B.pad_centred(x, 32)
+    assert p.shape == (2, 1, 32, 32) and torch.equal(p[..., 2:30, 2:29], x)
+    assert (p[..., :2, :] == -1).all() and (p[..., :, 29:] == -1).all()

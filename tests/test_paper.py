@@ -205,11 +205,11 @@ def test_difference_wins_and_verdict():
     assert paper.verdict(1, 3) == "does not hold" and paper.verdict(0, 0) == "does not hold"
 
 
-def test_finding_and_claims_count_the_cells_going_the_claims_way():
+def test_finding_counts_the_cells_going_the_claims_way():
     assert paper.finding(2, 3) == ("holds in most cells", "2/3 cells")
     assert paper.finding(0, 2, "IPCs") == ("does not hold", "0/2 IPCs")
-    assert paper.claims(_long(), [("A", "B"), ("B", "A")]) == {"A > B": ("does not hold", "1/3 cells"),
-                                                                "B > A": ("holds in most cells", "2/3 cells")}
+    assert paper.finding(*paper.wins(_long(), "A", "B")) == ("does not hold", "1/3 cells")
+    assert paper.finding(*paper.wins(_long(), "B", "A")) == ("holds in most cells", "2/3 cells")
 
 
 def test_says():

@@ -139,3 +139,14 @@ def test_imagenette_labels_are_the_datasets_while_dit_sees_imagenet_classes(nett
     assert sorted(dsco_set.log["class"].unique().tolist()) == list(range(10))  # the log speaks in labels too
     assert len(list(latent_cache.glob("*.safetensors"))) == 10  # each class's real latents encoded once
     assert not torch.equal(dsco_set.latents, full[("vanilla", 1)].latents)  # NOpt moved the samples
+
+
+def test_nopt_options_put_the_datasets_defaults_under_the_users_and_resolve_every_option():
+    ds = datasets.get("digits", "smoke")
+    opts, resolved = surrogates.nopt_options(ds, "dsco", {"iterations": 7})
+    assert opts == {**ds.nopt_defaults, "iterations": 7}
+    assert resolved["iterations"] == 7 and set(resolved) == set(nopt.synthesize.__kwdefaults__) - surrogates.NOT_IN_KEY
+    assert all(resolved[k] == v for k, v in ds.nopt_defaults.items())
+    assert surrogates.nopt_options(ds, "random", {"iterations": 7}) == ({}, None)
+    with pytest.raises(surrogates.SurrogateError, match=r"unknown NOpt option\(s\) \['progress'\]"):
+        surrogates.nopt_options(ds, "random", {"progress": False})
