@@ -2,7 +2,8 @@
 
 One module per paper concept (see README / SPEC): ``theory``, ``data``, ``backbones``,
 ``projector``, ``losses``, ``nopt``, ``surrogates``, ``doping``, ``teacher``, ``evaluate``,
-``paper``, ``plots``, ``privacy``; the dataset registry ``datasets`` with ``prepare`` (notebook 00's checks),
+``paper``, ``plots``, ``privacy``, ``boundary`` (the configuration-coverage law), ``discrepancy``;
+the claims ``scorecard``; the dataset registry ``datasets`` with ``prepare`` (notebook 00's checks),
 ``recipes`` (training a dataset's own models) and ``fixtures`` (tiny stand-ins for tests);
 ``concentrate`` (the ``dsco concentrate`` command); and the batch tooling ``runner`` / ``book`` /
 ``bench`` / ``cli``. Modules are imported lazily by the notebooks that need them.

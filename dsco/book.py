@@ -6,7 +6,10 @@ to ``build/runs/<dataset>/<profile>/<stem>.ipynb`` and stages, under ``book/_bui
 * ``_config.yml`` and any other committed source in ``book/`` (copied as they are);
 * ``notebooks/<stem>.ipynb`` — one executed copy per notebook in ``notebooks/``, its setup cells
   collapsed behind a toggle (:func:`collapse_setup`);
-* ``_toc.yml`` — generated: one part per first digit of the notebook number (:data:`PARTS`);
+* ``_toc.yml`` — generated: the scorecard first, then one part per first digit of the notebook
+  number (:data:`PARTS`);
+* ``scorecard.md`` — generated: every claim the executed notebooks recorded, with its verdict on every
+  dataset whose batch of the profile was run (:func:`dsco.scorecard.page`);
 * ``intro.md`` — generated from the template ``book/intro.md``: the provenance of the pages
   (dataset, profile, the ``dsco run`` command with its ``-p`` parameters, date, git commit), what the
   dataset stands in for, its backbone and profile (``dsco.datasets``' ``describe()``), and the paper →
@@ -35,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import yaml
 
-from . import ROOT, datasets
+from . import ROOT, datasets, scorecard
 
 #: Book part of a notebook, by the first digit of its number (SPEC §5).
 PARTS = {
@@ -134,9 +137,10 @@ def collapse_setup(nb):
     return nb
 
 
-def make_toc(stems: list[str], root: str = "intro") -> dict:
-    """The ``_toc.yml`` (jb-book format) for the notebooks ``stems``: one part per first digit."""
-    parts = []
+def make_toc(stems: list[str], root: str = "intro", front=()) -> dict:
+    """The ``_toc.yml`` (jb-book format) for the notebooks ``stems``: the pages ``front`` (e.g. the
+    scorecard) first, in a part of their own, then one part per first digit of the notebooks."""
+    parts = [{"caption": "Claims", "chapters": [{"file": f} for f in front]}] if front else []
     for digit, caption in PARTS.items():
         chapters = [{"file": f"notebooks/{s}"} for s in stems if s[0] == digit]
         if chapters:
@@ -377,7 +381,8 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
     (src / "notebooks").mkdir()
     for p in executed:
         nbformat.write(collapse_setup(nbformat.read(p, as_version=4)), src / "notebooks" / p.name)
-    (src / "_toc.yml").write_text(yaml.safe_dump(make_toc(stems), sort_keys=False))
+    (src / "_toc.yml").write_text(yaml.safe_dump(make_toc(stems, front=["scorecard"]), sort_keys=False))
+    (src / "scorecard.md").write_text(scorecard.page(profile, stems), encoding="utf8")
     paper_map = load_paper_map(book_dir / "paper_map.yml")
     params = run_parameters(executed)
     intro = render_intro(

@@ -45,6 +45,29 @@ def audit(sets: dict, train, test, draws: int = 20, seed: int = 0) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def claims(audit_table: pd.DataFrame, a: str = "DsCo", b: str = "DiT†") -> dict:
+    """"``a`` sits closer to the training data than ``b``" (e.g. NOpt's alignment pulls samples onto
+    training images) as ``{claim: (verdict, numbers)}`` (:func:`dsco.scorecard.record`), from an
+    :func:`audit` table: per IPC the difference of the two shares with a 95 % interval from their std
+    over the draws of the training reference; "holds" when every interval lies above 0, "holds in most
+    cells" in more than half, "within noise" when none lies below, else "does not hold"."""
+    s = audit_table.set_index(["method", "ipc"])
+    ipcs = sorted(set(s.loc[a].index) & set(s.loc[b].index))
+    above = below = 0
+    parts = []
+    for i in ipcs:
+        x, y = s.loc[(a, i)], s.loc[(b, i)]
+        d = x["closer_to_train"] - y["closer_to_train"]
+        half = 1.96 * float(np.hypot(x["closer_to_train_std"], y["closer_to_train_std"]))
+        above, below = above + (d - half > 0), below + (d + half < 0)
+        parts.append(f"IPC {i}: {d:+.2f} [{d - half:+.2f}, {d + half:+.2f}]")
+    n = len(ipcs)
+    v = ("holds" if n and above == n else "holds in most cells" if above > n / 2
+         else "within noise" if not below else "does not hold")
+    return {f"{a} sits closer to the training images than {b}": (
+        v, f"share closer to a training image, {a} − {b}: " + "; ".join(parts) + " (95 %, over the draws)")}
+
+
 def dcr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """The distance from every row of ``x`` (N×D) to its nearest row of ``reference`` (M×D)."""
     return torch.cdist(x.double(), reference.double(), compute_mode="donot_use_mm_for_euclid_dist").min(1).values

@@ -17,7 +17,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from dsco import ROOT
-from dsco import book
+from dsco import book, plots, scorecard
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,11 @@ def _project(tmp: Path, extra_cells=None) -> dict:
 @pytest.fixture(scope="module")
 def good_book(tmp_path_factory):
     dirs = _project(tmp_path_factory.mktemp("good"))
-    index = book.build("digits", "smoke", commit="0123456789abcdef", **dirs)
+    with pytest.MonkeyPatch.context() as mp:   # one recorded verdict for the scorecard page
+        mp.setenv("DSCO_RESULTS", str(tmp_path_factory.mktemp("results")))
+        plots.start("digits", "smoke", 0, "cpu")
+        scorecard.record({"occupancy ≈ 1 − 1/e": ("holds", "0.632 vs 0.632")}, "10_occupancy_table13", "App. B")
+        index = book.build("digits", "smoke", commit="0123456789abcdef", **dirs)
     return index, dirs
 
 
@@ -112,6 +116,10 @@ def test_build_writes_index_and_pages(good_book):
     toc = (dirs["out_dir"] / "src" / "_toc.yml").read_text()
     assert "caption: Theory" in toc and "caption: The method on a dataset" in toc
     assert "Setup" not in toc  # no 0x notebook present -> no empty part
+    assert toc.index("file: scorecard") < toc.index("file: notebooks/")   # the scorecard comes first
+    card = (html / "scorecard.html").read_text()
+    assert 'href="notebooks/10_occupancy_table13.html"' in card and "occupancy ≈ 1 − 1/e" in card
+    assert "✅ holds" in card and "0.632 vs 0.632" in card
 
 
 def test_intro_map_links_present_and_marks_missing_as_planned(good_book):
@@ -230,6 +238,8 @@ def test_make_toc_groups_by_first_digit():
     assert toc["format"] == "jb-book" and toc["root"] == "intro"
     assert [p["caption"] for p in toc["parts"]] == ["Setup", "Theory", "Cost and beyond the paper"]
     assert toc["parts"][1]["chapters"] == [{"file": "notebooks/11_b"}, {"file": "notebooks/12_c"}]
+    front = book.make_toc(["00_a"], front=["scorecard"])["parts"]   # the scorecard comes first
+    assert front[0] == {"caption": "Claims", "chapters": [{"file": "scorecard"}]} and front[1]["caption"] == "Setup"
 
 
 def test_paper_map_covers_every_section_table_and_figure():

@@ -47,3 +47,15 @@ def test_closest_pairs_finds_the_copies_first():
     synth, real, dist = privacy.closest_pairs(synthetic, train, k=3)
     assert dist[0] == 0 and torch.equal(synth[0], train.x[5]) and torch.equal(real[0], train.x[5])
     assert len(synth) == len(real) == 3 and (dist[1:] >= dist[:-1]).all()
+
+
+def test_claims_judge_the_share_difference_against_the_draws():
+    import pandas as pd
+
+    audit = pd.DataFrame({"method": ["DsCo", "DiT†"] * 2, "ipc": [1, 1, 10, 10],
+                          "closer_to_train": [0.9, 0.5, 0.8, 0.5], "closer_to_train_std": [0.02] * 4})
+    verdict, numbers = privacy.claims(audit)["DsCo sits closer to the training images than DiT†"]
+    assert verdict == "holds" and "IPC 1: +0.40 [+0.34, +0.46]" in numbers
+    noisy = audit.assign(closer_to_train_std=0.3)
+    assert privacy.claims(noisy)["DsCo sits closer to the training images than DiT†"][0] == "within noise"
+    assert privacy.claims(audit, "DiT†", "DsCo")["DiT† sits closer to the training images than DsCo"][0] == "does not hold"
