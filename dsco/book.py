@@ -58,6 +58,8 @@ MAP_SECTIONS = {
     "figures": "Figures",
     "beyond": "Beyond the paper",
 }
+#: The longest code line a notebook cell may show (no horizontal scrollbar in the book's column).
+CODE_LINE_LIMIT = 100
 #: Hosts that must never serve a script, stylesheet, font or image of the built site.
 CDN_MARKERS = ("cdn.jsdelivr", "unpkg.com", "googleapis", "gstatic", "cdnjs", "cloudflare",
                "mybinder", "thebe")
@@ -446,7 +448,9 @@ def check_html(html_dir: str | Path) -> list[str]:
     * anything loaded from the network: a remote ``src`` (script, img, iframe, source, ...), a remote
       ``<link href>``, a CDN host (:data:`CDN_MARKERS`) in an inline script or style, a remote
       ``url(...)`` / ``@import`` in the site's CSS; plain hyperlinks (``<a href>``) are fine;
-    * math (``class="math"``) on a page that does not load the local MathJax.
+    * math (``class="math"``) on a page that does not load the local MathJax;
+    * a code line of a cell's input longer than :data:`CODE_LINE_LIMIT` characters (the page would need
+      a horizontal scrollbar).
     """
     from bs4 import BeautifulSoup
 
@@ -495,6 +499,11 @@ def check_html(html_dir: str | Path) -> list[str]:
             for marker in CDN_MARKERS:
                 if marker in text:
                     problems.append(f"{rel}: inline <{tag.name}> mentions {marker} (a CDN)")
+        for pre in soup.select("div.cell_input pre"):
+            widest = max((len(line) for line in pre.get_text().splitlines()), default=0)
+            if widest > CODE_LINE_LIMIT:
+                problems.append(f"{rel}: a code line of {widest} characters (over {CODE_LINE_LIMIT}: "
+                                "wrap it, e.g. ruff format --line-length 100)")
         if soup.select(".math"):
             scripts = [s["src"] for s in soup.find_all("script", src=True)]
             if not any("mathjax" in s.lower() and not _REMOTE.match(s) for s in scripts):

@@ -105,8 +105,8 @@ def trigger_findings(table: pd.DataFrame) -> dict:
     ``ipc_to``, ``gain``): whether the trigger fires on the schedule (and where) and whether the marginal
     gains decrease monotonically; ``{claim: (verdict, numbers)}`` as :func:`dsco.plots.carries_over` reads."""
     fired = table[table["gain"] <= 1]
-    fires = (("fires", f"at IPC {int(fired['ipc_from'].iloc[0])}, gain {fired['gain'].iloc[0]:.2f}") if len(fired)
-             else ("does not fire", f"last gain {table['gain'].iloc[-1]:.2f}"))
+    fires = (("holds", f"fires at IPC {int(fired['ipc_from'].iloc[0])}, gain {fired['gain'].iloc[0]:.2f}") if len(fired)
+             else ("does not hold", f"does not fire, last gain {table['gain'].iloc[-1]:.2f}"))
     steps = np.diff(table["gain"].to_numpy())
     return {"the Dope Trigger fires on the schedule": fires,
             "the marginal gains decrease along the schedule": (

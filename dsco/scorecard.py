@@ -21,8 +21,8 @@ from . import DATASETS
 
 #: The verdicts a claim can get, in the order the scorecard sorts them.
 VERDICTS = ("holds", "holds in most cells", "within noise", "does not hold", "not measured")
-_MARK = {"holds": "✅", "holds in most cells": "🟡", "within noise": "⚪", "does not hold": "❌",
-         "not measured": "·"}
+_MARK = {"holds": "✓", "holds in most cells": "◑", "within noise": "○", "does not hold": "✗",
+         "not measured": "·"}   # plain symbols: they render in every font (emoji need an emoji font)
 
 
 def record(claims: dict, notebook: str, section: str, show: bool = True) -> pd.DataFrame:

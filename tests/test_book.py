@@ -119,7 +119,7 @@ def test_build_writes_index_and_pages(good_book):
     assert toc.index("file: scorecard") < toc.index("file: notebooks/")   # the scorecard comes first
     card = (html / "scorecard.html").read_text()
     assert 'href="notebooks/10_occupancy_table13.html"' in card and "occupancy ≈ 1 − 1/e" in card
-    assert "✅ holds" in card and "0.632 vs 0.632" in card
+    assert "✓ holds" in card and "0.632 vs 0.632" in card
 
 
 def test_intro_map_links_present_and_marks_missing_as_planned(good_book):
@@ -192,6 +192,19 @@ def test_broken_reference_and_error_output_fail_the_build(bad_book):
     assert [ln for ln in lines if "error output cell" in ln and "ZeroDivisionError" in ln]
     assert not [ln for ln in lines if "Skipped" in ln or "header" in ln.lower()]
     assert len(lines) == 3, message  # exactly: header line, the broken link, the error cell
+
+
+def test_check_html_flags_a_code_line_that_needs_a_scrollbar(good_book, tmp_path):
+    index, _ = good_book
+    html = tmp_path / "html"
+    shutil.copytree(index.parent, html)
+    page = html / "notebooks" / "10_occupancy_table13.html"
+    assert book.check_html(html) == []   # the rendered input cells: short lines
+    text = page.read_text()
+    assert '<div class="cell_input' in text and "<pre><span></span>" in text
+    page.write_text(text.replace("<pre><span></span>", "<pre><span></span># " + "x" * 111 + "\n", 1))
+    assert book.check_html(html) == ["notebooks/10_occupancy_table13.html: a code line of 113 characters (over "
+                                     "100: wrap it, e.g. ruff format --line-length 100)"]
 
 
 def test_check_html_flags_error_output(bad_book):

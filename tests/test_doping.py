@@ -54,11 +54,11 @@ def test_dope_trigger_table_and_firing_point():
 def test_trigger_findings_read_a_saved_table():
     fired = doping.dope_trigger([1, 5, 10, 20, 40], [50, 250, 400, 550, 700], num_classes=10).table
     assert doping.trigger_findings(fired) == {
-        "the Dope Trigger fires on the schedule": ("fires", "at IPC 20, gain 0.75"),
+        "the Dope Trigger fires on the schedule": ("holds", "fires at IPC 20, gain 0.75"),
         "the marginal gains decrease along the schedule": ("holds", "3/3 steps down")}
     rising = doping.dope_trigger([1, 2, 4], [0, 20, 70], num_classes=10).table   # gains 2.0, 2.5
     assert doping.trigger_findings(rising) == {
-        "the Dope Trigger fires on the schedule": ("does not fire", "last gain 2.50"),
+        "the Dope Trigger fires on the schedule": ("does not hold", "does not fire, last gain 2.50"),
         "the marginal gains decrease along the schedule": ("does not hold", "0/1 steps down")}
 
 

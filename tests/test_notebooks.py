@@ -20,9 +20,9 @@ from dsco import book, datasets, fixtures, runner
 NAMES = {"code": re.compile(r"[\"'](" + "|".join(datasets.NAMES) + r")[\"']"),
          "markdown": re.compile(r"\b(" + "|".join(n for n in datasets.NAMES if n != "folder") + r")\b")}
 # statements (logical lines) over all notebooks: wrapping a long line does not count against it (issue 12:
-# 2,000 physical lines then, ≈ 1,650 statements; issue 15 added notebooks 55 and 56, ≈ 140)
-CODE_BUDGET = 1800
-LINE_LIMIT = 100     # characters per code line: no horizontal scrollbar in the book (issue 15)
+# 2,000 physical lines then, ≈ 1,650 statements; issue 15 added notebooks 55 and 56, ≈ 140, and the
+# scorecard's dsco.scorecard.record calls in 20 notebooks, ≈ 30)
+CODE_BUDGET = 1850
 
 
 def _check_batch(dataset, **params):
@@ -141,8 +141,8 @@ def test_notebooks_hold_narrative_parameters_calls_and_plots():
 
 def test_no_code_line_needs_a_horizontal_scrollbar():
     long = [(p.name, line) for p in runner.notebooks() for c, _ in _cells(p) if c.cell_type == "code"
-            for line in c.source.splitlines() if len(line) > LINE_LIMIT]
-    assert not long, f"{len(long)} code line(s) over {LINE_LIMIT} characters (ruff format --line-length 100): {long[:3]}"
+            for line in c.source.splitlines() if len(line) > book.CODE_LINE_LIMIT]
+    assert not long, f"{len(long)} code line(s) over {book.CODE_LINE_LIMIT} characters (ruff format --line-length 100): {long[:3]}"
 
 
 def test_titles_have_no_math():

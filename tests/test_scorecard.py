@@ -45,7 +45,7 @@ def test_markdown_links_present_notebooks_and_page_counts_the_verdicts(monkeypat
     _run(monkeypatch, tmp_path, "digits", {"A | B": ("holds", "1/1"), "C": ("within noise", "+0.1 [-1, 1]")})
     text = scorecard.markdown(scorecard.collect("paper"), present=["31_table01_02_low_ipc"])
     assert "{doc}`31_table01_02_low_ipc <notebooks/31_table01_02_low_ipc>`" in text
-    assert "A \\| B" in text and "✅ holds" in text and "⚪ within noise" in text
+    assert "A \\| B" in text and "✓ holds" in text and "○ within noise" in text
     assert "`31_table01_02_low_ipc`" in scorecard.markdown(scorecard.collect("paper"))   # not in this build
     page = scorecard.page("paper")
     assert page.startswith("# Claims scorecard") and "1 holds, 1 within noise" in page and "**digits**" in page
@@ -60,4 +60,4 @@ def test_record_shows_the_verdicts_as_a_list(monkeypatch, tmp_path):
     monkeypatch.setenv("DSCO_RESULTS", str(tmp_path))
     plots.start("digits", "smoke", 0, "cpu")
     scorecard.record({"A > B": ("within noise", "+0.1 [-0.5, +0.7]")}, "31_table01_02_low_ipc", "§5")
-    assert shown[0].data == "- ⚪ **A > B** — within noise: +0.1 [-0.5, +0.7]"
+    assert shown[0].data == "- ○ **A > B** — within noise: +0.1 [-0.5, +0.7]"
