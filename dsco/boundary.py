@@ -125,11 +125,13 @@ def law(req: pd.DataFrame, max_subsets: int = 500, seed: int = 0) -> pd.DataFram
 
 def fit(curve: pd.DataFrame) -> pd.DataFrame:
     """The least-squares line IPC ≈ a·H + b per method of a :func:`law` result (over the H whose
-    subsets reach the target), with ``r2`` and the points used ``n``; NaN with fewer than 3 points."""
+    subsets reach the target), with ``r2`` and the points used ``n``; one row per method, NaN with
+    fewer than 3 points (e.g. a method that never reaches the target on the IPC grid)."""
     from scipy import stats
 
     rows = []
-    for method, g in curve.dropna(subset=["ipc"]).groupby("method", sort=False):
+    for method, g in curve.groupby("method", sort=False):
+        g = g.dropna(subset=["ipc"])
         if len(g) < 3 or g["ipc"].nunique() < 2:
             rows.append({"method": method, "a": math.nan, "b": math.nan, "r2": math.nan, "n": len(g)})
             continue
@@ -167,7 +169,8 @@ def claims(curve: pd.DataFrame, fits: pd.DataFrame, req: pd.DataFrame, draws: in
         reached = f"reached by {g['reached'].min():.0%}–{g['reached'].max():.0%} of the subsets"
         if pd.isna(f["a"]):
             out[f"required IPC grows linearly with H ({method})"] = (
-                "not measured", f"fewer than 3 H values reach the target ({reached})")
+                "not measured", f"no line: fewer than 3 H values reach the target, or the IPC does not "
+                                f"change with H ({reached})")
             continue
         ok = f["r2"] >= 0.9 and f["a"] > 0
         out[f"required IPC grows linearly with H ({method})"] = (

@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import DATASETS
 
-#: The verdicts a claim can get, in the order the scorecard sorts them.
+#: The verdicts a claim can get (the page counts them in this order).
 VERDICTS = ("holds", "holds in most cells", "within noise", "does not hold", "not measured")
 _MARK = {"holds": "✓", "holds in most cells": "◑", "within noise": "○", "does not hold": "✗",
          "not measured": "·"}   # plain symbols: they render in every font (emoji need an emoji font)

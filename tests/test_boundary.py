@@ -57,6 +57,17 @@ def test_requirements_law_and_fit():
         boundary.requirements(_runs(), fraction=1.5)
 
 
+def test_a_method_that_never_reaches_the_target_is_not_measured():
+    req = pd.DataFrame({"method": ["Random", "DsCo"] * 3, "config": list("aabbcc"),
+                        "required": [1.0, math.inf, 2.0, math.inf, 3.0, math.inf]})
+    curve = boundary.law(req)
+    fits = boundary.fit(curve)
+    assert list(fits["method"]) == ["Random", "DsCo"] and math.isnan(fits.set_index("method").loc["DsCo", "a"])
+    found = boundary.claims(curve, fits, req, draws=20)
+    assert found["required IPC grows linearly with H (DsCo)"][0] == "not measured"
+    assert found["DsCo's slope is below Random's"][0] == "not measured"
+
+
 def test_fit_recovers_a_line_and_needs_three_points():
     curve = pd.DataFrame({"method": ["X"] * 4 + ["Y"] * 2, "H": [1, 2, 3, 4, 1, 2], "ipc": [3, 5, 7, 9, 1, 2]})
     f = boundary.fit(curve).set_index("method")
