@@ -197,12 +197,19 @@ def paired_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model", "i
     for a, b in pairs:
         p = paired(runs, a, b, by, on, pair, value)
         better, worse, n = int((p["verdict"] == "a better").sum()), int((p["verdict"] == "b better").sum()), len(p)
-        v = ("holds" if n and better == n else "holds in most cells" if better > n / 2
-             else "within noise" if not worse else "does not hold")
+        v = tally(better, worse, n)
         t = int(p["n"].min()) if n else 0
         trainings = f"{t} training{'' if t == 1 else 's'}"
         out[f"{a} > {b}"] = (v, f"{better}/{n} better, {worse} worse (paired 95 %, {trainings})")
     return out
+
+
+def tally(better: int, worse: int, n: int) -> str:
+    """The verdict of "a beats b" over ``n`` cells, ``better`` of them significantly in a's favour and
+    ``worse`` in b's: "holds" (every cell), "holds in most cells" (more than half), "within noise"
+    (none significantly worse), else "does not hold"."""
+    return ("holds" if n and better == n else "holds in most cells" if better > n / 2
+            else "within noise" if not worse else "does not hold")
 
 
 def interval(row) -> str:

@@ -61,11 +61,10 @@ def claims(audit_table: pd.DataFrame, a: str = "DsCo", b: str = "DiT†") -> dic
         half = 1.96 * float(np.hypot(x["closer_to_train_std"], y["closer_to_train_std"]))
         above, below = above + (d - half > 0), below + (d + half < 0)
         parts.append(f"IPC {i}: {d:+.2f} [{d - half:+.2f}, {d + half:+.2f}]")
-    n = len(ipcs)
-    v = ("holds" if n and above == n else "holds in most cells" if above > n / 2
-         else "within noise" if not below else "does not hold")
+    from .paper import tally
+
     return {f"{a} sits closer to the training images than {b}": (
-        v, f"share closer to a training image, {a} − {b}: " + "; ".join(parts) + " (95 %, over the draws)")}
+        tally(above, below, len(ipcs)), f"share closer to a training image, {a} − {b}: " + "; ".join(parts) + " (95 %, over the draws)")}
 
 
 def dcr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

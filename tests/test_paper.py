@@ -267,3 +267,11 @@ def test_one_training_decides_nothing():
     assert p["verdict"] == "within noise" and math.isnan(p["lo"]) and paper.interval(p) == "+5.0 (one training)"
     assert paper.paired_claims(_runs({("m", 1): [5.0]}), [("A", "B")])["A > B"] == (
         "within noise", "0/1 better, 0 worse (paired 95 %, 1 training)")
+
+
+def test_tally_reads_significant_cells_into_a_verdict():
+    assert paper.tally(3, 0, 3) == "holds"
+    assert paper.tally(2, 1, 3) == "holds in most cells"
+    assert paper.tally(1, 0, 3) == "within noise"
+    assert paper.tally(1, 1, 3) == "does not hold"
+    assert paper.tally(0, 0, 0) == "within noise"
