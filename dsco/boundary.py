@@ -163,6 +163,8 @@ def claims(curve: pd.DataFrame, fits: pd.DataFrame, req: pd.DataFrame, draws: in
     method, "the required IPC grows linearly with H" -- holds when the line has R² ≥ 0.9 and a positive
     slope -- and "DsCo's slope is below Random's", judged on :func:`slope_gap`'s interval ("within
     noise" when it covers zero)."""
+    from .paper import by_interval
+
     out = {}
     for method, f in fits.set_index("method").iterrows():
         g = curve[curve["method"] == method]
@@ -182,7 +184,7 @@ def claims(curve: pd.DataFrame, fits: pd.DataFrame, req: pd.DataFrame, draws: in
             out["DsCo's slope is below Random's"] = ("not measured", f"slope difference {s['diff']:+.2f}, "
                                                      "too few bootstrap draws with both lines")
         else:
-            v = "holds" if s["hi"] < 0 else "does not hold" if s["lo"] > 0 else "within noise"
+            v = by_interval(-s["hi"], -s["lo"])  # "below": the negated difference is above 0
             out["DsCo's slope is below Random's"] = (v, f"a(DsCo) − a(Random) = {s['diff']:+.2f} "
                                                         f"[{s['lo']:+.2f}, {s['hi']:+.2f}] (95 % bootstrap over "
                                                         f"{len(req['config'].unique())} configurations)")

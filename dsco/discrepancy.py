@@ -161,14 +161,13 @@ def claims(table: pd.DataFrame, corr: pd.DataFrame, a: str = "DsCo", b: str = "D
     "a discrepancy predicts accuracy" -- the best measure of :func:`correlations`, "holds" when its
     oriented interval lies above 0, "within noise" when it covers 0 -- and "``a`` is closer than ``b`` in
     that measure", counted over the IPCs both have (:func:`dsco.paper.finding`)."""
-    from .paper import finding
+    from .paper import by_interval, finding
 
     best = corr.iloc[0]
     sign = MEASURES.get(best["measure"], (None, 1))[1]
     lo, hi = sorted((best["lo"] * sign, best["hi"] * sign))
-    verdict = "holds" if lo > 0 else "does not hold" if hi < 0 else "within noise"
     out = {"a discrepancy to the real data predicts downstream accuracy (Prop. 1)": (
-        verdict, f"best: {best['label']}, ρ = {best['rho']:+.2f} [{best['lo']:+.2f}, {best['hi']:+.2f}] "
+        by_interval(lo, hi), f"best: {best['label']}, ρ = {best['rho']:+.2f} [{best['lo']:+.2f}, {best['hi']:+.2f}] "
                  f"over {int(best['n'])} sets (95 % bootstrap)")}
     values = table.pivot(index="ipc", columns="method", values=best["measure"])
     if {a, b} <= set(values.columns):

@@ -204,6 +204,34 @@ def paired_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model", "i
     return out
 
 
+def not_worse_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model",), pair: str = "run_seed",
+                     value: str = "acc", margin: float = 0.5) -> dict:
+    """``{"a loses nothing against b": (verdict, numbers)}`` for every ``(a, b)`` of ``pairs`` (a lossless
+    claim, a non-inferiority test) from :func:`paired`. A cell of ``on`` is "not worse" when its 95 %
+    interval of a − b lies above ``-margin`` (default 0.5 points: the paper counts DsCo's 0.4-point losses
+    in Table 6 as lossless) and "worse" when it lies below 0; the rest, and every single training, are
+    undecided. The verdict counts them with :func:`tally`: "holds" when every cell is not worse, "within
+    noise" when none is either, "does not hold" when a cell is worse and fewer than half are not."""
+    on = [on] if isinstance(on, str) else list(on)
+    out = {}
+    for a, b in pairs:
+        p = paired(runs, a, b, by, on, pair, value)
+        fine, worse, n = int((p["lo"] > -margin).sum()), int((p["hi"] < 0).sum()), len(p)
+        t = int(p["n"].min()) if n else 0
+        cells = "; ".join(f"{' '.join(str(r[c]) for c in on)} {interval(r)}" for _, r in p.iterrows())
+        out[f"{a} loses nothing against {b}"] = (
+            tally(fine, worse, n),
+            f"{fine}/{n} within {margin} points, {worse} worse (paired 95 %, {t} "
+            f"training{'' if t == 1 else 's'}): {cells}")
+    return out
+
+
+def by_interval(lo: float, hi: float) -> str:
+    """The verdict of a claim "x > 0" from the 95 % interval ``lo``..``hi`` of x: "holds" when the interval
+    lies above 0, "does not hold" when below, "within noise" when it covers 0."""
+    return "holds" if lo > 0 else "does not hold" if hi < 0 else "within noise"
+
+
 def tally(better: int, worse: int, n: int) -> str:
     """The verdict of "a beats b" over ``n`` cells, ``better`` of them significantly in a's favour and
     ``worse`` in b's: "holds" (every cell), "holds in most cells" (more than half), "within noise"

@@ -160,3 +160,28 @@ def effective_rank(rows: torch.Tensor) -> float:
     channels really span (isotropic directions in r dimensions have E|r_jk| ≈ √(2/(π r)))."""
     ev = torch.linalg.eigvalsh(torch.cov(rows.double())).clamp_min(0)
     return (ev.sum() ** 2 / ev.square().sum()).item()
+
+
+def decay_claims(rows, curve: str, claimed: float = -0.5) -> dict:
+    """§4.1.2's claim "the projector's channel correlations fall as O(1/√m)" as ``{claim: (verdict,
+    numbers)}`` (:func:`dsco.scorecard.record`). ``rows`` has one row per width ``m``, projector ``seed``
+    and ``curve`` with its ``mean |corr|`` (:func:`mean_abs_correlation`); the log-log slope is fitted
+    per seed on ``curve``'s rows and carries a 95 % t-interval over seeds. The claim holds unless the
+    interval lies above ``claimed`` (the correlations fall more slowly than 1/√m); one seed gives no
+    interval ("not measured")."""
+    import numpy as np
+    from scipy import stats
+
+    g = rows[rows["curve"] == curve]
+    slopes = np.array([np.polyfit(np.log(s["m"]), np.log(s["mean |corr|"]), 1)[0]
+                       for _, s in g.groupby("seed")])
+    claim = f"the random projector's channel correlations fall as O(1/√m) ({curve})"
+    n, mean = len(slopes), float(slopes.mean())
+    if n < 2:
+        return {claim: ("not measured", f"log-log slope {mean:+.2f} from one projector seed")}
+    half = stats.t.ppf(0.975, n - 1) * slopes.std(ddof=1) / np.sqrt(n)
+    lo, hi = mean - half, mean + half
+    verdict = "does not hold" if lo > claimed else "holds"
+    return {claim: (verdict, f"log-log slope {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] (claimed {claimed:+.1f}; "
+                             f"95 % t-interval over {n} projector seeds, widths {int(g['m'].min())}–"
+                             f"{int(g['m'].max())})")}

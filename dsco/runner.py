@@ -17,6 +17,10 @@ names the notebook, the failing cell and the exception line.
 
 Parallel batches: ``jobs > 1`` first executes the setup notebooks (``0x_*``: they train or load what
 the others read) one after another, then the rest in up to ``jobs`` concurrent papermill kernels.
+Those kernels share the cores: each gets ``cores // jobs`` (at least 1) OpenMP/MKL threads through
+``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` (:func:`kernel_threads`; a value the user set is kept).
+Left at torch's default, every kernel starts one thread per core and the spinning threads of two
+kernels slow each other down by an order of magnitude.
 A failure no longer stops the batch: the other notebooks finish, then :class:`NotebookFailed` lists
 every failure. Results are the same as a sequential run (every notebook is seeded on its own).
 """
@@ -27,6 +31,7 @@ import json
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +40,7 @@ import nbformat
 from . import DATASETS, PROFILES, ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 RUNS = ROOT / "build" / "runs"
 _NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
 # Kernels inherit this: tqdm.auto without ipywidgets warns at import that it falls back to text
@@ -207,6 +213,22 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         bar.close()   # before any message about why the batch stopped
 
 
+@contextmanager
+def kernel_threads(jobs: int, cores: int | None = None):
+    """While active, kernels started from this process get ``cores // jobs`` threads (at least 1;
+    ``cores``: this process's usable CPUs) through ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS``,
+    unless the user set them. The environment is restored on exit."""
+    cores = cores or len(os.sched_getaffinity(0))
+    share = str(max(1, cores // max(1, int(jobs))))
+    names = [n for n in _THREAD_VARS if n not in os.environ]
+    os.environ.update({n: share for n in names})
+    try:
+        yield share
+    finally:
+        for n in names:
+            os.environ.pop(n, None)
+
+
 def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
     """Run ``execute`` on every path (in order, or the setup notebooks first and then ``jobs`` at a time),
     appending each result to ``finished`` as it comes."""
@@ -225,7 +247,7 @@ def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
     setup = [p for p in paths if p.name.startswith("0")]
     results = {p: record(execute(p)) for p in setup}
     errors = {}
-    with ThreadPoolExecutor(jobs) as pool:  # each papermill call drives its own kernel process
+    with kernel_threads(jobs), ThreadPoolExecutor(jobs) as pool:  # each call drives its own kernel
         futures = {pool.submit(execute, p): p for p in paths if p not in results}
         for f in as_completed(futures):  # report each notebook when it finishes
             try:

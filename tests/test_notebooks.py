@@ -21,7 +21,7 @@ NAMES = {"code": re.compile(r"[\"'](" + "|".join(datasets.NAMES) + r")[\"']"),
          "markdown": re.compile(r"\b(" + "|".join(n for n in datasets.NAMES if n != "folder") + r")\b")}
 # statements (logical lines) over all notebooks: wrapping a long line does not count against it (issue 12:
 # 2,000 physical lines then, ≈ 1,650 statements; issue 15 added notebooks 55 and 56, ≈ 140, and the
-# scorecard's dsco.scorecard.record calls in 21 notebooks, ≈ 30)
+# scorecard's dsco.scorecard.record calls in 23 notebooks, ≈ 40)
 CODE_BUDGET = 1850
 
 

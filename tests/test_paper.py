@@ -275,3 +275,23 @@ def test_tally_reads_significant_cells_into_a_verdict():
     assert paper.tally(1, 0, 3) == "within noise"
     assert paper.tally(1, 1, 3) == "does not hold"
     assert paper.tally(0, 0, 0) == "within noise"
+
+
+def test_a_lossless_claim_needs_every_interval_above_minus_the_margin():
+    runs = _runs({("r18", 1): [2.0, 2.2, 1.8], ("r34", 1): [-0.1, 0.1, 0.0], ("r50", 1): [-3.0, -2.5, -3.5],
+                  ("vit", 1): [3.0, -3.0, 0.5]})
+    claim = "A loses nothing against B"
+    verdict, numbers = paper.not_worse_claims(runs, [("A", "B")])[claim]
+    assert verdict == "does not hold" and numbers.startswith("2/4 within 0.5 points, 1 worse (paired 95 %, 3 trainings)")
+    assert "r34 +0.0 [" in numbers and "(within noise)" in numbers
+    assert paper.not_worse_claims(runs[runs.model.isin(["r18", "r34"])], [("A", "B")])[claim][0] == "holds"
+    assert paper.not_worse_claims(runs[runs.model != "r50"], [("A", "B")])[claim][0] == "holds in most cells"
+    assert paper.not_worse_claims(runs[runs.model == "vit"], [("A", "B")])[claim][0] == "within noise"
+    # one training decides nothing, however large the loss
+    one = _runs({("r18", 1): [-20.0]})
+    assert paper.not_worse_claims(one, [("A", "B")])[claim][0] == "within noise"
+
+
+def test_by_interval_reads_a_95_interval():
+    assert [paper.by_interval(*i) for i in [(0.1, 2.0), (-0.1, 2.0), (-2.0, -0.1)]] == [
+        "holds", "within noise", "does not hold"]

@@ -106,3 +106,18 @@ def test_mean_abs_correlation_and_effective_rank_known_answers():
     assert projector.effective_rank(iso) == pytest.approx(8.0, rel=0.02)
     assert projector.mean_abs_correlation(iso) < 0.02  # E|r| ≈ √(2/(π·20000)) ≈ 0.006
     assert projector.effective_rank(iso * torch.tensor([10.0] + [1e-3] * 7)[:, None]) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_decay_claims_fit_a_log_log_slope_per_seed():
+    import numpy as np
+    import pandas as pd
+
+    m = np.array([16, 64, 256])
+    flat = [{"curve": "c", "m": w, "seed": s, "mean |corr|": w ** (-0.1 - 0.01 * s)} for s in range(3) for w in m]
+    verdict, numbers = projector.decay_claims(pd.DataFrame(flat), "c")[
+        "the random projector's channel correlations fall as O(1/√m) (c)"]
+    assert verdict == "does not hold" and numbers.startswith("log-log slope -0.11 [-0.13, -0.09]") and "3 projector seeds" in numbers
+    steep = [{"curve": "c", "m": w, "seed": s, "mean |corr|": (1 + 0.1 * s) / np.sqrt(w)} for s in range(3) for w in m]
+    assert projector.decay_claims(pd.DataFrame(steep), "c").popitem()[1][0] == "holds"
+    one = pd.DataFrame(steep[:3])
+    assert projector.decay_claims(one, "c").popitem()[1][0] == "not measured"

@@ -266,3 +266,24 @@ def test_cli_fixtures_writes_a_tree_and_prints_the_command(tmp_path, capsys):
     assert len(list((tmp_path / "f").glob("*/*.png"))) == 3 * 14
     assert cli.main(["fixtures", "--dataset", "folder", "--out", str(tmp_path / "f")]) == 2   # not empty
     assert cli.main(["fixtures", "--dataset", "digits", "--out", str(tmp_path / "g")]) == 2
+
+
+def test_parallel_kernels_split_the_cores_between_them(folder, tmp_path, monkeypatch):
+    for name in runner._THREAD_VARS:
+        monkeypatch.delenv(name, raising=False)
+    make_notebook(folder / "10_first.ipynb", "import os\nprint('threads', os.environ.get('OMP_NUM_THREADS'))")
+    out = run(folder, tmp_path, jobs=2)[0].output.read_text()
+    import os
+    assert f"threads {max(1, len(os.sched_getaffinity(0)) // 2)}" in out
+    assert "OMP_NUM_THREADS" not in os.environ  # restored after the batch
+
+
+def test_kernel_threads_keeps_what_the_user_set_and_restores_the_rest(monkeypatch):
+    import os
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    with runner.kernel_threads(4, cores=16) as share:
+        assert share == "4" and os.environ["OMP_NUM_THREADS"] == "3" and os.environ["MKL_NUM_THREADS"] == "4"
+    assert os.environ["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
+    with runner.kernel_threads(8, cores=2) as share:
+        assert share == "1"
