@@ -52,7 +52,7 @@ def test_make_lab_serves_the_notebooks_and_runs_one_in_its_kernel(tmp_path):
         client = BlockingKernelClient(connection_file=str(connection))
         client.load_connection_file()
         client.start_channels()
-        client.wait_for_ready(timeout=60)
+        client.wait_for_ready(timeout=180)  # a loaded CI machine starts kernels slowly
         nb = nbformat.read(ROOT / "notebooks" / "10_occupancy_table13.ipynb", as_version=4)
         outputs = []
         client.execute_interactive(f"import os; os.chdir({str(ROOT / 'notebooks')!r})", timeout=60)
