@@ -167,8 +167,9 @@ def claims(table: pd.DataFrame, corr: pd.DataFrame, a: str = "DsCo", b: str = "D
     sign = MEASURES.get(best["measure"], (None, 1))[1]
     lo, hi = sorted((best["lo"] * sign, best["hi"] * sign))
     out = {"a discrepancy to the real data predicts downstream accuracy (Prop. 1)": (
-        by_interval(lo, hi), f"best: {best['label']}, ρ = {best['rho']:+.2f} [{best['lo']:+.2f}, {best['hi']:+.2f}] "
-                 f"over {int(best['n'])} sets (95 % bootstrap)")}
+        by_interval(lo, hi),
+        f"best: {best['label']}, ρ = {best['rho']:+.2f} [{best['lo']:+.2f}, {best['hi']:+.2f}] "
+        f"over {int(best['n'])} sets (95 % bootstrap)")}
     values = table.pivot(index="ipc", columns="method", values=best["measure"])
     if {a, b} <= set(values.columns):
         both = values[[a, b]].dropna()

@@ -40,8 +40,8 @@ import nbformat
 from . import DATASETS, PROFILES, ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 RUNS = ROOT / "build" / "runs"
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what kernel_threads sets for parallel kernels
 _NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
 # Kernels inherit this: tqdm.auto without ipywidgets warns at import that it falls back to text
 # bars, which are exactly what the rendered book shows, so the warning is noise on every page.
