@@ -198,9 +198,7 @@ def paired_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model", "i
         p = paired(runs, a, b, by, on, pair, value)
         better, worse, n = int((p["verdict"] == "a better").sum()), int((p["verdict"] == "b better").sum()), len(p)
         v = tally(better, worse, n)
-        t = int(p["n"].min()) if n else 0
-        trainings = f"{t} training{'' if t == 1 else 's'}"
-        out[f"{a} > {b}"] = (v, f"{better}/{n} better, {worse} worse (paired 95 %, {trainings})")
+        out[f"{a} > {b}"] = (v, f"{better}/{n} better, {worse} worse (paired 95 %, {_trainings(p)})")
     return out
 
 
@@ -217,13 +215,17 @@ def not_worse_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model",
     for a, b in pairs:
         p = paired(runs, a, b, by, on, pair, value)
         fine, worse, n = int((p["lo"] > -margin).sum()), int((p["hi"] < 0).sum()), len(p)
-        t = int(p["n"].min()) if n else 0
         cells = "; ".join(f"{' '.join(str(r[c]) for c in on)} {interval(r)}" for _, r in p.iterrows())
         out[f"{a} loses nothing against {b}"] = (
             tally(fine, worse, n),
-            f"{fine}/{n} within {margin} points, {worse} worse (paired 95 %, {t} "
-            f"training{'' if t == 1 else 's'}): {cells}")
+            f"{fine}/{n} within {margin} points, {worse} worse (paired 95 %, {_trainings(p)}): {cells}")
     return out
+
+
+def _trainings(p: pd.DataFrame) -> str:
+    """``"k training(s)"``: the fewest pairs behind a cell of a :func:`paired` frame (0 without cells)."""
+    t = int(p["n"].min()) if len(p) else 0
+    return f"{t} training{'' if t == 1 else 's'}"
 
 
 def by_interval(lo: float, hi: float) -> str:

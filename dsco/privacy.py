@@ -64,7 +64,8 @@ def claims(audit_table: pd.DataFrame, a: str = "DsCo", b: str = "DiT†") -> dic
     from .paper import tally
 
     return {f"{a} sits closer to the training images than {b}": (
-        tally(above, below, len(ipcs)), f"share closer to a training image, {a} − {b}: " + "; ".join(parts) + " (95 %, over the draws)")}
+        tally(above, below, len(ipcs)),
+        f"share closer to a training image, {a} − {b}: " + "; ".join(parts) + " (95 %, over the draws)")}
 
 
 def dcr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
