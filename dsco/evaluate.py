@@ -764,7 +764,7 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
                        best_of_last_third, device, progress)
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
+            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
             tmp.write_text(json.dumps(run | {"key": base | {"seed": run_seed}}, default=str, indent=1))
             os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written entry
         runs.append(run | {"cached": False})

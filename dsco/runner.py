@@ -229,6 +229,25 @@ def kernel_threads(jobs: int, cores: int | None = None):
             os.environ.pop(n, None)
 
 
+def stop_kernels() -> int:
+    """Terminate the Jupyter kernels this process started; return how many. jupyter_client starts each
+    kernel in its own session, so a Ctrl-C in the terminal never reaches them: a parallel batch would
+    otherwise wait for its running notebooks to finish before it stops."""
+    import psutil
+
+    def is_kernel(proc):
+        try:
+            return any("ipykernel" in part for part in proc.cmdline())
+        except psutil.Error:   # it ended meanwhile
+            return False
+
+    kernels = [c for c in psutil.Process().children(recursive=True) if is_kernel(c)]
+    for k in kernels:
+        k.terminate()
+    psutil.wait_procs(kernels, timeout=10)
+    return len(kernels)
+
+
 def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
     """Run ``execute`` on every path (in order, or the setup notebooks first and then ``jobs`` at a time),
     appending each result to ``finished`` as it comes."""
@@ -247,14 +266,22 @@ def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
     setup = [p for p in paths if p.name.startswith("0")]
     results = {p: record(execute(p)) for p in setup}
     errors = {}
-    with kernel_threads(jobs), ThreadPoolExecutor(jobs) as pool:  # each call drives its own kernel
-        futures = {pool.submit(execute, p): p for p in paths if p not in results}
-        for f in as_completed(futures):  # report each notebook when it finishes
-            try:
-                results[futures[f]] = record(f.result())
-            except NotebookFailed as err:
-                bar.update(1)
-                errors[futures[f]] = str(err)
+    pool = ThreadPoolExecutor(jobs)  # each call drives its own kernel
+    with kernel_threads(jobs):
+        try:
+            futures = {pool.submit(execute, p): p for p in paths if p not in results}
+            for f in as_completed(futures):  # report each notebook when it finishes
+                try:
+                    results[futures[f]] = record(f.result())
+                except NotebookFailed as err:
+                    bar.update(1)
+                    errors[futures[f]] = str(err)
+        except KeyboardInterrupt:  # Ctrl-C: drop the queued notebooks and stop the running ones now
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_kernels()
+            raise
+        finally:
+            pool.shutdown()   # the threads end as soon as their kernels finish or die
     if errors:
         raise NotebookFailed(f"{len(errors)} notebook(s) failed: "
                              + "; ".join(errors[p] for p in paths if p in errors))

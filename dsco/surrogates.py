@@ -166,7 +166,7 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
                     None if z is None else z.float().contiguous())
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         torch.save({"x": out.data.x, "y": out.data.y, "z": out.latents, "wall_s": wall, "peak_mem_mb": out.peak_mem_mb,
                     "device": out.device, "log": log.to_dict("list"), "key": key}, tmp)
         os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written entry

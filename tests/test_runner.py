@@ -287,3 +287,44 @@ def test_kernel_threads_keeps_what_the_user_set_and_restores_the_rest(monkeypatc
     assert os.environ["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
     with runner.kernel_threads(8, cores=2) as share:
         assert share == "1"
+
+
+def test_ctrl_c_stops_a_parallel_batch_without_waiting_for_its_notebooks(folder, tmp_path):
+    """jupyter_client starts kernels in their own session, so Ctrl-C reaches only the runner: it cancels
+    the queued notebooks and stops the running kernels instead of waiting the notebooks out."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    for name in ("10_first", "20_second", "30_third"):
+        make_notebook(folder / f"{name}.ipynb", "import time\ntime.sleep(600)")
+    out = tmp_path / "runs" / "digits" / "smoke"
+
+    def interrupt_once_both_run():
+        while len(list(out.glob(".*.running.ipynb"))) < 2:
+            time.sleep(0.2)
+        time.sleep(3)   # inside the sleeping cells
+        os.kill(os.getpid(), signal.SIGINT)   # what the terminal sends on Ctrl-C
+
+    threading.Thread(target=interrupt_once_both_run, daemon=True).start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt, match="interrupted after 0 of 3"):
+        run(folder, tmp_path, jobs=2)
+    assert time.monotonic() - t0 < 300   # the cells sleep 600 s
+    assert not [c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+    assert not (out / "30_third.ipynb").exists() and not list(out.glob(".*.running.ipynb"))
+
+
+def test_stop_kernels_ignores_other_children():
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert runner.stop_kernels() == 0 and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
