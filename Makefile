@@ -8,6 +8,7 @@ DSCO    := $(VENV)/bin/dsco
 PROFILE ?= paper
 DATASET ?= digits
 JOBS    ?= 2
+WORKERS ?= 2
 
 .PHONY: install book run site test lab clean
 
@@ -30,8 +31,9 @@ run: install
 site: install
 	$(DSCO) book --dataset $(DATASET) --profile $(PROFILE)
 
+## two pytest-xdist workers, one per core; the four notebook batches run in two groups (tests/test_notebooks.py)
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup
 
 ## JupyterLab on the notebooks (every notebook defaults to the smoke profile: "Run all" takes seconds)
 lab: install

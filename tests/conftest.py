@@ -1,17 +1,25 @@
-"""Shared test setup: the suite's tensors are tiny, so torch runs on one thread.
+"""Shared test setup: the suite's tensors are tiny, so torch runs on one thread, in the tests and in
+every kernel or subprocess they start.
 
 Extra threads only add synchronisation overhead at these sizes, and on a shared 2-core machine idle
 OpenMP threads spin-wait and stall other processes (measured here: up to 40x slower with 2 threads).
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadgroup``), so a batch test's
+kernels share the cores with the other worker's tests: one thread each keeps them from spinning.
 """
 import pytest
 import torch
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with pytest.MonkeyPatch.context() as mp:
+        for name in THREAD_VARS:
+            mp.setenv(name, "1")
+        yield
     torch.set_num_threads(before)
 
 

@@ -142,7 +142,7 @@ def test_schedules_step_per_epoch():
 def test_epochs_for_documented_values():
     paper = {1: 1000, 5: 1000, 10: 500, 20: 250, 40: 143, 135: 45}
     assert {ipc: ev.epochs_for(ipc, "paper") for ipc in paper} == paper
-    assert [ev.epochs_for(ipc, "smoke") for ipc in (1, 5, 10, 20, 135)] == [40, 40, 20, 10, 2]
+    assert [ev.epochs_for(ipc, "smoke") for ipc in (1, 5, 10, 20, 135, 400)] == [40, 40, 20, 10, 2, 1]
     assert ev.epochs_for(10, "paper", num_classes=2) == 1000  # 20 images: one step per epoch
     # "full": the paper's own epoch schedule (3000 / 2000 / 1500 / 1000 / 500 up to IPC 1 / 10 / 50 / 200 / above)
     full = {1: 3000, 5: 2000, 10: 2000, 11: 1500, 50: 1500, 100: 1000, 200: 1000, 201: 500, 1300: 500}

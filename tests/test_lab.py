@@ -24,7 +24,8 @@ def test_make_lab_serves_the_notebooks_and_runs_one_in_its_kernel(tmp_path):
 
     assert "lab:" in (ROOT / "Makefile").read_text() and "--notebook-dir notebooks" in (ROOT / "Makefile").read_text()
     port, token = _free_port(), "dsco-test-token"
-    env_dirs = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "config")}
+    env_dirs = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+                "DSCO_RESULTS": str(tmp_path / "results")}   # the digits batch test may run beside it
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", f"--IdentityProvider.token={token}",
          "--notebook-dir", str(ROOT / "notebooks"), "--ServerApp.ip=127.0.0.1", "--allow-root"],

