@@ -53,18 +53,17 @@ def claims(audit_table: pd.DataFrame, a: str = "DsCo", b: str = "DiT†") -> dic
     cells" in more than half, "within noise" when none lies below, else "does not hold"."""
     s = audit_table.set_index(["method", "ipc"])
     ipcs = sorted(set(s.loc[a].index) & set(s.loc[b].index))
-    above = below = 0
-    parts = []
+    from .paper import by_interval, tally
+
+    verdicts, parts = [], []
     for i in ipcs:
         x, y = s.loc[(a, i)], s.loc[(b, i)]
         d = x["closer_to_train"] - y["closer_to_train"]
         half = 1.96 * float(np.hypot(x["closer_to_train_std"], y["closer_to_train_std"]))
-        above, below = above + (d - half > 0), below + (d + half < 0)
+        verdicts.append(by_interval(d - half, d + half))
         parts.append(f"IPC {i}: {d:+.2f} [{d - half:+.2f}, {d + half:+.2f}]")
-    from .paper import tally
-
     return {f"{a} sits closer to the training images than {b}": (
-        tally(above, below, len(ipcs)),
+        tally(verdicts.count("holds"), verdicts.count("does not hold"), len(ipcs)),
         f"share closer to a training image, {a} − {b}: " + "; ".join(parts) + " (95 %, over the draws)")}
 
 
