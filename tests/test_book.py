@@ -205,6 +205,12 @@ def test_check_html_flags_a_code_line_that_needs_a_scrollbar(good_book, tmp_path
     page.write_text(text.replace("<pre><span></span>", "<pre><span></span># " + "x" * 111 + "\n", 1))
     assert book.check_html(html) == ["notebooks/10_occupancy_table13.html: a code line of 113 characters (over "
                                      "100: wrap it, e.g. ruff format --line-length 100)"]
+    # a user's long path in the cell papermill injects is not authored code
+    at = text.index('<pre><span></span>')
+    cell = text.rindex('<div class="cell ', 0, at) + len('<div class="cell ')
+    page.write_text(text[:cell] + "tag_injected-parameters " + text[cell:at] + "<pre><span></span>root = '/"
+                    + "x" * 111 + "'\n" + text[at + len("<pre><span></span>"):])
+    assert book.check_html(html) == []
 
 
 def test_check_html_flags_error_output(bad_book):
