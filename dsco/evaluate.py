@@ -400,7 +400,8 @@ def epochs_for(ipc: float, profile: str = "paper", num_classes: int = 10, batch_
     ``STEP_BUDGET[profile]``: "paper" 1,000 steps, 30..1000 epochs (IPC 1: 1000, IPC 5: 1000,
     IPC 10: 500, IPC 20: 250, IPC 40: 143, full training split (~135): 45 epochs); "smoke" 40
     steps, 1..40 epochs (a large split, e.g. mnist's ~400 images per class, gets one epoch). Like
-    the paper, smaller sets get more epochs; unlike the paper, the step count does not grow with IPC (so a run costs about the same at every IPC). Why 1,000:
+    the paper, smaller sets get more epochs; unlike the paper, the step count does not grow with IPC
+    (so a run costs about the same at every IPC). Why 1,000:
     ConvNet-3 on a random real IPC-10 digits subset (seed 0, hard labels) reached 92.2 / 94.0 /
     95.8 / 95.6 % final test accuracy after 200 / 500 / 1,000 / 2,000 steps -- flat after 1,000.
     ``"full"`` is the paper's own schedule instead (3000 / 2000 / 1500 / 1000 / 500 epochs up to IPC
