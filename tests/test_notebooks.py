@@ -6,8 +6,8 @@ outside the parameters cell, no helper defined twice, unique save names, the cod
 
 The four batch tests are the slow part of the suite (what CI spends most of its time on). Under
 ``make test``'s two pytest-xdist workers they run in two groups (mnist, the slowest, with the folder
-tree; digits with ImageNette: in CI 854 + 205 s and 384 + 358 s, the other tests filling the second),
-each batch's book in its own folder."""
+tree; digits with ImageNette: in one CI run 986 + 216 s and 425 + 429 s, the other tests filling the
+second), each batch's book in its own folder."""
 import ast
 import collections
 import io
