@@ -8,6 +8,8 @@ the claims ``scorecard``; the dataset registry ``datasets`` with ``prepare`` (no
 ``concentrate`` (the ``dsco concentrate`` command); and the batch tooling ``runner`` / ``book`` /
 ``bench`` / ``cli``. Modules are imported lazily by the notebooks that need them.
 """
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -17,3 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Names accepted for the notebooks' ``dataset`` and ``profile`` parameters (the registry, dsco.datasets).
 from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402, F401
+
+
+@contextmanager
+def replacing(path: Path):
+    """Write ``path`` atomically: yield a temporary path beside it, named for this process (two processes
+    computing the same cache entry never share one), and move it onto ``path`` when the block ends. A
+    failed or interrupted write removes the temporary file and leaves ``path`` as it was."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import datasets, doping, nopt, surrogates
+from . import datasets, doping, nopt, replacing, surrogates
 from .backbones import sha256
 from .data import ImageSet
 
@@ -292,6 +292,5 @@ def _read_png(path: Path, channels: int) -> torch.Tensor:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=str))

@@ -63,7 +63,7 @@ from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from tqdm.auto import tqdm
 
-from . import DATASETS, ROOT
+from . import DATASETS, ROOT, replacing
 
 SPLITS = ("train", "test", "val")
 CLASS_DIR = ROOT / "data" / "classes"
@@ -431,10 +431,9 @@ def encode_class(data, c: int, encoder: Callable, *, encoder_id: str | None = No
         return load_file(path)["z"]
     z = _encode(data, idx, encoder, batch_size, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     meta = {k: json.dumps(v) for k, v in key.items() if k != "files"} | {"n_files": str(len(files))}
-    save_file({"z": z.contiguous()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written cache entry
+    with replacing(path) as tmp:  # an interrupted run never leaves a half-written cache entry
+        save_file({"z": z.contiguous()}, str(tmp), metadata=meta)
     return z
 
 

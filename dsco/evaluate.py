@@ -38,7 +38,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import resource
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -53,7 +52,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from . import ROOT
+from . import ROOT, replacing
 
 CACHE_DIR = ROOT / "build" / "cache" / "evaluate"
 #: Bump when the training code changes in a way that changes numbers (invalidates the cache).
@@ -765,9 +764,8 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
                        best_of_last_third, device, progress)
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            tmp.write_text(json.dumps(run | {"key": base | {"seed": run_seed}}, default=str, indent=1))
-            os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written entry
+            with replacing(path) as tmp:  # an interrupted run never leaves a half-written entry
+                tmp.write_text(json.dumps(run | {"key": base | {"seed": run_seed}}, default=str, indent=1))
         runs.append(run | {"cached": False})
 
     return EvalResult(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import ROOT
+from . import ROOT, replacing
 from . import nopt
 from .data import ImageSet, encode_class
 from .evaluate import peak_mem_mb
@@ -166,10 +165,10 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
                     None if z is None else z.float().contiguous())
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        torch.save({"x": out.data.x, "y": out.data.y, "z": out.latents, "wall_s": wall, "peak_mem_mb": out.peak_mem_mb,
-                    "device": out.device, "log": log.to_dict("list"), "key": key}, tmp)
-        os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written entry
+        with replacing(path) as tmp:  # an interrupted run never leaves a half-written entry
+            torch.save({"x": out.data.x, "y": out.data.y, "z": out.latents, "wall_s": wall,
+                        "peak_mem_mb": out.peak_mem_mb, "device": out.device, "log": log.to_dict("list"),
+                        "key": key}, tmp)
     return out
 
 

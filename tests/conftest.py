@@ -9,7 +9,7 @@ kernels share the cores with the other worker's tests: one thread each keeps the
 import pytest
 import torch
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from dsco.runner import _THREAD_VARS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -17,7 +17,7 @@ def one_torch_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
-        for name in THREAD_VARS:
+        for name in _THREAD_VARS:
             mp.setenv(name, "1")
         yield
     torch.set_num_threads(before)

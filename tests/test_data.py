@@ -355,3 +355,20 @@ def test_a_folder_class_smaller_than_the_profiles_ipcs_is_refused_before_anythin
     assert not (tmp_path / "models").exists()
     with pytest.raises(DatasetError, match="needs -p root"):
         datasets.get("folder", "smoke").check()
+
+
+def test_replacing_writes_atomically_and_cleans_up_a_failed_write(tmp_path):
+    import os
+
+    from dsco import replacing
+
+    path = tmp_path / "entry.json"
+    with replacing(path) as tmp:
+        assert tmp.name == f"entry.json.tmp{os.getpid()}" and not path.exists()
+        tmp.write_text("first")
+    assert path.read_text() == "first" and not tmp.exists()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with replacing(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert path.read_text() == "first" and list(tmp_path.iterdir()) == [path]
