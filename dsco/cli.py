@@ -62,6 +62,8 @@ def parser() -> argparse.ArgumentParser:
                    help="notebooks executed at once after the 0x setup notebooks (default 1)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="extra parameter passed to every notebook (repeatable)")
+    r.add_argument("--trace", default=None, metavar="FILE",
+                   help="write the batch's trace (notebooks, core load, trainings, sets) to FILE (JSON)")
 
     b = sub.add_parser("book", help="render the executed notebooks with Jupyter Book")
     _common(b)
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
             if clash:
                 raise RunError(f"pass {', '.join(sorted(clash))} with --{sorted(clash)[0]}, not -p")
             results = run(args.dataset, args.profile, args.seed, args.device, only=args.only,
-                          force=args.force, extra=extra, jobs=args.jobs)
+                          force=args.force, extra=extra, jobs=args.jobs, trace=args.trace)
             done = sum(r.status == "executed" for r in results)
             print(f"dsco run: {done} executed, {len(results) - done} skipped (cached) -> "
                   f"{results[0].output.parent}")

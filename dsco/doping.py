@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from . import trace
 from .backbones import sha256
 from .data import ImageSet
 
@@ -182,9 +184,11 @@ def train_student(train_set, arch: str, num_classes: int, protocol, teacher=None
     p = evaluate.resolve(protocol, dataset_name or getattr(train_set, "name", ""), x.shape[1])
     epochs = epochs or p.epochs or evaluate.epochs_for(len(x) / num_classes, p.profile, num_classes, p.batch_size)
     student = evaluate.build(arch, num_classes, tuple(x.shape[1:]), seed, **arch_kwargs)
+    t0 = time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         evaluate.train_model(student, x, y, p, epochs, num_classes=num_classes, teacher=teacher, device=device)
+    trace.event("student", t0, False, arch=arch, ipc=len(x) / num_classes, seed=seed)
     return student.cpu().eval()
 
 

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from . import ROOT, replacing
+from . import ROOT, replacing, trace
 
 CACHE_DIR = ROOT / "build" / "cache" / "evaluate"
 #: Bump when the training code changes in a way that changes numbers (invalidates the cache).
@@ -757,11 +757,15 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
         run_seed = seed + r
         key = hashlib.sha256(json.dumps(base | {"seed": run_seed}, sort_keys=True, default=str).encode()).hexdigest()
         path = folder / f"{key[:32]}.json"
+        what = dict(arch=arch, ipc=ipc, steps=None, seed=run_seed, key=key[:32])
         if cache and path.is_file():
             runs.append(json.loads(path.read_text()) | {"cached": True})
+            trace.event("train", time.time(), True, **what)
             continue
+        t0 = time.time()
         run = _one_run(x, y, (tx, ty), arch, arch_kwargs, p, epochs, run_seed, num_classes, teacher,
                        best_of_last_third, device, progress)
+        trace.event("train", t0, False, **(what | {"steps": run["steps"]}))
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
             with replacing(path) as tmp:  # an interrupted run never leaves a half-written entry

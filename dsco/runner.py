@@ -137,8 +137,10 @@ def _failure_message(path: Path, err: Exception) -> str:
 
 def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: str = "cpu",
         only=None, force: bool = False, extra: dict | None = None, runs_dir: Path | None = None,
-        folder: Path | None = None, progress: bool = True, log=print, jobs: int = 1) -> list[Result]:
-    """Execute the notebooks for one dataset and profile; see the module docstring."""
+        folder: Path | None = None, progress: bool = True, log=print, jobs: int = 1,
+        trace: Path | None = None) -> list[Result]:
+    """Execute the notebooks for one dataset and profile; see the module docstring. ``trace``: a JSON
+    file to write the batch's trace to (:mod:`dsco.trace`: notebooks, core load, trainings, sets)."""
     from . import datasets
 
     if dataset not in DATASETS:
@@ -173,27 +175,38 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     if _QUIET_WARNINGS not in current:
         os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, _QUIET_WARNINGS]))
 
+    tracer = _Tracer(trace, dict(dataset=dataset, profile=profile, seed=seed, device=device,
+                                 jobs=int(jobs), extra=extra)) if trace else None
+
     def execute(path: Path) -> Result:
         out, key_file = out_dir / path.name, out_dir / f"{path.stem}.key"
         failed = out_dir / f"{path.stem}.failed.ipynb"
         mine = {k: v for k, v in params.items() if k in names[path]}  # papermill warns about the others
         key = cache_key(path, mine, sources)
         if not force and out.exists() and key_file.exists() and key_file.read_text() == key:
+            if tracer:
+                tracer.ran(path.stem, "skipped", time.time())
             return Result(path.stem, "skipped", 0.0, out)
         for stale in (out, key_file, failed):
             stale.unlink(missing_ok=True)
         tmp = out_dir / f".{path.stem}.running.ipynb"
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
+        env = tracer.env(path.stem) if tracer else {}
         try:
             pm.execute_notebook(str(path), str(tmp), parameters=mine, cwd=str(path.parent),
-                                kernel_name="python3", progress_bar=False, log_output=False)
+                                kernel_name="python3", progress_bar=False, log_output=False,
+                                kernel_manager_class=_kernel_manager(env))
         except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
+            if tracer:
+                tracer.ran(path.stem, "failed", started)
             if tmp.exists():
                 tmp.replace(failed)
             raise NotebookFailed(_failure_message(path, err)
                                  + (f" (executed copy: {failed})" if failed.exists() else "")) from err
         tmp.replace(out)
         key_file.write_text(key)
+        if tracer:
+            tracer.ran(path.stem, "executed", started)
         return Result(path.stem, "executed", time.perf_counter() - t0, out)
 
     bar = tqdm(total=len(paths), desc=f"{dataset}/{profile}", unit="nb", disable=not progress)
@@ -211,6 +224,63 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         raise KeyboardInterrupt(f"interrupted after {len(finished)} of {len(paths)} notebooks") from None
     finally:
         bar.close()   # before any message about why the batch stopped
+        if tracer:
+            written = tracer.close()
+            if log:
+                log(f"trace: {written}")
+
+
+class _Tracer:
+    """The runner's side of a traced batch (:mod:`dsco.trace`): the kernels' environment, every
+    notebook's start and end, the core sampler, and the file written at the end."""
+
+    def __init__(self, path, meta: dict):
+        import tempfile
+
+        from . import trace
+
+        self.path, self.meta, self.rows = Path(path), meta | {"started": time.time()}, []
+        self.folder = Path(tempfile.mkdtemp(prefix="dsco-trace-"))
+        self.sampler = trace.Sampler()
+        self.sampler.start()
+
+    def env(self, stem: str) -> dict:
+        from . import trace
+
+        return {trace.FOLDER_VAR: str(self.folder), trace.NOTEBOOK_VAR: stem}
+
+    def ran(self, stem: str, status: str, started: float) -> None:
+        self.rows.append({"notebook": stem, "status": status, "start": started, "end": time.time()})
+
+    def close(self) -> Path:
+        import platform
+        import shutil
+
+        from . import trace
+
+        cpu = self.sampler.stop()
+        meta = self.meta | {"wall_s": time.time() - self.meta["started"], "cores": os.cpu_count(),
+                            "cpu": platform.processor() or platform.machine(),
+                            "kernel_threads": os.environ.get("OMP_NUM_THREADS")
+                            or max(1, len(os.sched_getaffinity(0)) // self.meta["jobs"])}
+        try:
+            return trace.write(self.path, meta, sorted(self.rows, key=lambda r: r["start"]), cpu,
+                               self.folder)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _kernel_manager(env: dict):
+    """A jupyter_client kernel manager class whose kernels start with ``env`` on top of this process's
+    environment (how a traced batch tells each kernel its notebook)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class Manager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw["env"] = {**os.environ, **kw.get("env", {}), **env}
+            return await super().start_kernel(**kw)
+
+    return Manager
 
 
 @contextmanager

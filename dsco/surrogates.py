@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import ROOT, replacing
+from . import ROOT, replacing, trace
 from . import nopt
 from .data import ImageSet, encode_class
 from .evaluate import peak_mem_mb
@@ -122,7 +122,9 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
            "real": [real.name, real.split, len(real)]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = Path(cache_dir or CACHE_DIR) / f"{ds.name}-{method}-ipc{ipc}-s{seed}-{digest}.pt"
+    what = dict(method=method, ipc=ipc, seed=seed, key=digest)
     if cache and path.is_file():
+        trace.event("synth", time.time(), True, **what)
         e = torch.load(path, weights_only=False)
         return Surrogate(ImageSet(e["x"], e["y"], list(real.classes), f"{ds.name}-{method}", "train"),
                          method, ipc, seed, opts, e["wall_s"], e["peak_mem_mb"], e["device"], True,
@@ -160,6 +162,7 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
                                  "range; lower lr or lambda_align / lambda_maxoc / lambda_stats")
         x = x.clamp(-1, 1)
     wall = time.perf_counter() - start
+    trace.event("synth", time.time() - wall, False, **what)
     out = Surrogate(ImageSet(x.contiguous(), y.long(), list(real.classes), f"{ds.name}-{method}", "train"),
                     method, ipc, seed, opts, wall, peak_mem_mb(device), str(device), False, log,
                     None if z is None else z.float().contiguous())

@@ -1,0 +1,205 @@
+"""Where a batch spends its time: the trace of one ``dsco run --trace FILE``.
+
+A trace holds three records of one batch, written to one JSON file when the batch ends (also when
+it fails or is interrupted):
+
+- ``notebooks``: every notebook's start and end (wall clock) and whether it ran or was skipped;
+- ``cpu``: the busy share of every core, sampled every ``interval`` seconds (:class:`Sampler`);
+- ``events``: every classifier training and every surrogate set a kernel computed or read back from
+  a cache, with its notebook, start, end and what defines it (:func:`event`, called by
+  :mod:`dsco.evaluate`, :mod:`dsco.surrogates` and :mod:`dsco.doping`).
+
+The kernels learn where to write their events from ``$DSCO_TRACE`` (a folder, one JSON-lines file
+per process) and which notebook they run from ``$DSCO_NOTEBOOK``; both are set by the runner for the
+kernels it starts and nowhere else, so :func:`event` costs nothing outside a traced batch.
+
+Reading: :func:`load` returns a :class:`Trace` of pandas frames; :func:`by_notebook` splits every
+notebook's wall time into synthesis, training and the rest, :func:`trainings` counts and times the
+trainings by architecture and IPC, :func:`repeated` lists what was computed more than once, and
+:func:`timeline` draws the cores' load under the notebooks' bars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+#: Environment variables the runner sets for the kernels of a traced batch.
+FOLDER_VAR, NOTEBOOK_VAR = "DSCO_TRACE", "DSCO_NOTEBOOK"
+#: The kinds of event: a classifier training of the evaluation, a student of Doping, a surrogate set.
+KINDS = ("train", "student", "synth")
+
+
+def event(kind: str, t0: float, cached: bool, **fields) -> None:
+    """Record one computation that started at ``t0`` (``time.time()``) and ends now, or one cache hit
+    (``cached=True``), when this process belongs to a traced batch; otherwise do nothing. ``fields``
+    say what was computed (``arch``, ``ipc``, ``method``, ``key``, ...)."""
+    folder = os.environ.get(FOLDER_VAR)
+    if not folder:
+        return
+    if kind not in KINDS:
+        raise ValueError(f"unknown trace event kind {kind!r}: use one of {', '.join(KINDS)}")
+    row = {"kind": kind, "t0": t0, "t1": time.time(), "cached": bool(cached), "pid": os.getpid(),
+           "notebook": os.environ.get(NOTEBOOK_VAR, ""), **fields}
+    path = Path(folder) / f"events-{os.getpid()}.jsonl"
+    with open(path, "a") as f:  # one file per process: lines of two processes never interleave
+        f.write(json.dumps(row, default=str) + "\n")
+
+
+class Sampler(threading.Thread):
+    """A daemon thread that samples every core's busy share (psutil, percent) every ``interval``
+    seconds into ``rows`` (``[time, core 0, core 1, ...]``) until :meth:`stop`."""
+
+    def __init__(self, interval: float = 2.0):
+        super().__init__(daemon=True)
+        self.interval, self.rows, self._done = float(interval), [], threading.Event()
+
+    def run(self):
+        import psutil
+
+        psutil.cpu_percent(percpu=True)  # the first call only sets the reference point
+        while not self._done.wait(self.interval):
+            self.rows.append([time.time(), *psutil.cpu_percent(percpu=True)])
+
+    def stop(self) -> list:
+        self._done.set()
+        self.join(timeout=2 * self.interval)
+        return self.rows
+
+
+def write(path, meta: dict, notebooks: list[dict], cpu: list, folder) -> Path:
+    """Gather the events under ``folder`` and write the trace JSON to ``path`` (atomically)."""
+    from . import replacing
+
+    events = []
+    for f in sorted(Path(folder).glob("events-*.jsonl")):
+        events += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {"meta": meta, "notebooks": notebooks, "cpu": cpu, "events": events}
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(blob, default=str))
+    return path
+
+
+@dataclass
+class Trace:
+    """A loaded trace: ``meta`` (dict) and the frames ``notebooks``, ``cpu`` and ``events``, every time
+    in seconds since the batch started."""
+
+    meta: dict
+    notebooks: pd.DataFrame
+    cpu: pd.DataFrame
+    events: pd.DataFrame
+
+    @property
+    def wall_s(self) -> float:
+        """The batch's wall time."""
+        return float(self.meta.get("wall_s") or self.notebooks["end"].max())
+
+
+def load(path) -> Trace:
+    """Read a trace written by ``dsco run --trace``."""
+    blob = json.loads(Path(path).read_text())
+    t0 = blob["meta"]["started"]
+    nbs = pd.DataFrame(blob["notebooks"], columns=["notebook", "status", "start", "end"])
+    nbs[["start", "end"]] -= t0
+    cores = max((len(r) - 1 for r in blob["cpu"]), default=0)
+    cpu = pd.DataFrame(blob["cpu"], columns=["t"] + [f"core {i}" for i in range(cores)])
+    cpu["t"] -= t0
+    ev = pd.DataFrame(blob["events"])
+    if ev.empty:
+        ev = pd.DataFrame(columns=["kind", "t0", "t1", "cached", "notebook"])
+    ev[["t0", "t1"]] = ev[["t0", "t1"]] - t0
+    ev["seconds"] = ev["t1"] - ev["t0"]
+    return Trace(blob["meta"], nbs, cpu, ev)
+
+
+def by_notebook(trace: Trace) -> pd.DataFrame:
+    """Per notebook: wall seconds, then the seconds of computed (not cached) synthesis and training
+    (students included), the rest of the wall time (loading, metrics, figures, kernel start), and how
+    many sets and trainings it computed and read back. Notebooks in execution order."""
+    rows = []
+    for nb in trace.notebooks.itertuples():
+        ev = trace.events[trace.events["notebook"] == nb.notebook]
+        done = ev[~ev["cached"].astype(bool)]
+        synth = _busy(done[done["kind"] == "synth"])
+        train = _busy(done[done["kind"] != "synth"])
+        wall = nb.end - nb.start
+        rows.append({"notebook": nb.notebook, "status": nb.status, "start_s": nb.start,
+                     "wall_s": wall, "synthesis_s": synth, "training_s": train,
+                     "other_s": max(wall - _busy(done), 0.0),
+                     "sets": int((done["kind"] == "synth").sum()),
+                     "sets_cached": int(((ev["kind"] == "synth") & ev["cached"]).sum()),
+                     "trainings": int((done["kind"] != "synth").sum()),
+                     "trainings_cached": int(((ev["kind"] != "synth") & ev["cached"]).sum())})
+    return pd.DataFrame(rows)
+
+
+def _busy(ev: pd.DataFrame) -> float:
+    """Wall seconds covered by the union of the events' intervals (parallel work counts once)."""
+    spans = sorted(zip(ev["t0"], ev["t1"]))
+    total, end = 0.0, float("-inf")
+    for a, b in spans:
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def trainings(trace: Trace) -> pd.DataFrame:
+    """The computed trainings by kind, architecture and IPC: how many, seconds each (mean) and in all."""
+    ev = trace.events[(trace.events["kind"] != "synth") & ~trace.events["cached"].astype(bool)]
+    if ev.empty:
+        return pd.DataFrame(columns=["kind", "arch", "ipc", "runs", "s_each", "s_total"])
+    ev = ev.assign(ipc=ev["ipc"].round(1))
+    out = (ev.groupby(["kind", "arch", "ipc"])["seconds"]
+           .agg(runs="size", s_each="mean", s_total="sum").reset_index())
+    return out.sort_values("s_total", ascending=False, ignore_index=True)
+
+
+def repeated(trace: Trace) -> pd.DataFrame:
+    """What was computed more than once in the batch: events of one kind with the same ``key`` computed
+    (not read back) several times -- by two notebooks running at once, or by a notebook that bypasses
+    a cache. One row per key: kind, what, how often, the notebooks, the seconds spent beyond the first."""
+    ev = trace.events[~trace.events["cached"].astype(bool)]
+    if ev.empty or "key" not in ev:
+        return pd.DataFrame(columns=["kind", "what", "times", "notebooks", "extra_s"])
+    rows = []
+    for (kind, key), g in ev.dropna(subset=["key"]).groupby(["kind", "key"]):
+        if len(g) > 1:
+            first = g.iloc[0]
+            what = " ".join(f"{c}={first[c]}" for c in ("method", "arch", "ipc") if c in g and pd.notna(first[c]))
+            rows.append({"kind": kind, "what": what, "times": len(g),
+                         "notebooks": ", ".join(sorted(set(g["notebook"]))),
+                         "extra_s": float(g["seconds"].sum() - g["seconds"].iloc[0])})
+    return pd.DataFrame(rows, columns=["kind", "what", "times", "notebooks", "extra_s"])
+
+
+def timeline(trace: Trace, title: str = ""):
+    """The batch over time: every core's busy share (top) and one bar per executed notebook (bottom),
+    so idle cores and the notebooks running at the time line up. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    nbs = trace.notebooks[trace.notebooks["status"] == "executed"].reset_index(drop=True)
+    fig, (top, low) = plt.subplots(2, 1, figsize=(10, 2.2 + 0.22 * len(nbs)), sharex=True,
+                                   gridspec_kw={"height_ratios": [1.2, max(len(nbs), 1) * 0.25]})
+    minutes = trace.cpu["t"] / 60
+    for col in trace.cpu.columns[1:]:
+        top.plot(minutes, trace.cpu[col].rolling(5, min_periods=1).mean(), lw=1, label=col)
+    top.set(ylabel="busy %", ylim=(0, 105), title=title or "cores and notebooks over the batch")
+    top.legend(fontsize=7, loc="lower right", ncol=len(trace.cpu.columns) - 1)
+    for i, nb in nbs.iterrows():
+        low.barh(i, (nb.end - nb.start) / 60, left=nb.start / 60, height=0.7, color="tab:blue")
+        low.text(nb.end / 60, i, f" {nb.notebook[:2]}", va="center", fontsize=7)
+    low.set(yticks=range(len(nbs)), yticklabels=nbs["notebook"].str[:24], xlabel="minutes")
+    low.invert_yaxis()
+    low.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
