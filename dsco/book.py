@@ -359,7 +359,7 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
     With ``check`` the built pages go through :func:`check_html` and any problem fails the build.
     Raises :class:`BookError` with the fix in its message.
     """
-    from .plots import check_params, git_commit
+    from .results import check_params, git_commit
 
     check_params(dataset, profile)
     book_dir = Path(book_dir) if book_dir is not None else ROOT / "book"

@@ -331,7 +331,7 @@ def export_manifest(method: str, parameters: dict, seeds, classes, files: list[d
     """The ``manifest.json`` of an export (``format: dsco-export/1``): method, parameters, seeds, package
     versions, git commit, creation time, classes and their folders, counts per class, image shape and
     every file with its label and SHA-256 (plus ``extra`` fields)."""
-    from .plots import git_commit, package_versions
+    from .results import git_commit, package_versions
 
     labels = [f["label"] for f in files]
     return {"format": "dsco-export/1", "method": method, "parameters": parameters, "seeds": seeds,

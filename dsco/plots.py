@@ -1,49 +1,15 @@
-"""Figure style, the one save helper for every figure and table (with provenance), and image grids.
+"""Figures: the book's style and the figure helpers the notebooks share.
 
-A notebook calls :func:`start` once, right after its ``parameters`` cell, and :func:`save` for
-every figure or table it produces. ``save`` writes the file under
-``build/results/<dataset>/<profile>/`` (or ``$DSCO_RESULTS``) and a JSON sidecar beside it with the
-notebook's parameters, seed, package versions, git commit and the wall time since ``start``.
-Image helpers for every dataset (grey or RGB, in [-1, 1]): :func:`image_grid`, :func:`show_images`,
-:func:`first_per_class`, :func:`mosaic`.
+:func:`style` (called by :func:`dsco.results.start`); image helpers for every dataset (grey or RGB,
+in [-1, 1]): :func:`image_grid`, :func:`show_images`, :func:`first_per_class`, :func:`mosaic`; the
+sweep and NOpt-term panels of the ablation tables (:func:`sweep`, :func:`nopt_terms`); Fig. 2 drawn
+from the functions that implement each stage (:func:`framework`, :func:`framework_table`); Fig. 1's
+memorize-generalize picture (:func:`rkhs_picture`). Saving goes through :func:`dsco.results.save`.
 """
+
 from __future__ import annotations
 
-import json
-import os
-import random
-import subprocess
-import time
-import warnings
-from importlib import metadata
-from pathlib import Path
-
 import numpy as np
-
-from . import DATASETS, PROFILES, ROOT
-
-_RUN: dict = {}
-_PACKAGES = ("dsco", "torch", "torchvision", "diffusers", "timm", "numpy", "scikit-learn",
-             "pandas", "matplotlib", "seaborn", "papermill")
-
-
-def check_params(dataset: str, profile: str) -> None:
-    """Raise one clear ``ValueError`` for an unknown dataset or profile name."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU) so a rerun gives the same tensors."""
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency of the package
-        return
-    torch.manual_seed(seed)
 
 
 def style() -> None:
@@ -55,96 +21,10 @@ def style() -> None:
     matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "savefig.bbox": "tight"})
 
 
-def start(dataset: str, profile: str, seed: int, device: str = "cpu", **extra) -> dict:
-    """Validate the notebook parameters, seed everything, set the style, start the clock.
-
-    Returns the parameters as a dict (what :func:`save` records in every sidecar).
-    """
-    check_params(dataset, profile)
-    if not (device == "cpu" or device.startswith("cuda") or device == "mps"):
-        raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda' (optionally 'cuda:N')")
-    seed_everything(seed)
-    style()
-    # tqdm.auto without ipywidgets falls back to text bars; its warning about that is noise here.
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    _RUN.clear()
-    _RUN.update(params=dict(dataset=dataset, profile=profile, seed=seed, device=device, **extra),
-                t0=time.perf_counter())
-    return dict(_RUN["params"])
-
-
-def results_dir(dataset: str | None = None, profile: str | None = None) -> Path:
-    """Folder for generated results: ``$DSCO_RESULTS`` or ``build/results/<dataset>/<profile>``."""
-    params = _RUN.get("params", {})
-    dataset = dataset or params.get("dataset", "digits")
-    profile = profile or params.get("profile", "smoke")
-    base = Path(os.environ.get("DSCO_RESULTS", ROOT / "build" / "results"))
-    return base / dataset / profile
-
-
-def package_versions() -> dict:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def provenance() -> dict:
-    """Parameters, seed, package versions, git commit and wall time of the current run."""
-    params = _RUN.get("params", {})
-    t0 = _RUN.get("t0")
-    return dict(params=params, seed=params.get("seed"), packages=package_versions(),
-                git_commit=git_commit(),
-                wall_time_s=None if t0 is None else round(time.perf_counter() - t0, 3),
-                saved_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-
-
-def save(obj, name: str, folder: str | Path | None = None) -> Path:
-    """Save a matplotlib figure (PNG) or a pandas DataFrame (CSV) plus a ``.json`` sidecar.
-
-    ``name`` is a file stem such as ``"table13"`` or ``"fig1_rkhs"``, unique within a notebook run (a
-    repeated name raises: its sidecar would overwrite the first one's). Returns the written path.
-    """
-    import pandas as pd
-    from matplotlib.figure import Figure
-
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"bad result name {name!r}: use a plain file stem such as 'table13'")
-    saved = _RUN.setdefault("saved", set())
-    if folder is None and name in saved:  # one sidecar per name: a second save would overwrite the first's
-        raise ValueError(f"result name {name!r} was already saved by this notebook: give each figure and "
-                         "table its own name")
-    saved.add(name) if folder is None else None
-    out = Path(folder) if folder is not None else results_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    if isinstance(obj, Figure):
-        path = out / f"{name}.png"
-        obj.savefig(path)
-    elif isinstance(obj, (pd.DataFrame, pd.Series)):
-        path = out / f"{name}.csv"
-        obj.to_csv(path)
-    else:
-        raise TypeError(f"save() takes a matplotlib Figure or a pandas DataFrame, not {type(obj).__name__}")
-    meta = dict(file=path.name, **provenance())
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=str))
-    return path
-
-
-# --- images ------------------------------------------------------------------------------------------
+# --- images -----------------------------------------------------------------------------------
 def image_grid(x, nrow: int | None = None, pad: int = 1):
-    """Images ``N×C×H×W`` in [-1, 1] tiled by ``torchvision.utils.make_grid`` (``nrow`` per row, default
-    all in one row) into one array in [0, 1]: ``H×W`` for grey images, ``H×W×3`` for RGB."""
+    """Images ``N×C×H×W`` in [-1, 1] tiled by ``torchvision.utils.make_grid`` (``nrow`` per row,
+    default all in one row) into one array in [0, 1]: ``H×W`` for grey images, ``H×W×3`` for RGB."""
     import torch
     from torchvision.utils import make_grid
 
@@ -154,9 +34,12 @@ def image_grid(x, nrow: int | None = None, pad: int = 1):
 
 
 def show_images(ax, x, nrow: int | None = None, title: str | None = None, **kwargs) -> None:
-    """Draw :func:`image_grid` on ``ax``: grey images with dark ink (``gray_r``), RGB as they are."""
+    """Draw :func:`image_grid` on ``ax``: grey images with dark ink (``gray_r``), RGB as they
+    are."""
     grid = image_grid(x, nrow, **kwargs)
-    ax.imshow(grid, cmap="gray_r" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(
+        grid, cmap="gray_r" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
+    )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
@@ -165,8 +48,8 @@ def show_images(ax, x, nrow: int | None = None, title: str | None = None, **kwar
 
 
 def first_per_class(data, k: int = 1):
-    """The first ``k`` images of every class of ``data`` (an ImageSet, or an ``(x, y)`` pair), stacked in
-    class order: a ``(classes × k)×C×H×W`` tensor."""
+    """The first ``k`` images of every class of ``data`` (an ImageSet, or an ``(x, y)`` pair),
+    stacked in class order: a ``(classes × k)×C×H×W`` tensor."""
     import torch
 
     x, y = (data.x, data.y) if hasattr(data, "x") else data
@@ -174,12 +57,14 @@ def first_per_class(data, k: int = 1):
 
 
 def mosaic(rows: dict, title: str | None = None, size: float = 0.6):
-    """One row of images per entry of ``rows`` (``{label: N×C×H×W tensor}``, e.g. the first image per
-    class of several surrogate sets), labelled on the left; returns the figure."""
+    """One row of images per entry of ``rows`` (``{label: N×C×H×W tensor}``, e.g. the first image
+    per class of several surrogate sets), labelled on the left; returns the figure."""
     import matplotlib.pyplot as plt
 
     n = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), 1, figsize=(max(3.0, size * n), size * len(rows) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(max(3.0, size * n), size * len(rows) + 0.6), squeeze=False
+    )
     for ax, (label, x) in zip(axes[:, 0], rows.items()):
         show_images(ax, x)
         ax.set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8)
@@ -189,9 +74,9 @@ def mosaic(rows: dict, title: str | None = None, size: float = 0.6):
 
 
 def sweep(ours, paper, x: str, titles, marks=(), log: bool = True):
-    """Accuracy against a swept weight (Tables 10, 11): ours (``mean``/``std`` per ``x`` and ``ipc``, error
-    bars) on the left, the paper's (``mean`` per ``x`` and its ``ipc``) on the right; dotted vertical lines
-    at ``marks`` (e.g. the defaults). Returns the figure."""
+    """Accuracy against a swept weight (Tables 10, 11): ours (``mean``/``std`` per ``x`` and
+    ``ipc``, error bars) on the left, the paper's (``mean`` per ``x`` and its ``ipc``) on the right;
+    dotted vertical lines at ``marks`` (e.g. the defaults). Returns the figure."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -208,18 +93,34 @@ def sweep(ours, paper, x: str, titles, marks=(), log: bool = True):
 
 
 def nopt_terms(logs, terms, hue: str = "row", title: str | None = None):
-    """NOpt's logged loss terms per denoising step (mean over classes): one panel per term, one colour
-    per ``hue`` value, solid at the drawn noise (``<term>_first``) and dashed after the optimisation
-    (``<term>_last``); log scale where every value is positive. Returns the figure."""
+    """NOpt's logged loss terms per denoising step (mean over classes): one panel per term, one
+    colour per ``hue`` value, solid at the drawn noise (``<term>_first``) and dashed after the
+    optimisation (``<term>_last``); log scale where every value is positive. Returns the figure."""
     import seaborn as sns
 
     cols = [f"{t}_{w}" for t in terms for w in ("first", "last")]
-    long = (logs.groupby([hue, "step"], sort=False)[cols].mean().reset_index()
-            .melt(id_vars=[hue, "step"], value_vars=cols).dropna())
+    long = (
+        logs.groupby([hue, "step"], sort=False)[cols]
+        .mean()
+        .reset_index()
+        .melt(id_vars=[hue, "step"], value_vars=cols)
+        .dropna()
+    )
     long[["term", "noise"]] = long["variable"].str.rsplit("_", n=1, expand=True)
     long["noise"] = long["noise"].map({"first": "drawn ε", "last": "optimised ε"})
-    g = sns.relplot(data=long, x="step", y="value", hue=hue, style="noise", col="term", kind="line", errorbar=None,
-                    height=3.0, aspect=1.15, facet_kws={"sharey": False})
+    g = sns.relplot(
+        data=long,
+        x="step",
+        y="value",
+        hue=hue,
+        style="noise",
+        col="term",
+        kind="line",
+        errorbar=None,
+        height=3.0,
+        aspect=1.15,
+        facet_kws={"sharey": False},
+    )
     for ax, term in zip(g.axes.flat, g.col_names):
         if (long.loc[long["term"] == term, "value"] > 0).all():
             ax.set_yscale("log")
@@ -229,74 +130,32 @@ def nopt_terms(logs, terms, hue: str = "row", title: str | None = None):
     return g.figure
 
 
-def beside_other(ours, name: str, other: str | None, on, values):
-    """Does a finding carry over to another dataset? ``ours`` (a frame this notebook saved as ``name``)
-    beside the same result saved by a run of the same notebook and profile on the dataset ``other``
-    (``build/results/<other>/<profile>/<name>.csv``), merged on the columns ``on``: every column of
-    ``values`` twice, suffixed with the two dataset names. Returns a one-line note instead when ``other``
-    is this run's dataset or None, or its result was not saved yet (naming the command that saves it)."""
-    theirs = _other_result(name, other)
-    if isinstance(theirs, str):
-        return theirs
-    on = [on] if isinstance(on, str) else list(on)
-    keep = on + list(values)
-    return ours.reset_index(drop=ours.index.name is None)[keep].merge(
-        theirs[keep], on=on, how="outer", suffixes=(f" ({_RUN['params']['dataset']})", f" ({other})"))
-
-
-def carries_over(ours, name: str, other: str | None, finding):
-    """Which findings carry over to another dataset: ``finding`` reads a result frame and returns
-    ``{claim: (verdict, numbers)}`` (e.g. :func:`dsco.paper.paired_claims`); it reads ``ours`` and the
-    same result saved by the run on ``other`` (as in :func:`beside_other`). One row per claim: the
-    verdict and numbers on each dataset and ``carries over``: "yes" where the verdicts agree or both
-    hold (in every cell or in most), else "no". A one-line note instead when there is nothing to
-    compare with."""
-    import pandas as pd
-
-    theirs = _other_result(name, other)
-    if isinstance(theirs, str):
-        return theirs
-    mine, yours, dataset = finding(ours), finding(theirs), _RUN["params"]["dataset"]
-    holds = {"holds", "holds in most cells"}
-    rows = []
-    for claim, (v, n) in mine.items():
-        w, m = yours.get(claim, ("not measured", ""))
-        rows.append({"claim": claim, dataset: v, f"{dataset}: numbers": n, other: w, f"{other}: numbers": m,
-                     "carries over": "yes" if v == w or {v, w} <= holds else "no"})
-    return pd.DataFrame(rows).set_index("claim")
-
-
-def _other_result(name: str, other: str | None):
-    """The frame ``name`` saved by this notebook's run on the dataset ``other`` (same profile), or a
-    one-line note saying why there is none."""
-    import pandas as pd
-
-    params = _RUN.get("params", {})
-    dataset, profile = params.get("dataset"), params.get("profile", "smoke")
-    if other in (None, ""):
-        return "no other dataset to compare with (compare_with = None)"
-    if other == dataset:
-        return f"compare_with = {other!r} is this run's own dataset: set it to another dataset to compare with"
-    path = results_dir(other, profile) / f"{name}.csv"
-    if not path.is_file():
-        return (f"no {other} result to compare with: run `dsco run --dataset {other} --profile {profile}` first "
-                f"({path} is missing)")
-    theirs = pd.read_csv(path, index_col=0)
-    return theirs.reset_index(drop=theirs.index.name is None)
-
-
 #: The stages of Fig. 2 (the DsCo framework), each with the ``dsco`` functions that implement it:
 #: ``(key, title, functions)``; :func:`framework` draws them with this dataset's settings.
 FRAMEWORK = [
     ("data", "target data $\\mathcal{T}$", ["datasets.Dataset.train", "data.encode_class"]),
-    ("diffuse", "encode + diffuse the\ntarget latents (accessible)", ["backbones.Backbone.encode",
-                                                                     "backbones.Backbone.q_sample"]),
+    (
+        "diffuse",
+        "encode + diffuse the\ntarget latents (accessible)",
+        ["backbones.Backbone.encode", "backbones.Backbone.q_sample"],
+    ),
     ("templates", "step-wise templates\n(data-free)", ["nopt.template_stats"]),
-    ("model", "diffusion model:\n$\\mu_t, \\sigma_t$ from $z_{t+1}$", ["backbones.Backbone.mean_std"]),
+    (
+        "model",
+        "diffusion model:\n$\\mu_t, \\sigma_t$ from $z_{t+1}$",
+        ["backbones.Backbone.mean_std"],
+    ),
     ("noise", "noise $\\epsilon_t \\sim \\mathcal{N}(0, I)$,\noptimised", ["nopt.synthesize"]),
-    ("project", "$z_t = \\mu_t + \\sigma_t \\epsilon_t$ (Eq. 13)\n→ random projector", ["projector.for_latents"]),
-    ("align", "distribution alignment\n$L_{align}$ | $L_{maxoc} + L_{stats}$",
-     ["losses.channel_ot_loss", "losses.max_occupation_loss", "losses.stats_loss"]),
+    (
+        "project",
+        "$z_t = \\mu_t + \\sigma_t \\epsilon_t$ (Eq. 13)\n→ random projector",
+        ["projector.for_latents"],
+    ),
+    (
+        "align",
+        "distribution alignment\n$L_{align}$ | $L_{maxoc} + L_{stats}$",
+        ["losses.channel_ot_loss", "losses.max_occupation_loss", "losses.stats_loss"],
+    ),
     ("reality", "reality constraint\n$L_{reality}(\\epsilon_t)$", ["losses.reality_loss"]),
     ("decode", "decoder", ["backbones.Backbone.decode"]),
     ("synthetic", "synthetic set $\\mathcal{S}$", ["surrogates.make"]),
@@ -308,50 +167,112 @@ FRAMEWORK = [
 
 def framework(ds):
     """Fig. 2 drawn from :data:`FRAMEWORK`: every stage a box naming the ``dsco`` functions that
-    implement it, with ``ds``'s settings (backbone, NOpt steps and iterations, trigger schedule); the
-    grey region is NOpt's denoising loop, the dashed red arrows the gradient flow into the noise."""
+    implement it, with ``ds``'s settings (backbone, NOpt steps and iterations, trigger schedule);
+    the grey region is NOpt's denoising loop, the dashed red arrows the gradient flow into the
+    noise."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
     b, e = ds.budget, ds.entry
-    where = {"data": (0.9, 5.2), "diffuse": (4.3, 5.2), "templates": (4.3, 1.6), "model": (7.9, 5.3),
-             "noise": (7.9, 3.4), "reality": (7.9, 1.5), "project": (11.0, 5.3), "align": (11.0, 3.4),
-             "decode": (14.2, 5.3), "synthetic": (14.2, 3.4), "trigger": (14.2, 1.5), "doping": (17.3, 1.5),
-             "concentrated": (17.3, 3.4)}
-    extra = {"data": f"{ds.name}: {ds.num_classes} classes", "model": e.backbone["name"],
-             "trigger": f"schedule {b.ipcs['trigger']}", "synthetic": f"IPC {b.ipcs['low']}"}
+    where = {
+        "data": (0.9, 5.2),
+        "diffuse": (4.3, 5.2),
+        "templates": (4.3, 1.6),
+        "model": (7.9, 5.3),
+        "noise": (7.9, 3.4),
+        "reality": (7.9, 1.5),
+        "project": (11.0, 5.3),
+        "align": (11.0, 3.4),
+        "decode": (14.2, 5.3),
+        "synthetic": (14.2, 3.4),
+        "trigger": (14.2, 1.5),
+        "doping": (17.3, 1.5),
+        "concentrated": (17.3, 3.4),
+    }
+    extra = {
+        "data": f"{ds.name}: {ds.num_classes} classes",
+        "model": e.backbone["name"],
+        "trigger": f"schedule {b.ipcs['trigger']}",
+        "synthetic": f"IPC {b.ipcs['low']}",
+    }
     fig, ax = plt.subplots(figsize=(15, 5.6))
-    ax.add_patch(FancyBboxPatch((6.3, 0.55), 6.3, 5.9, boxstyle="round,pad=0.05", fc="0.92", ec="0.3", ls="--"))
-    ax.text(9.45, 6.6, f"NOpt: {b.nopt['num_steps']} denoising steps, each {b.nopt['iterations']} SGD "
-            "iterations on the noise", ha="center", fontsize=9, weight="bold")
+    ax.add_patch(
+        FancyBboxPatch(
+            (6.3, 0.55), 6.3, 5.9, boxstyle="round,pad=0.05", fc="0.92", ec="0.3", ls="--"
+        )
+    )
+    ax.text(
+        9.45,
+        6.6,
+        f"NOpt: {b.nopt['num_steps']} denoising steps, each {b.nopt['iterations']} SGD "
+        "iterations on the noise",
+        ha="center",
+        fontsize=9,
+        weight="bold",
+    )
     boxes = {}
     for key, title, functions in FRAMEWORK:
-        label = "\n".join([title, *([extra[key]] if key in extra else []),
-                           *(f"dsco.{f}" for f in functions)])
-        boxes[key] = ax.text(*where[key], label, ha="center", va="center", fontsize=7.2, linespacing=1.25,
-                             bbox=dict(boxstyle="round,pad=0.4", fc="white", ec="C0" if key != "doping" else "C3"))
+        label = "\n".join(
+            [title, *([extra[key]] if key in extra else []), *(f"dsco.{f}" for f in functions)]
+        )
+        boxes[key] = ax.text(
+            *where[key],
+            label,
+            ha="center",
+            va="center",
+            fontsize=7.2,
+            linespacing=1.25,
+            bbox=dict(boxstyle="round,pad=0.4", fc="white", ec="C0" if key != "doping" else "C3"),
+        )
 
-    def arrow(a, b_, color="0.2", **kw):   # from box a's edge to box b_'s edge
-        ax.annotate("", (0.5, 0.5), xycoords=boxes[b_], xytext=(0.5, 0.5), textcoords=boxes[a],
-                    arrowprops=dict(arrowstyle="-|>", color=color, patchA=boxes[a].get_bbox_patch(),
-                                    patchB=boxes[b_].get_bbox_patch(), shrinkA=2, shrinkB=2, **kw))
+    def arrow(a, b_, color="0.2", **kw):  # from box a's edge to box b_'s edge
+        ax.annotate(
+            "",
+            (0.5, 0.5),
+            xycoords=boxes[b_],
+            xytext=(0.5, 0.5),
+            textcoords=boxes[a],
+            arrowprops=dict(
+                arrowstyle="-|>",
+                color=color,
+                patchA=boxes[a].get_bbox_patch(),
+                patchB=boxes[b_].get_bbox_patch(),
+                shrinkA=2,
+                shrinkB=2,
+                **kw,
+            ),
+        )
 
-    for a, b_ in [("data", "diffuse"), ("diffuse", "align"), ("templates", "align"), ("model", "project"),
-                  ("noise", "project"), ("project", "align"), ("project", "decode"), ("decode", "synthetic"),
-                  ("synthetic", "trigger"), ("trigger", "doping"), ("doping", "concentrated"),
-                  ("synthetic", "concentrated")]:
+    for a, b_ in [
+        ("data", "diffuse"),
+        ("diffuse", "align"),
+        ("templates", "align"),
+        ("model", "project"),
+        ("noise", "project"),
+        ("project", "align"),
+        ("project", "decode"),
+        ("decode", "synthetic"),
+        ("synthetic", "trigger"),
+        ("trigger", "doping"),
+        ("doping", "concentrated"),
+        ("synthetic", "concentrated"),
+    ]:
         arrow(a, b_)
     for a in ("align", "reality"):
         arrow(a, "noise", color="C3", ls="--", connectionstyle="arc3,rad=0.25")
     ax.set(xlim=(-0.3, 19.0), ylim=(0.2, 7.0))
     ax.axis("off")
-    ax.set_title(f"Fig. 2: the Dataset Concentration framework, as implemented ({ds.name}, {ds.profile} profile)")
+    ax.set_title(
+        "Fig. 2: the Dataset Concentration framework, as implemented "
+        f"({ds.name}, {ds.profile} profile)"
+    )
     return fig
 
 
 def framework_table():
-    """The stages of :data:`FRAMEWORK` with the first line of each function's docstring: which ``dsco``
-    function implements which box of Fig. 2 (a name that no longer resolves raises ``AttributeError``)."""
+    """The stages of :data:`FRAMEWORK` with the first line of each function's docstring: which
+    ``dsco`` function implements which box of Fig. 2 (a name that no longer resolves raises
+    ``AttributeError``)."""
     import importlib
 
     import pandas as pd
@@ -363,15 +284,22 @@ def framework_table():
             obj = importlib.import_module(f"dsco.{module}")
             for part in path:
                 obj = getattr(obj, part)
-            rows.append({"stage": " ".join(title.split()), "function": f"dsco.{name}",
-                         "what it does": ((obj.__doc__ or "").strip().splitlines() or [""])[0]})
+            rows.append(
+                {
+                    "stage": " ".join(title.split()),
+                    "function": f"dsco.{name}",
+                    "what it does": ((obj.__doc__ or "").strip().splitlines() or [""])[0],
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def rkhs_picture(ax, targets, surrogates, bandwidth: float, title: str, circles: bool = True) -> None:
+def rkhs_picture(
+    ax, targets, surrogates, bandwidth: float, title: str, circles: bool = True
+) -> None:
     """Fig. 1's memorize-generalize picture on ``ax``: the chance that a point is recognised by some
-    surrogate (saturating ``h``, :func:`dsco.theory.recognition_chance`) as a filled contour, the 2-D
-    ``targets`` and ``surrogates``, and each surrogate's recognition circle (radius
+    surrogate (saturating ``h``, :func:`dsco.theory.recognition_chance`) as a filled contour, the
+    2-D ``targets`` and ``surrogates``, and each surrogate's recognition circle (radius
     :func:`dsco.theory.recognition_radius`)."""
     import matplotlib.pyplot as plt
 
@@ -379,13 +307,26 @@ def rkhs_picture(ax, targets, surrogates, bandwidth: float, title: str, circles:
 
     lo, hi = targets.min(0) - 1.0, targets.max(0) + 1.0
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 120), np.linspace(lo[1], hi[1], 120))
-    field = theory.recognition_chance(np.column_stack([gx.ravel(), gy.ravel()]), surrogates, bandwidth,
-                                      h="saturating").reshape(gx.shape)
+    field = theory.recognition_chance(
+        np.column_stack([gx.ravel(), gy.ravel()]), surrogates, bandwidth, h="saturating"
+    ).reshape(gx.shape)
     ax.contourf(gx, gy, field, levels=np.linspace(0, 1, 11), cmap="RdPu", alpha=0.55)
     ax.scatter(*targets.T, s=4, color="c", alpha=0.6, label="target $\\mathcal{T}$")
-    ax.scatter(*surrogates.T, s=22, color="red", edgecolor="k", lw=0.4, label="surrogate $\\mathcal{S}$")
+    ax.scatter(
+        *surrogates.T, s=22, color="red", edgecolor="k", lw=0.4, label="surrogate $\\mathcal{S}$"
+    )
     if circles:
         for p in surrogates:
-            ax.add_patch(plt.Circle(p, theory.recognition_radius(bandwidth), fill=False, ls="--", lw=0.7,
-                                    color="darkred"))
-    ax.set(title=title, xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), aspect="equal", xticks=[], yticks=[])
+            ax.add_patch(
+                plt.Circle(
+                    p,
+                    theory.recognition_radius(bandwidth),
+                    fill=False,
+                    ls="--",
+                    lw=0.7,
+                    color="darkred",
+                )
+            )
+    ax.set(
+        title=title, xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), aspect="equal", xticks=[], yticks=[]
+    )

@@ -142,6 +142,7 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     """Execute the notebooks for one dataset and profile; see the module docstring. ``trace``: a JSON
     file to write the batch's trace to (:mod:`dsco.trace`: notebooks, core load, trainings, sets)."""
     from . import datasets
+    from .results import results_dir
 
     if dataset not in DATASETS:
         raise RunError(f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}")
@@ -187,8 +188,9 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
             if tracer:
                 tracer.ran(path.stem, "skipped", time.time())
             return Result(path.stem, "skipped", 0.0, out)
-        for stale in (out, key_file, failed):
-            stale.unlink(missing_ok=True)
+        verdicts = results_dir(dataset, profile) / f"verdicts_{path.stem}"
+        for stale in (out, key_file, failed, *(verdicts.with_suffix(s) for s in (".csv", ".json"))):
+            stale.unlink(missing_ok=True)  # a failed or renamed notebook leaves no verdict behind
         tmp = out_dir / f".{path.stem}.running.ipynb"
         t0, started = time.perf_counter(), time.time()
         env = tracer.env(path.stem) if tracer else {}

@@ -1,76 +1,158 @@
-"""The claims scorecard: every claim the notebooks test, its verdict on every dataset whose batch ran.
+"""The claims scorecard: every claim the notebooks test, with its verdict on every dataset.
 
-A notebook states its claims as ``{claim: (verdict, numbers)}`` -- the form of
-:func:`dsco.paper.paired_claims`, :func:`dsco.paper.finding` and :func:`dsco.doping.trigger_findings` --
-and saves them with :func:`record` (``verdicts_<notebook>.csv`` beside its other results, with the
-usual provenance sidecar). The book's scorecard page is generated from those files alone
-(:func:`collect`, :func:`markdown`), one column per dataset whose batch of the profile was run: nothing
-on it is typed by hand, and a claim reads *not measured* on a dataset whose run did not record it.
-
-A verdict is one of :data:`VERDICTS`. Where a claim compares trainings ("A beats B") the verdict rests
-on paired differences with their 95 % interval (:func:`dsco.paper.paired`): "within noise" when the
-interval covers zero, whatever the means say.
+A notebook judges each claim with a rule of :mod:`dsco.verdicts` (never by hand) and saves the
+results with :func:`record`: ``verdicts_<notebook>.csv`` beside its other results, with the usual
+provenance sidecar (commit, date, parameters). The book's first page is generated from those files
+alone (:func:`collect`, :func:`page`), one column per dataset whose batch of the profile was run:
+nothing on it is typed by hand, only notebooks of the build are shown (the runner deletes a
+notebook's verdicts before it executes it), and a claim reads *not measured* on a dataset whose run
+did not record it. In the ``smoke`` profile every verdict is recorded as *not measured (smoke)*: the
+smoke sizes test the code path, not the claims (the rule's own answer is kept as ``computed``).
+:func:`carries_over` sets a notebook's verdicts beside those of its run on another dataset.
 """
+
 from __future__ import annotations
 
+import html
 import json
 
 import pandas as pd
 
-from . import DATASETS
+from . import DATASETS, results
+from .verdicts import MARKS, VERDICTS, Verdict, describe
 
-#: The verdicts a claim can get (the page counts them in this order).
-VERDICTS = ("holds", "holds in most cells", "within noise", "does not hold", "not measured")
-_MARK = {"holds": "✓", "holds in most cells": "◑", "within noise": "○", "does not hold": "✗",
-         "not measured": "·"}   # plain symbols: they render in every font (emoji need an emoji font)
+#: The profile whose verdicts are recorded as not measured (its sizes only exercise the code).
+SMOKE = "smoke"
+#: What the page says above a smoke scorecard.
+SMOKE_BANNER = (
+    "**Smoke profile: nothing here is a finding.** The smoke sizes (a few NOpt "
+    "iterations, one replicate, tens of optimiser steps) test that every notebook runs; "
+    "every verdict reads *not measured (smoke)*. Build the book of the `paper` profile "
+    "for the verdicts."
+)
+COLUMNS = [
+    "claim",
+    "section",
+    "notebook",
+    "verdict",
+    "computed",
+    "numbers",
+    "rule",
+    "resolution",
+    "cells",
+]
 
 
 def record(claims: dict, notebook: str, section: str, show: bool = True) -> pd.DataFrame:
-    """Save the verdicts of one notebook run: ``claims`` maps each claim (one sentence, e.g. "DsCo >
-    Random") to ``(verdict, numbers)``; ``notebook`` is the notebook's file stem (the scorecard links
-    to its page), ``section`` the paper section or related work the claim comes from. With ``show``
-    the verdicts are displayed as a list (end the notebook line with ``;``). Returns the saved frame,
-    one row per claim."""
-    from .plots import save
-
+    """Save the verdicts of one notebook run: ``claims`` maps each claim (one sentence of the paper,
+    worded so that *holds* means the paper is right, e.g. "DsCo > Random") to the
+    :class:`~dsco.verdicts.Verdict` a rule of :mod:`dsco.verdicts` returned; ``notebook`` is the
+    notebook's file stem (the scorecard links to its page), ``section`` the paper section or related
+    work the claim comes from. With ``show`` the verdicts are displayed as a list (end the notebook
+    line with ``;``). Returns the saved frame, one row per claim."""
     if not claims:
-        raise ValueError(f"{notebook}: no claims to record; pass {{claim: (verdict, numbers)}}")
+        raise ValueError(f"{notebook}: no claims to record; pass {{claim: Verdict}}")
+    smoke = results.current("profile") == SMOKE
     rows = []
-    for claim, (verdict, numbers) in claims.items():
-        if verdict not in VERDICTS:
-            raise ValueError(f"{notebook}: verdict {verdict!r} of {claim!r} is not one of {', '.join(VERDICTS)}")
-        rows.append({"claim": claim, "section": section, "notebook": notebook, "verdict": verdict,
-                     "numbers": str(numbers)})
-    frame = pd.DataFrame(rows).set_index("claim")
-    save(frame, f"verdicts_{notebook}")
+    for claim, v in claims.items():
+        if not isinstance(v, Verdict):
+            raise TypeError(
+                f"{notebook}: {claim!r} has {type(v).__name__}, not a Verdict: judge it "
+                "with a rule of dsco.verdicts"
+            )
+        rows.append(
+            {
+                "claim": claim,
+                "section": section,
+                "notebook": notebook,
+                "verdict": "not measured" if smoke else v.verdict,
+                "computed": v.verdict,
+                "numbers": v.numbers,
+                "rule": v.rule,
+                "resolution": v.resolution,
+                "cells": v.cells_json(),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=COLUMNS).set_index("claim")
+    results.save(frame, f"verdicts_{notebook}")
     if show:
         from IPython.display import Markdown, display
 
-        display(Markdown("\n".join(f"- {_MARK[r.verdict]} **{c}** — {r.verdict}: {r.numbers}"
-                                   for c, r in frame.iterrows())))
+        banner = (
+            SMOKE_BANNER.replace("every verdict", "each verdict below") + "\n\n" if smoke else ""
+        )
+        display(Markdown(banner + describe(claims)))
     return frame
 
 
-def collect(profile: str, datasets=None) -> pd.DataFrame:
-    """Every verdict recorded by runs of ``profile`` (on ``datasets``, default all of them): one row per
-    (dataset, claim) with ``section``, ``notebook``, ``verdict``, ``numbers`` and ``saved_at`` (from the
-    sidecar). Empty (with those columns) when no run recorded any."""
-    from .plots import results_dir
+def carries_over(notebook: str, other: str | None) -> pd.DataFrame | str:
+    """This run's recorded verdicts of ``notebook`` beside the ones its run on the dataset ``other``
+    recorded (same profile): one row per claim with both verdicts and numbers and ``carries over``
+    ("yes" where the verdicts agree, "no" where they differ, "–" where either is not measured). A
+    one-line note instead when there is nothing to compare with."""
+    dataset, profile = results.current("dataset"), results.current("profile")
+    if other in (None, ""):
+        return "no other dataset to compare with (compare_with = None)"
+    if other == dataset:
+        return (
+            f"compare_with = {other!r} is this run's own dataset: set it to another dataset "
+            "to compare with"
+        )
+    mine, theirs = (
+        results.results_dir(d, profile) / f"verdicts_{notebook}.csv" for d in (dataset, other)
+    )
+    if not mine.is_file():
+        return f"{notebook} recorded no verdicts in this run yet"
+    if not theirs.is_file():
+        return (
+            f"no {other} verdicts to compare with: run `dsco run --dataset {other} --profile "
+            f"{profile} --only {notebook[:2]}` first ({theirs} is missing)"
+        )
+    a, b = (pd.read_csv(p, keep_default_na=False).set_index("claim") for p in (mine, theirs))
+    out = pd.DataFrame({dataset: a["verdict"], f"{dataset}: numbers": a["numbers"]})
+    out[other] = b["verdict"].reindex(out.index).fillna("not measured")
+    out[f"{other}: numbers"] = b["numbers"].reindex(out.index).fillna("")
+    unmeasured = (out[dataset] == "not measured") | (out[other] == "not measured")
+    out["carries over"] = [
+        "–" if u else "yes" if x == y else "no"
+        for u, x, y in zip(unmeasured, out[dataset], out[other])
+    ]
+    return out
 
+
+def collect(profile: str, datasets=None, present=None) -> pd.DataFrame:
+    """Every verdict recorded by runs of ``profile`` (on ``datasets``, default all of them; only the
+    notebooks whose stems are in ``present`` when given): one row per (dataset, claim) with the
+    columns of :data:`COLUMNS` and the run's ``saved_at`` and ``git_commit`` (from the sidecar)."""
     frames = []
     for name in datasets or DATASETS:
-        for path in sorted(results_dir(name, profile).glob("verdicts_*.csv")):
+        for path in sorted(results.results_dir(name, profile).glob("verdicts_*.csv")):
+            if present is not None and path.stem.removeprefix("verdicts_") not in set(present):
+                continue
             frame = pd.read_csv(path, keep_default_na=False)
             side = path.with_suffix(".json")
-            saved = json.loads(side.read_text()).get("saved_at", "") if side.is_file() else ""
-            frames.append(frame.assign(dataset=name, saved_at=saved))
-    columns = ["dataset", "claim", "section", "notebook", "verdict", "numbers", "saved_at"]
-    return pd.concat(frames)[columns].reset_index(drop=True) if frames else pd.DataFrame(columns=columns)
+            meta = json.loads(side.read_text()) if side.is_file() else {}
+            frames.append(
+                frame.assign(
+                    dataset=name,
+                    saved_at=meta.get("saved_at", ""),
+                    git_commit=meta.get("git_commit") or "",
+                )
+            )
+    columns = ["dataset", *COLUMNS, "saved_at", "git_commit"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True)
+    for col in columns:
+        if col not in out:
+            out[col] = ""
+    return out[columns]
 
 
 def table(long: pd.DataFrame) -> pd.DataFrame:
-    """The scorecard as a frame: one row per claim (index notebook, section, claim, in notebook order)
-    and, per dataset of ``long`` (:func:`collect`), its verdict and numbers ("not measured" / "")."""
+    """The scorecard as a frame: one row per claim (index notebook, section, claim, in notebook
+    order) and, per dataset of ``long`` (:func:`collect`), its verdict and numbers ("not measured" /
+    "" where that run recorded none)."""
     if long.empty:
         return pd.DataFrame()
     keys = ["notebook", "section", "claim"]
@@ -83,44 +165,113 @@ def table(long: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def markdown(long: pd.DataFrame, present=()) -> str:
-    """The scorecard page's table (MyST): claim, section, notebook -- a ``{doc}`` link when the notebook
-    is in this build (``present``, its stems) -- and one column per dataset: a mark, the verdict and
-    the numbers. A legend of the marks follows."""
-    wide = table(long)
-    if wide.empty:
-        return ("No executed notebook has recorded a verdict for this profile yet: run the batch "
-                "(`dsco run --dataset … --profile …`) and build the book again.\n")
-    names = [c for c in wide.columns if not c.endswith(": numbers")]
-    lines = ["| Claim | Section | Notebook | " + " | ".join(names) + " |",
-             "|---|---|---|" + "---|" * len(names)]
-    for (stem, section, claim), row in wide.iterrows():
-        link = f"{{doc}}`{stem} <notebooks/{stem}>`" if stem in set(present) else f"`{stem}`"
-        cells = [f"{_MARK[row[n]]} {row[n]}" + (f"<br><small>{_escape(row[n + ': numbers'])}</small>"
-                                               if row[n + ": numbers"] else "") for n in names]
-        lines.append(f"| {_escape(claim)} | {_escape(section)} | {link} | " + " | ".join(cells) + " |")
-    legend = " · ".join(f"{mark} {v}" for v, mark in _MARK.items())
-    return "\n".join(lines) + f"\n\n{legend}\n"
-
-
-def _escape(text: str) -> str:
-    """A table cell's text: pipes escaped, newlines flattened."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def runs(long: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """What stands behind each dataset column: profile, the commits and dates of the runs, and how
+    many replicates the claims' cells rest on (from the recorded cells)."""
+    rows = []
+    for name, d in long.groupby("dataset", sort=False):
+        n = [
+            c["n"]
+            for cells in d["cells"]
+            for c in json.loads(cells or "[]")
+            if c.get("n") == c.get("n") and c.get("n") is not None
+        ]
+        commits = sorted({c[:10] for c in d["git_commit"] if c})
+        dates = sorted({s[:10] for s in d["saved_at"] if s})
+        rows.append(
+            {
+                "dataset": name,
+                "profile": profile,
+                "commit": ", ".join(commits) or "unknown",
+                "date": " – ".join(dict.fromkeys([dates[0], dates[-1]])) if dates else "",
+                "replicates": (
+                    f"{int(min(n))}–{int(max(n))}"
+                    if n and min(n) != max(n)
+                    else f"{int(max(n))}"
+                    if n
+                    else "–"
+                ),
+                "notebooks": d["notebook"].nunique(),
+                "claims": len(d),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def page(profile: str, present=(), datasets=None) -> str:
-    """The book's scorecard page (MyST markdown) for ``profile``: title, how to read it, and
-    :func:`markdown` of every verdict recorded by the runs of that profile."""
-    long = collect(profile, datasets)
-    ran = ", ".join(f"**{n}**" for n in long["dataset"].unique()) or "none yet"
-    counts = long["verdict"].value_counts()
-    tally = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts) or "no verdicts"
+    """The book's scorecard page (MyST markdown) for ``profile``: title, the smoke banner where it
+    applies, how to read it, what stands behind each column (:func:`runs`), the counts and one
+    compact table: a mark per dataset, the verdict and its numbers on expand."""
+    long = collect(profile, datasets, present)
+    smoke = profile == SMOKE
+    head = "# Claims scorecard\n\n" + (f"```{{warning}}\n{SMOKE_BANNER}\n```\n\n" if smoke else "")
+    head += (
+        "Every claim a notebook of this book tests -- the paper's, and the related work's -- with "
+        "its verdict at this scale, one column per dataset whose batch was run in the "
+        f"**{profile}** profile. A ✓ means the paper's own claim holds here. Every verdict comes "
+        "from one rule of `dsco.verdicts` (paired replicates that vary the set and the training "
+        "seed; 95 %; Holm over the cells of a claim; fewer than 3 replicates: *not measured*); "
+        "*within noise* says the smallest difference the run could have detected. Generated from "
+        "the verdicts the executed notebooks recorded (`dsco.scorecard.record`), never typed by "
+        "hand; open a cell for its numbers.\n\n"
+    )
+    if long.empty:
+        return head + (
+            "No executed notebook has recorded a verdict for this profile yet: run the "
+            "batch (`dsco run --dataset … --profile …`) and build the book again.\n"
+        )
+    shown = long.assign(verdict="not measured (smoke)") if smoke else long
+    counts = shown.groupby("dataset", sort=False)["verdict"].value_counts().unstack(fill_value=0)
+    order = [v for v in (*VERDICTS, "not measured (smoke)") if v in counts.columns]
+    lines = [
+        "| dataset | profile | commit | date | replicates | notebooks | claims | "
+        + " | ".join(order)
+        + " |",
+        "|---" * (7 + len(order)) + "|",
+    ]
+    for r in runs(long, profile).itertuples():
+        c = counts.loc[r.dataset]
+        lines.append(
+            f"| {r.dataset} | {r.profile} | `{r.commit}` | {r.date} | {r.replicates} | "
+            f"{r.notebooks} | {r.claims} | " + " | ".join(str(c[v]) for v in order) + " |"
+        )
+    return head + "\n".join(lines) + "\n\n" + html_table(shown, set(present)) + "\n"
+
+
+def html_table(long: pd.DataFrame, present=frozenset()) -> str:
+    """The claims as one HTML table that fits the page's content column: claim (with its section
+    and a link to its notebook when it is in this build), then per dataset a mark and the verdict
+    whose numbers open on a click."""
+    wide = table(long)
+    names = [c for c in wide.columns if not c.endswith(": numbers")]
+    marks = MARKS | {"not measured (smoke)": "·"}
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    rows = []
+    for (stem, section, claim), row in wide.iterrows():
+        link = (
+            f'<a href="notebooks/{stem}.html">{html.escape(stem[:2])}</a>'
+            if stem in present
+            else html.escape(stem[:2])
+        )
+        cells = []
+        for n in names:
+            v, numbers = row[n], row[f"{n}: numbers"]
+            label = f"{marks.get(v, '·')} {html.escape(v)}"
+            cells.append(
+                f"<td><details><summary>{label}</summary><small>{html.escape(numbers)}"
+                "</small></details></td>"
+                if numbers
+                else f"<td>{label}</td>"
+            )
+        rows.append(
+            f"<tr><td>{html.escape(claim)}<br><small>{html.escape(section)} · notebook "
+            f"{link}</small></td>{''.join(cells)}</tr>"
+        )
+    legend = " · ".join(f"{mark} {v}" for v, mark in MARKS.items())
     return (
-        "# Claims scorecard\n\n"
-        "Every claim a notebook of this book tests -- the paper's, and the related work's -- with its verdict "
-        f"at this scale, one column per dataset whose batch was run in the **{profile}** profile ({ran}). "
-        "Generated from the verdicts the executed notebooks recorded (`dsco.scorecard.record`), never typed "
-        "by hand. Where a claim compares trainings (\"A > B\") the verdict rests on the paired differences "
-        "of trainings that share a seed, with their 95 % interval and the number of trainings: "
-        "*within noise* when the interval covers zero. Verdicts recorded: "
-        f"{tally}.\n\n" + markdown(long, present))
+        '<table class="scorecard">\n<thead><tr><th>claim</th>'
+        + head
+        + "</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + f"\n</tbody>\n</table>\n\n{legend}"
+    )

@@ -32,21 +32,29 @@ import pandas as pd
 
 #: Environment variables the runner sets for the kernels of a traced batch.
 FOLDER_VAR, NOTEBOOK_VAR = "DSCO_TRACE", "DSCO_NOTEBOOK"
-#: The kinds of event: a classifier training of the evaluation, a student of Doping, a surrogate set.
+#: The kinds of event: a classifier training of the evaluation, a student of Doping, a surrogate
+# set.
 KINDS = ("train", "student", "synth")
 
 
 def event(kind: str, t0: float, cached: bool, **fields) -> None:
-    """Record one computation that started at ``t0`` (``time.time()``) and ends now, or one cache hit
-    (``cached=True``), when this process belongs to a traced batch; otherwise do nothing. ``fields``
-    say what was computed (``arch``, ``ipc``, ``method``, ``key``, ...)."""
+    """Record one computation that started at ``t0`` (``time.time()``) and ends now, or one cache
+    hit (``cached=True``), when this process belongs to a traced batch; otherwise do nothing.
+    ``fields`` say what was computed (``arch``, ``ipc``, ``method``, ``key``, ...)."""
     folder = os.environ.get(FOLDER_VAR)
     if not folder:
         return
     if kind not in KINDS:
         raise ValueError(f"unknown trace event kind {kind!r}: use one of {', '.join(KINDS)}")
-    row = {"kind": kind, "t0": t0, "t1": time.time(), "cached": bool(cached), "pid": os.getpid(),
-           "notebook": os.environ.get(NOTEBOOK_VAR, ""), **fields}
+    row = {
+        "kind": kind,
+        "t0": t0,
+        "t1": time.time(),
+        "cached": bool(cached),
+        "pid": os.getpid(),
+        "notebook": os.environ.get(NOTEBOOK_VAR, ""),
+        **fields,
+    }
     path = Path(folder) / f"events-{os.getpid()}.jsonl"
     with open(path, "a") as f:  # one file per process: lines of two processes never interleave
         f.write(json.dumps(row, default=str) + "\n")
@@ -90,8 +98,8 @@ def write(path, meta: dict, notebooks: list[dict], cpu: list, folder) -> Path:
 
 @dataclass
 class Trace:
-    """A loaded trace: ``meta`` (dict) and the frames ``notebooks``, ``cpu`` and ``events``, every time
-    in seconds since the batch started."""
+    """A loaded trace: ``meta`` (dict) and the frames ``notebooks``, ``cpu`` and ``events``, every
+    time in seconds since the batch started."""
 
     meta: dict
     notebooks: pd.DataFrame
@@ -123,8 +131,8 @@ def load(path) -> Trace:
 
 def by_notebook(trace: Trace) -> pd.DataFrame:
     """Per notebook: wall seconds, then the seconds of computed (not cached) synthesis and training
-    (students included), the rest of the wall time (loading, metrics, figures, kernel start), and how
-    many sets and trainings it computed and read back. Notebooks in execution order."""
+    (students included), the rest of the wall time (loading, metrics, figures, kernel start), and
+    how many sets and trainings it computed and read back. Notebooks in execution order."""
     rows = []
     for nb in trace.notebooks.itertuples():
         ev = trace.events[trace.events["notebook"] == nb.notebook]
@@ -132,13 +140,21 @@ def by_notebook(trace: Trace) -> pd.DataFrame:
         synth = _busy(done[done["kind"] == "synth"])
         train = _busy(done[done["kind"] != "synth"])
         wall = nb.end - nb.start
-        rows.append({"notebook": nb.notebook, "status": nb.status, "start_s": nb.start,
-                     "wall_s": wall, "synthesis_s": synth, "training_s": train,
-                     "other_s": max(wall - _busy(done), 0.0),
-                     "sets": int((done["kind"] == "synth").sum()),
-                     "sets_cached": int(((ev["kind"] == "synth") & ev["cached"]).sum()),
-                     "trainings": int((done["kind"] != "synth").sum()),
-                     "trainings_cached": int(((ev["kind"] != "synth") & ev["cached"]).sum())})
+        rows.append(
+            {
+                "notebook": nb.notebook,
+                "status": nb.status,
+                "start_s": nb.start,
+                "wall_s": wall,
+                "synthesis_s": synth,
+                "training_s": train,
+                "other_s": max(wall - _busy(done), 0.0),
+                "sets": int((done["kind"] == "synth").sum()),
+                "sets_cached": int(((ev["kind"] == "synth") & ev["cached"]).sum()),
+                "trainings": int((done["kind"] != "synth").sum()),
+                "trainings_cached": int(((ev["kind"] != "synth") & ev["cached"]).sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -154,20 +170,25 @@ def _busy(ev: pd.DataFrame) -> float:
 
 
 def trainings(trace: Trace) -> pd.DataFrame:
-    """The computed trainings by kind, architecture and IPC: how many, seconds each (mean) and in all."""
+    """The computed trainings by kind, architecture and IPC: how many, seconds each (mean) and in
+    all."""
     ev = trace.events[(trace.events["kind"] != "synth") & ~trace.events["cached"].astype(bool)]
     if ev.empty:
         return pd.DataFrame(columns=["kind", "arch", "ipc", "runs", "s_each", "s_total"])
     ev = ev.assign(ipc=ev["ipc"].round(1))
-    out = (ev.groupby(["kind", "arch", "ipc"])["seconds"]
-           .agg(runs="size", s_each="mean", s_total="sum").reset_index())
+    out = (
+        ev.groupby(["kind", "arch", "ipc"])["seconds"]
+        .agg(runs="size", s_each="mean", s_total="sum")
+        .reset_index()
+    )
     return out.sort_values("s_total", ascending=False, ignore_index=True)
 
 
 def repeated(trace: Trace) -> pd.DataFrame:
-    """What was computed more than once in the batch: events of one kind with the same ``key`` computed
-    (not read back) several times -- by two notebooks running at once, or by a notebook that bypasses
-    a cache. One row per key: kind, what, how often, the notebooks, the seconds spent beyond the first."""
+    """What was computed more than once in the batch: events of one kind with the same ``key``
+    computed (not read back) several times -- by two notebooks running at once, or by a notebook
+    that bypasses a cache. One row per key: kind, what, how often, the notebooks, the seconds spent
+    beyond the first."""
     ev = trace.events[~trace.events["cached"].astype(bool)]
     if ev.empty or "key" not in ev:
         return pd.DataFrame(columns=["kind", "what", "times", "notebooks", "extra_s"])
@@ -175,21 +196,36 @@ def repeated(trace: Trace) -> pd.DataFrame:
     for (kind, key), g in ev.dropna(subset=["key"]).groupby(["kind", "key"]):
         if len(g) > 1:
             first = g.iloc[0]
-            what = " ".join(f"{c}={first[c]}" for c in ("method", "arch", "ipc") if c in g and pd.notna(first[c]))
-            rows.append({"kind": kind, "what": what, "times": len(g),
-                         "notebooks": ", ".join(sorted(set(g["notebook"]))),
-                         "extra_s": float(g["seconds"].sum() - g["seconds"].iloc[0])})
+            what = " ".join(
+                f"{c}={first[c]}"
+                for c in ("method", "arch", "ipc")
+                if c in g and pd.notna(first[c])
+            )
+            rows.append(
+                {
+                    "kind": kind,
+                    "what": what,
+                    "times": len(g),
+                    "notebooks": ", ".join(sorted(set(g["notebook"]))),
+                    "extra_s": float(g["seconds"].sum() - g["seconds"].iloc[0]),
+                }
+            )
     return pd.DataFrame(rows, columns=["kind", "what", "times", "notebooks", "extra_s"])
 
 
 def timeline(trace: Trace, title: str = ""):
-    """The batch over time: every core's busy share (top) and one bar per executed notebook (bottom),
-    so idle cores and the notebooks running at the time line up. Returns the figure."""
+    """The batch over time: every core's busy share (top) and one bar per executed notebook
+    (bottom), so idle cores and the notebooks running at the time line up. Returns the figure."""
     import matplotlib.pyplot as plt
 
     nbs = trace.notebooks[trace.notebooks["status"] == "executed"].reset_index(drop=True)
-    fig, (top, low) = plt.subplots(2, 1, figsize=(10, 2.2 + 0.22 * len(nbs)), sharex=True,
-                                   gridspec_kw={"height_ratios": [1.2, max(len(nbs), 1) * 0.25]})
+    fig, (top, low) = plt.subplots(
+        2,
+        1,
+        figsize=(10, 2.2 + 0.22 * len(nbs)),
+        sharex=True,
+        gridspec_kw={"height_ratios": [1.2, max(len(nbs), 1) * 0.25]},
+    )
     minutes = trace.cpu["t"] / 60
     for col in trace.cpu.columns[1:]:
         top.plot(minutes, trace.cpu[col].rolling(5, min_periods=1).mean(), lw=1, label=col)
