@@ -38,7 +38,7 @@ import torch
 from . import ROOT, replacing, trace
 from . import nopt
 from .data import ImageSet, encode_class
-from .evaluate import peak_mem_mb
+from .training import peak_mem_mb
 
 METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "free"}
 CACHE_DIR = ROOT / "build" / "cache" / "surrogates"
