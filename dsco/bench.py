@@ -163,7 +163,7 @@ def _real_latents(bb, dataset, classes, n_real, seed):
             idx = train.class_indices(c)[:n_real] if n_real else train.class_indices(c)
             sub = train.subset(idx)
             out[dataset.class_ids[c]] = encode_class(sub, c, bb.encode, progress=False,
-                                                     encoder_id=nopt._fingerprint(bb))
+                                                     encoder_id=nopt.fingerprint(bb))
         return out, f"{dataset.name} training images"
     g = torch.Generator().manual_seed(seed)
     m = n_real or 100
