@@ -1,12 +1,15 @@
 """DsCo companion: the algorithm code behind the notebooks.
 
-One module per paper concept (see README / SPEC): ``theory``, ``data``, ``backbones``,
-``projector``, ``losses``, ``nopt``, ``surrogates``, ``doping``, ``teacher``, ``evaluate``,
-``paper``, ``plots``, ``privacy``, ``boundary`` (the configuration-coverage law), ``discrepancy``;
-the claims ``scorecard``; the dataset registry ``datasets`` with ``prepare`` (notebook 00's checks),
-``recipes`` (training a dataset's own models) and ``fixtures`` (tiny stand-ins for tests);
-``concentrate`` (the ``dsco concentrate`` command); and the batch tooling ``runner`` / ``book`` /
-``bench`` / ``cli``. Modules are imported lazily by the notebooks that need them.
+One module per paper concept (see README / SPEC): ``theory`` (the toys of §3, App. B),
+``exact_diffusion`` (§3.4's exact-score toy), ``metrics`` (MMD, coverage), ``laws`` (the scaling
+law), ``data``, ``backbones``, ``projector``, ``losses``, ``nopt``, ``surrogates``, ``doping``,
+``teacher``, ``architectures`` (the classifiers), ``training`` (protocols and the training loop),
+``evaluate`` (cached evaluations and grids), ``paper``, ``plots``, ``privacy``, ``boundary`` (the
+configuration-coverage law), ``discrepancy``; the claims ``scorecard``; the dataset registry
+``datasets`` with ``prepare`` (notebook 00's checks), ``recipes`` (training a dataset's own
+models) and ``fixtures`` (tiny stand-ins for tests); ``concentrate`` (the ``dsco concentrate``
+command); and the batch tooling ``runner`` / ``book`` / ``bench`` / ``cli``. Modules are imported
+lazily by the notebooks that need them.
 """
 import os
 from contextlib import contextmanager

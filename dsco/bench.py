@@ -163,7 +163,7 @@ def _real_latents(bb, dataset, classes, n_real, seed):
             idx = train.class_indices(c)[:n_real] if n_real else train.class_indices(c)
             sub = train.subset(idx)
             out[dataset.class_ids[c]] = encode_class(sub, c, bb.encode, progress=False,
-                                                     encoder_id=nopt._fingerprint(bb))
+                                                     encoder_id=nopt.fingerprint(bb))
         return out, f"{dataset.name} training images"
     g = torch.Generator().manual_seed(seed)
     m = n_real or 100
@@ -217,17 +217,22 @@ def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterati
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _run(backbone, int(classes), int(ipc), int(iterations), int(num_steps), float(guidance), device,
-                    list(phases), engine, compile, backbone_dtype, random_weights, config, vae_config, path,
-                    n_real, int(n_templates), int(seed), peak, batch_size, flops, dataset, out, progress,
-                    verbose)
+        return _run(backbone=backbone, k=int(classes), ipc=int(ipc), iterations=int(iterations),
+                    num_steps=int(num_steps), guidance=float(guidance), device=device,
+                    phases=list(phases), engine=engine, compile=compile,
+                    backbone_dtype=backbone_dtype, random_weights=random_weights, config=config,
+                    vae_config=vae_config, path=path, n_real=n_real, n_templates=int(n_templates),
+                    seed=int(seed), peak=peak, batch_size=batch_size, flops=flops,
+                    dataset=dataset, out=out, progress=progress, verbose=verbose)
     finally:
         torch.set_num_threads(before)
 
 
-def _run(backbone, k, ipc, iterations, num_steps, guidance, device, phases, engine, compile, backbone_dtype,
-         random_weights, config, vae_config, path, n_real, n_templates, seed, peak, batch_size, flops, dataset,
-         out, progress, verbose):
+def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, engine, compile,
+         backbone_dtype, random_weights, config, vae_config, path, n_real, n_templates, seed, peak,
+         batch_size, flops, dataset, out, progress, verbose):
+    """The body of :func:`run` (threads set, arguments checked and converted): ``k`` classes, every
+    other argument as there, keyword-only."""
     opts = {"device": device, "num_steps": num_steps}
     if random_weights:
         opts.update(random_weights=True, config=config, seed=seed)

@@ -56,9 +56,10 @@ class Budget:
     """Every size a notebook takes from its profile (one place instead of each notebook's ``cfg``).
 
     ``nopt`` are the NOpt options of the main surrogate sets, ``sweep_nopt`` those of the ablation
-    sweeps (Tables 7, 9–11); ``train`` names the optimiser-step budget (:data:`dsco.evaluate.STEP_BUDGET`);
-    ``widths`` the kwargs of the paper's own families, ``timm`` those of timm models; ``timm_epochs``
-    the epochs of the timm models of Table 5 and ``lossless_epochs`` of Table 6 (None: ``train``);
+    sweeps (Tables 7, 9–11); ``train`` names the optimiser-step budget
+    (:data:`dsco.training.STEP_BUDGET`); ``widths`` the kwargs of the paper's own families,
+    ``timm`` those of timm models; ``timm_epochs`` the epochs of the timm models of Table 5 and
+    ``lossless_epochs`` of Table 6 (None: ``train``);
     ``classes`` how many classes the profile uses (None: all); ``ipcs`` the named IPC schedules and
     ``archs`` the named architecture lists of the tables; ``models`` the settings of the models
     notebook 00 trains.
@@ -489,9 +490,9 @@ class Dataset:
         return BUILD_MODELS / self.name / f"teacher-{self.profile}-{self.key()}"
 
     def protocol(self, name: str = "hard", **overrides):
-        """:func:`dsco.evaluate.get_protocol` with this profile's optimiser-step budget."""
-        from . import evaluate
-        return evaluate.get_protocol(name, profile=self.budget.train, **overrides)
+        """:func:`dsco.training.get_protocol` with this profile's optimiser-step budget."""
+        from . import training
+        return training.get_protocol(name, profile=self.budget.train, **overrides)
 
     def arch_kwargs(self, arch: str) -> dict:
         """The profile's constructor kwargs of ``arch`` (narrower networks on a CPU)."""

@@ -3,12 +3,14 @@
 Entry point: ``measures(sets, real, features=None) -> DataFrame``, one row per surrogate set: the set's
 class-``c`` images are compared with the real class-``c`` images (flattened), averaged over its classes.
 
-* ``mmd_pixel``: the biased Gaussian-kernel MMD² of :func:`dsco.theory.mmd2` in pixels, the bandwidth per
-  class the median pairwise distance of the real class (as :class:`dsco.theory.Reference`). Lower is closer.
+* ``mmd_pixel``: the biased Gaussian-kernel MMD² of :func:`dsco.metrics.mmd2` in pixels, the
+  bandwidth per class the median pairwise distance of the real class (as
+  :class:`dsco.metrics.Reference`). Lower is closer.
 * ``energy_pixel``: the energy distance ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (Euclidean, V-statistic with zero
   diagonals: the MMD² of the distance kernel, no bandwidth to choose). >= 0, lower is closer.
-* ``coverage_pixel``: :func:`dsco.theory.coverage`, the share of real images with a set image within the
-  class's typical nearest-neighbour spacing (:func:`dsco.theory.coverage_radius`). Higher is closer.
+* ``coverage_pixel``: :func:`dsco.metrics.coverage`, the share of real images with a set image
+  within the class's typical nearest-neighbour spacing (:func:`dsco.metrics.coverage_radius`).
+  Higher is closer.
 * ``mmd_feature``: the MMD² on features (e.g. a teacher's :func:`penultimate` layer), when given.
 
 The real side (a seeded subsample of at most ``max_real`` images per class, bandwidths, radii, features) is
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import theory
+from . import metrics
 
 #: ``{column: (label, direction)}``; direction +1 where higher means closer to the real data, -1 otherwise.
 MEASURES = {"mmd_pixel": ("kernel MMD² (pixels)", -1), "energy_pixel": ("energy distance (pixels)", -1),
@@ -39,9 +41,10 @@ def measures(sets: dict, real, features=None, classes=None, max_real: int | None
     real images per class, a subsample seeded by ``seed`` (None: all)."""
     wanted = None if classes is None else {int(c) for c in classes}
     images = _real_classes(real, wanted, max_real, seed)
-    pixels = theory.Reference(images)   # per class: flat points, median-heuristic bandwidth, coverage radius
+    pixels = metrics.Reference(images)   # per class: flat points, median bandwidth, radius
     within = {c: _mean_distance(p, p) for c, p in pixels.points.items()}   # E|X - X'| of the energy distance
-    feats = None if features is None else theory.Reference({c: _as_features(features, x) for c, x in images.items()})
+    feats = None if features is None else metrics.Reference(
+        {c: _as_features(features, x) for c, x in images.items()})
     rows = []
     for (method, ipc), s in sets.items():
         data = _in_memory(getattr(s, "data", s))
@@ -59,7 +62,7 @@ def measures(sets: dict, real, features=None, classes=None, max_real: int | None
             row = {"mmd_pixel": near["mmd2"], "energy_pixel": _energy(pixels.points[c], xc, within[c]),
                    "coverage_pixel": near["coverage"]}
             if f is not None:
-                row["mmd_feature"] = theory.mmd2(feats.points[c], f[y == c], feats.bandwidth[c])
+                row["mmd_feature"] = metrics.mmd2(feats.points[c], f[y == c], feats.bandwidth[c])
             per_class.append(row)
         rows.append({"method": method, "ipc": int(ipc), **pd.DataFrame(per_class).mean().to_dict(), "images": len(x)})
     return pd.DataFrame(rows)

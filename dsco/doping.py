@@ -177,17 +177,20 @@ def train_student(train_set, arch: str, num_classes: int, protocol, teacher=None
                   device: str = "cpu", epochs: int | None = None, dataset_name: str = "", **arch_kwargs):
     """The student φ_S of Eq. 31: ``arch`` trained from scratch on ``train_set`` with ``protocol`` (the
     soft-label protocol learns from ``teacher``), seeded with ``seed``. ``epochs``: default the
-    protocol's, else :func:`dsco.evaluate.epochs_for` of the set's IPC. Returned on the CPU, in eval mode."""
-    from . import evaluate
+    protocol's, else :func:`dsco.training.epochs_for` of the set's IPC. Returned on the CPU, in eval
+    mode."""
+    from . import architectures, training
 
     x, y = train_set.x.float(), train_set.y
-    p = evaluate.resolve(protocol, dataset_name or getattr(train_set, "name", ""), x.shape[1])
-    epochs = epochs or p.epochs or evaluate.epochs_for(len(x) / num_classes, p.profile, num_classes, p.batch_size)
-    student = evaluate.build(arch, num_classes, tuple(x.shape[1:]), seed, **arch_kwargs)
+    p = training.resolve(protocol, dataset_name or getattr(train_set, "name", ""), x.shape[1])
+    epochs = epochs or p.epochs or training.epochs_for(len(x) / num_classes, p.profile, num_classes,
+                                                       p.batch_size)
+    student = architectures.build(arch, num_classes, tuple(x.shape[1:]), seed, **arch_kwargs)
     t0 = time.time()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        evaluate.train_model(student, x, y, p, epochs, num_classes=num_classes, teacher=teacher, device=device)
+        training.train_model(student, x, y, p, epochs, num_classes=num_classes, teacher=teacher,
+                             device=device)
     trace.event("student", t0, False, arch=arch, ipc=len(x) / num_classes, seed=seed)
     return student.cpu().eval()
 

@@ -191,8 +191,10 @@ def _projector_key(spec, shape) -> str:
     return getattr(spec, "__qualname__", repr(spec))
 
 
-def _fingerprint(backbone) -> str:
-    """SHA-256 over the backbone's name and the weights of its torch modules (for the disk cache)."""
+def fingerprint(backbone) -> str:
+    """SHA-256 over the backbone's name and the weights of its torch modules: the backbone's part
+    of every disk-cache key (template statistics here, :func:`dsco.surrogates.make`'s sets, the
+    real latents of :func:`dsco.data.encode_class`); computed once per backbone object."""
     cache = _MEMORY_CACHE.setdefault(backbone, {})
     if "fingerprint" not in cache:
         h = hashlib.sha256(str(getattr(backbone, "name", type(backbone).__name__)).encode())
@@ -248,7 +250,7 @@ def template_stats(backbone, c: int, seed: int = 0, *, guidance: float = 4.0, nu
         return mem[key]
     path = None
     if cache_dir is not None:
-        digest = hashlib.sha256((key + _fingerprint(backbone)).encode()).hexdigest()[:20]
+        digest = hashlib.sha256((key + fingerprint(backbone)).encode()).hexdigest()[:20]
         path = Path(cache_dir) / f"templates-{digest}.pt"
         if path.exists():
             saved = torch.load(path, weights_only=True)

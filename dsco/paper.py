@@ -34,8 +34,8 @@ TABLES = tuple(range(1, 14))
 DATA_DIR = ROOT / "data" / "paper"
 
 _TEXT = ("dataset", "scenario", "method", "model", "setting")
-#: The paper's model name of each of our architectures (``dsco.evaluate.ARCHS``); our ConvNet is the
-#: paper's ConvNet-6 at 224 px, ConvNet-3 on 8×8 images (``dsco.evaluate.label``).
+#: The paper's model name of each of our architectures (``dsco.architectures.ARCHS``); our ConvNet
+#: is the paper's ConvNet-6 at 224 px, ConvNet-3 on 8×8 images (``dsco.architectures.label``).
 MODELS = {"convnet": "ConvNet-6", "resnet_ap10": "ResNetAP-10", "resnet18": "ResNet-18",
           "timm_resnet18": "ResNet-18", "timm_resnet34": "ResNet-34", "timm_resnet101": "ResNet-101",
           "efficientnet_b0": "EfficientNet-B0", "mobilenetv2_100": "MobileNet-V2", "densenet121": "DenseNet-121"}

@@ -148,12 +148,12 @@ def encode_latents(ds, bb) -> pd.DataFrame:
     """Every class's real training latents through ``bb.encode`` (cached on disk for a folder dataset,
     keyed by the backbone's weights): one row per class with its count, latent shape and seconds
     (0 s: read from the cache)."""
-    from .nopt import _fingerprint
+    from .nopt import fingerprint
 
     train, rows = ds.train(), []
     for c in range(ds.num_classes):
         start = time.perf_counter()
-        z = encode_class(train, c, bb.encode, encoder_id=_fingerprint(bb), progress=False)
+        z = encode_class(train, c, bb.encode, encoder_id=fingerprint(bb), progress=False)
         rows.append({"class": ds.classes[c], "images": len(z), "latent": "×".join(map(str, z.shape[1:])),
                      "seconds": round(time.perf_counter() - start, 2)})
     return pd.DataFrame(rows)

@@ -38,7 +38,7 @@ import torch
 from . import ROOT, replacing, trace
 from . import nopt
 from .data import ImageSet, encode_class
-from .evaluate import peak_mem_mb
+from .training import peak_mem_mb
 
 METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "free"}
 CACHE_DIR = ROOT / "build" / "cache" / "surrogates"
@@ -118,7 +118,7 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
         resolved["maxoc"] = False
     key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": ds.name,
            "classes": classes, "options": resolved, "device": torch.device(device).type,
-           "backbone": nopt._fingerprint(backbone) if backbone is not None else None,
+           "backbone": nopt.fingerprint(backbone) if backbone is not None else None,
            "real": [real.name, real.split, len(real)]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = Path(cache_dir or CACHE_DIR) / f"{ds.name}-{method}-ipc{ipc}-s{seed}-{digest}.pt"

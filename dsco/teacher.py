@@ -221,12 +221,13 @@ def train_timm_teacher(train_set, arch: str = "resnet18", *, epochs: int = 60, b
                        lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0, model_args: dict | None = None,
                        device="cpu", progress: bool = True):
     """Train a timm ``arch`` from scratch on ``train_set`` (any set :func:`dsco.data.batches` reads):
-    AdamW, cosine decay, random-resized crops and horizontal flips (:func:`dsco.evaluate.random_resized_crop`),
-    cross-entropy. Seeded (weights, order, augmentation). Returns ``(TimmTeacher, history)``."""
+    AdamW, cosine decay, random-resized crops and horizontal flips
+    (:func:`dsco.training.random_resized_crop`), cross-entropy. Seeded (weights, order,
+    augmentation). Returns ``(TimmTeacher, history)``."""
     import timm
     from torch.utils.data import DataLoader
 
-    from .evaluate import random_resized_crop
+    from .training import random_resized_crop
 
     num_classes = len(train_set.classes)
     with torch.random.fork_rng(devices=[]):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsco import boundary, datasets, evaluate, surrogates
+from dsco import boundary, datasets, surrogates, training
 
 
 def test_configurations_cross_architecture_optimiser_and_augmentation():
@@ -14,7 +14,7 @@ def test_configurations_cross_architecture_optimiser_and_augmentation():
     assert pool[0].name == "convnet · AdamW · aug" and pool[0].protocol == "hard" and pool[0].overrides == {}
     off = pool[1]
     assert off.name == "convnet · AdamW · no aug" and off.overrides["cutmix_p"] == 0.0
-    p = evaluate.get_protocol(off.protocol, **off.overrides)      # a valid protocol
+    p = training.get_protocol(off.protocol, **off.overrides)      # a valid protocol
     assert p.rrc_scale == (1.0, 1.0) and p.flip is False
     assert pool[2].protocol == "sgd"
     with pytest.raises(ValueError, match="unknown optimiser"):

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from dsco import backbones, data, datasets, evaluate, nopt, teacher
+from dsco import backbones, data, datasets, nopt, teacher, training
 from dsco.backbones import CheckpointError
 from dsco.datasets import DatasetError
 
@@ -30,7 +30,7 @@ def test_registry_entries_and_budgets():
         assert {"low", "high", "cross", "lossless"} <= set(e.paper)
         for profile, b in e.budgets.items():
             assert isinstance(b, datasets.Budget) and b.note
-            assert b.train in evaluate.STEP_BUDGET and b.repeats >= 1
+            assert b.train in training.STEP_BUDGET and b.repeats >= 1
             # every NOpt option of a budget is a synthesize() argument
             assert set(b.nopt) | set(b.sweep_nopt) <= set(nopt.synthesize.__kwdefaults__)
             assert b.ipcs["trigger_ipc"] in b.ipcs["trigger"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dsco import data, discrepancy as D, theory
+from dsco import data, discrepancy as D, metrics
 from dsco.surrogates import Surrogate
 
 
@@ -43,14 +43,14 @@ def test_a_shifted_set_is_farther_than_a_real_subsample():
     assert table.loc["shifted", "coverage_pixel"] < table.loc["sub", "coverage_pixel"]
 
 
-def test_measures_match_theory_per_class_and_average_over_the_sets_classes():
+def test_measures_match_the_metrics_per_class_and_average_over_the_sets_classes():
     real, s = _split(15, 0), _split(4, 1, shift=0.2)
     table = D.measures({("s", 4): s}, real, classes=[0, 2])
     x0, x2 = real.x[real.y == 0].reshape(15, -1).double(), real.x[real.y == 2].reshape(15, -1).double()
     s0, s2 = s.x[s.y == 0], s.x[s.y == 2]
     pairs = ((x0, s0), (x2, s2))
-    mmd = [theory.mmd2(r, q.reshape(len(q), -1), float(torch.pdist(r).median())) for r, q in pairs]
-    cov = [theory.coverage(r, q, theory.coverage_radius(r)) for r, q in pairs]
+    mmd = [metrics.mmd2(r, q.reshape(len(q), -1), float(torch.pdist(r).median())) for r, q in pairs]
+    cov = [metrics.coverage(r, q, metrics.coverage_radius(r)) for r, q in pairs]
     assert table.loc[0, "mmd_pixel"] == pytest.approx(np.mean(mmd), rel=1e-12)
     assert table.loc[0, "coverage_pixel"] == pytest.approx(np.mean(cov), rel=1e-12)
     assert table.loc[0, "energy_pixel"] == pytest.approx(np.mean([D.energy_distance(r, q) for r, q in pairs]))

@@ -1,6 +1,6 @@
-"""Tests for dsco.evaluate: architectures, protocols (App. D), training, evaluate() and its cache."""
+"""Tests for dsco.evaluate: evaluate() and its cache, grid(), summary() (the architectures and the
+training loop: tests/test_architectures.py, tests/test_training.py)."""
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from dsco import evaluate as ev
+from dsco import training
+from dsco.architectures import build
 from dsco.data import load
 
 
@@ -27,234 +29,10 @@ def small_test(test):
 
 
 def tiny(epochs=2, name="hard", **kw):
-    return ev.get_protocol(name, epochs=epochs, **kw)
+    return training.get_protocol(name, epochs=epochs, **kw)
 
 
-# --- 1. architectures ---------------------------------------------------------------------
-
-@pytest.mark.parametrize("name", list(ev.ARCHS))
-def test_build_every_arch_forward_backward_on_digits(name, train):
-    model = ev.build(name, 10, (1, 8, 8), seed=0)
-    out = model(train.x[:2])
-    assert out.shape == (2, 10)
-    out.square().mean().backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and torch.isfinite(g).all() for g in grads)
-
-
-def test_build_unknown_arch_lists_names():
-    with pytest.raises(ValueError, match="unknown architecture 'vgg'.*convnet.*densenet121"):
-        ev.build("vgg", 10)
-
-
-def test_build_is_seeded_and_leaves_global_rng_alone():
-    state = torch.get_rng_state()
-    a, b, c = (ev.build("convnet", 10, seed=s) for s in (3, 3, 4))
-    assert torch.equal(torch.get_rng_state(), state)
-    wa, wb, wc = (m.features[0].weight for m in (a, b, c))
-    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
-
-
-def test_instance_norm_is_groupnorm_per_channel():
-    norm = ev.instance_norm(16)
-    assert isinstance(norm, nn.GroupNorm) and norm.num_groups == 16 and norm.affine
-    model = ev.build("resnet_ap10", 10)
-    assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
-    assert any(isinstance(m, nn.BatchNorm2d) for m in ev.build("resnet18", 10, norm="batch").modules())
-
-
-def _smallest_normalised_map(model, x):
-    sizes = []
-    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1] * o.shape[-2]))
-             for m in model.modules() if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
-    model(x)
-    for h in hooks:
-        h.remove()
-    return min(sizes)
-
-
-def test_adapt_to_input_small_and_large():
-    # digits: small stems, and every instance-normalised map of the own families is >= 2x2
-    for name in ("convnet", "resnet_ap10", "resnet18"):
-        assert _smallest_normalised_map(ev.build(name, 10, (1, 8, 8)), torch.randn(2, 1, 8, 8)) >= 4
-    conv6 = ev.build("convnet", 10, (1, 8, 8), depth=6)
-    assert sum(isinstance(m, nn.AvgPool2d) for m in conv6.modules()) == 2
-    assert sum(isinstance(m, nn.AvgPool2d) for m in ev.build("convnet", 10, (1, 8, 8)).modules()) == 3
-    r = ev.build("timm_resnet18", 10, (1, 8, 8))
-    assert r.conv1.stride == (1, 1) and isinstance(r.maxpool, nn.Identity) and r.conv1.in_channels == 1
-    assert ev.build("efficientnet_b0", 10, (1, 8, 8)).conv_stem.stride == (1, 1)
-    d = ev.build("densenet121", 10, (1, 8, 8))
-    assert d.features.conv0.stride == (1, 1) and isinstance(d.features.pool0, nn.Identity)
-    # ImageNet-sized inputs keep the models as designed
-    big = ev.build("timm_resnet18", 10, (3, 64, 64))
-    assert big.conv1.stride == (2, 2) and isinstance(big.maxpool, nn.MaxPool2d)
-    own = ev.build("resnet18", 10, (3, 64, 64))
-    assert own.config["stem"] == "imagenet" and own(torch.randn(2, 3, 64, 64)).shape == (2, 10)
-    with pytest.raises(ValueError, match="at least 8×8"):
-        ev.build("convnet", 10, (1, 4, 4))
-
-
-# --- 2. protocols ---------------------------------------------------------------------------
-
-def test_protocol_presets_follow_appendix_d():
-    h = ev.HARD
-    assert (h.optimizer, h.lr, h.betas, h.eps, h.weight_decay) == ("adamw", 1e-3, (0.9, 0.999), 1e-8, 0.01)
-    assert (h.schedule, h.milestones, h.gamma, h.batch_size) == ("multistep", (2 / 3, 5 / 6), 0.2, 64)
-    assert (h.rrc_scale, h.cutmix_p, h.cutmix_beta, h.labels) == ((0.5, 1.0), 1.0, 1.0, "hard")
-    s = ev.SOFT
-    assert (s.labels, s.temperature, s.schedule, s.optimizer) == ("soft", 20.0, "cosine", "adamw")
-    assert s.lr == 1e-2 and ev.get_protocol("soft", lr=1e-3).lr == 1e-3  # documented scale adaptation
-    g = ev.SGD
-    assert (g.optimizer, g.lr, g.momentum, g.weight_decay, g.schedule) == ("sgd", 0.01, 0.9, 1e-4, "multistep")
-
-
-def test_get_protocol_overrides_and_errors():
-    p = ev.get_protocol("soft", "smoke", epochs=3)
-    assert (p.labels, p.profile, p.epochs) == ("soft", "smoke", 3)
-    with pytest.raises(ValueError, match="unknown protocol 'adam'"):
-        ev.get_protocol("adam")
-    with pytest.raises(ValueError, match="unknown Protocol field"):
-        ev.get_protocol("hard", lr_max=1)
-    with pytest.raises(ValueError, match="schedule must be"):
-        ev.get_protocol("hard", schedule="linear")
-
-
-def test_schedules_step_per_epoch():
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1e-3)
-    sched = ev._scheduler(ev.HARD, opt, 12)  # milestones at epochs 8 and 10
-    lrs = []
-    for _ in range(12):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs[7] == pytest.approx(1e-3) and lrs[8] == pytest.approx(2e-4) and lrs[10] == pytest.approx(4e-5)
-    for epochs in range(1, 400):  # the official milestones 2E//3 and 5E//6
-        milestones = ev._scheduler(ev.HARD, opt, epochs).milestones
-        assert sorted(milestones.elements()) == [2 * epochs // 3, 5 * epochs // 6]
-    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1e-3)
-    sched = ev._scheduler(ev.SOFT, opt, 10)
-    for _ in range(10):
-        opt.step()
-        sched.step()
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.5e-3)  # T_max = 2 x epochs: ends at half
-
-
-def test_epochs_for_documented_values():
-    paper = {1: 1000, 5: 1000, 10: 500, 20: 250, 40: 143, 135: 45}
-    assert {ipc: ev.epochs_for(ipc, "paper") for ipc in paper} == paper
-    assert [ev.epochs_for(ipc, "smoke") for ipc in (1, 5, 10, 20, 135, 400)] == [40, 40, 20, 10, 2, 1]
-    assert ev.epochs_for(10, "paper", num_classes=2) == 1000  # 20 images: one step per epoch
-    # "full": the paper's own epoch schedule (3000 / 2000 / 1500 / 1000 / 500 up to IPC 1 / 10 / 50 / 200 / above)
-    full = {1: 3000, 5: 2000, 10: 2000, 11: 1500, 50: 1500, 100: 1000, 200: 1000, 201: 500, 1300: 500}
-    assert {ipc: ev.epochs_for(ipc, "full") for ipc in full} == full
-    assert ev.epochs_for(10, "full", num_classes=1000, batch_size=256) == 2000  # epochs, whatever the batches
-    with pytest.raises(ValueError, match="unknown profile 'huge': use one of paper, smoke, full"):
-        ev.epochs_for(10, "huge")
-    with pytest.raises(ValueError, match="ipc > 0"):
-        ev.epochs_for(0)
-
-
-def test_resolve_flip_and_colour_by_data():
-    d = ev.resolve(ev.HARD, "digits", 1)
-    assert d.flip is False and d.color is False
-    n = ev.resolve(ev.HARD, "imagenette", 3)
-    assert n.flip is True and n.color is True
-    assert ev.resolve(replace(ev.HARD, color=False), "imagenet1k", 3).color is False
-    with pytest.raises(ValueError, match="color=False"):
-        ev.resolve(replace(ev.HARD, color=True), "digits", 1)
-
-
-# --- 3. augmentation, CutMix, losses --------------------------------------------------------
-
-def test_random_resized_crop_no_flip_for_digits(train):
-    x = train.x[:64]
-    assert not torch.equal(x, x.flip(-1))
-    p = replace(ev.resolve(ev.HARD, "digits", 1), rrc_scale=(1.0, 1.0), rrc_ratio=(1.0, 1.0))
-    augment = ev.make_augment(p)
-    torch.manual_seed(0)
-    for _ in range(5):
-        assert torch.equal(augment(x), x)  # a whole-image crop is the identity, and never mirrored
-    flipped = ev.make_augment(replace(p, flip=True))(x)
-    mirrored = (flipped - x.flip(-1)).abs().amax((1, 2, 3)) < 1e-6
-    kept = (flipped - x).abs().amax((1, 2, 3)) < 1e-6
-    assert mirrored.any() and kept.any() and bool((mirrored | kept).all())
-
-
-def test_random_resized_crop_is_seeded_and_crops(train):
-    x = train.x[:32]
-    torch.manual_seed(1)
-    a = ev.random_resized_crop(x)
-    torch.manual_seed(1)
-    b = ev.random_resized_crop(x)
-    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
-    assert a.min() >= -1 - 1e-6 and a.max() <= 1 + 1e-6  # bilinear: stays in the pixel range
-
-
-def test_colour_augmentation_on_rgb():
-    torch.manual_seed(0)
-    x = torch.rand(4, 3, 16, 16) * 2 - 1
-    out = ev.make_augment(ev.resolve(ev.HARD, "imagenette", 3))(x)
-    assert out.shape == x.shape and torch.isfinite(out).all()
-    lit = ev.lighting(torch.full((2, 3, 4, 4), 0.5))
-    assert lit.shape == (2, 3, 4, 4) and not torch.equal(lit[0], lit[1])
-
-
-def test_cutmix_targets_sum_to_one_and_match_pasted_area():
-    torch.manual_seed(0)
-    mix = ev.make_cutmix(ev.HARD, 10)
-    n, side = 10, 32
-    x = torch.arange(n, dtype=torch.float)[:, None, None, None].expand(n, 1, side, side).clone()
-    y = torch.arange(n)
-    lams = []
-    for _ in range(300):
-        xm, t = mix(x, y)
-        assert t.shape == (n, 10) and torch.allclose(t.sum(1), torch.ones(n))
-        own = (xm == x).float().mean((1, 2, 3))  # fraction of each image still its own
-        assert torch.allclose(t[torch.arange(n), y], own)
-        partner = (xm == x.roll(1, 0)).float().mean((1, 2, 3))
-        assert torch.allclose(t[torch.arange(n), y.roll(1)], partner)
-        lams.append(float(own[0]))
-    # lam ~ Beta(1, 1) = U(0, 1), then corrected to the pasted box (clipped at the image border):
-    # compare quartiles with a simulation of that rule for beta = 1
-    rng = np.random.default_rng(0)
-    lam = rng.beta(1.0, 1.0, 20000)
-    half = (0.5 * np.sqrt(1 - lam) * side).astype(int)
-    cx, cy = rng.integers(0, side, (2, 20000))
-    area = (np.minimum(cx + half, side) - np.maximum(cx - half, 0)) * \
-           (np.minimum(cy + half, side) - np.maximum(cy - half, 0))
-    expected = np.quantile(1 - area / side ** 2, [0.25, 0.5, 0.75])
-    assert np.allclose(np.quantile(lams, [0.25, 0.5, 0.75]), expected, atol=0.07)
-    assert not np.allclose(np.quantile(lams, [0.25, 0.5, 0.75]), [0.5, 0.5, 0.5], atol=0.1)
-
-
-def test_cutmix_off_gives_one_hot():
-    mix = ev.make_cutmix(replace(ev.HARD, cutmix_p=0.0), 4)
-    x, y = torch.randn(3, 1, 8, 8), torch.tensor([0, 3, 1])
-    xm, t = mix(x, y)
-    assert torch.equal(xm, x) and torch.equal(t, nn.functional.one_hot(y, 4).float())
-
-
-def test_soft_label_loss():
-    a = torch.randn(5, 10)
-    assert ev.soft_label_loss(a, a, 20.0).abs() < 1e-6
-    loss = ev.soft_label_loss(a, torch.randn(5, 10) * 30, 20.0)
-    assert torch.isfinite(loss) and loss > 0
-
-
-def test_accuracy_counts_top1():
-    class Fixed(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.w = nn.Parameter(torch.zeros(1))
-
-        def forward(self, x):
-            return nn.functional.one_hot(x[:, 0, 0, 0].long(), 3).float() + self.w
-
-    x = torch.tensor([0, 1, 2, 1.0])[:, None, None, None].expand(4, 1, 2, 2)
-    assert ev.accuracy(Fixed(), x, torch.tensor([0, 1, 2, 0]), batch_size=3) == 75.0
-
-
-# --- 4. training and evaluate() -------------------------------------------------------------
+# --- evaluate() -------------------------------------------------------------------------------
 
 def test_hard_label_training_beats_chance(train, test):
     res = ev.evaluate(train.sample_per_class(10, 0), "convnet", tiny(epochs=30), repeats=1,
@@ -268,9 +46,9 @@ def test_soft_label_path_with_stand_in_teacher(train, small_test):
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     surrogate = train.sample_per_class(2, 0)
-    p = ev.resolve(tiny(name="soft"), "digits", 1)
-    out = ev.train_model(ev.build("convnet", 10), surrogate.x, surrogate.y, p, 2, num_classes=10,
-                         teacher=teacher, test=(small_test.x, small_test.y))
+    p = training.resolve(tiny(name="soft"), "digits", 1)
+    out = training.train_model(build("convnet", 10), surrogate.x, surrogate.y, p, 2,
+                               num_classes=10, teacher=teacher, test=(small_test.x, small_test.y))
     assert math.isfinite(out["last_loss"]) and out["last_loss"] >= 0 and out["steps"] == 2
     res = ev.evaluate(surrogate, "convnet", tiny(name="soft"), repeats=1, test_set=small_test,
                       teacher=teacher, cache=False, progress=False)
@@ -372,7 +150,7 @@ def test_soft_labels_with_the_shipped_digits_teacher(train, small_test):
 def test_grid_rows_seeds_and_workers_agree(tmp_path):
     train = load("digits", "train")
     sets = {("random", 1): train.sample_per_class(1, 0), ("random", 2): train.sample_per_class(2, 0)}
-    p = ev.get_protocol("hard", "smoke", epochs=2)
+    p = training.get_protocol("hard", "smoke", epochs=2)
     test = load("digits", "test")
     df = ev.grid(sets, ["convnet"], p, repeats=2, seed=5, names=("method", "ipc"), progress=False,
                  test_set=test, cache_dir=tmp_path, width=8)
@@ -400,15 +178,6 @@ def test_grid_bad_input(small_test):
         ev.evaluate((small_test.x, small_test.y), "convnet", tiny(), repeats=1, cache=False)
 
 
-def test_budget_widths_build_narrower_models():
-    from dsco import datasets
-
-    for profile, budget in datasets.REGISTRY["digits"].budgets.items():
-        for arch, kwargs in {**budget.widths, **budget.timm}.items():
-            narrow, full = ev.build(arch, 10, (1, 8, 8), **kwargs), ev.build(arch, 10, (1, 8, 8))
-            assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters()), (profile, arch)
-            assert narrow(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
-
 
 def test_grid_takes_what_the_dataset_fixes(train, tmp_path):
     from dsco import datasets
@@ -417,15 +186,16 @@ def test_grid_takes_what_the_dataset_fixes(train, tmp_path):
     sets = {"random": train.sample_per_class(1, 0)}
     df = ev.grid(sets, ["convnet"], "hard", dataset=ds, cache_dir=tmp_path, progress=False)
     # repeats (1), the smoke step budget (40 steps: 40 epochs of one batch) and the width (16) come from ds
-    assert len(df) == ds.budget.repeats == 1 and df.epochs.tolist() == [ev.epochs_for(1, "smoke")] == [40]
+    assert len(df) == ds.budget.repeats == 1
+    assert df.epochs.tolist() == [training.epochs_for(1, "smoke")] == [40]
     assert df.steps.tolist() == [40] and not df.cached.any()
     one = ev.evaluate(sets["random"], "convnet", ds.protocol("hard"), repeats=1, test_set=ds.test(), cache_dir=tmp_path,
                       progress=False, width=16)
     assert one.cached == [True] and one.accs == df.acc.tolist()  # the very same run
     wide = ev.grid(sets, ["convnet"], "hard", dataset=ds, cache_dir=tmp_path, progress=False, width=8)
     assert not wide.cached.any()  # an explicit arch kwarg wins over the profile's
-    paper = ev.grid(sets, ["convnet"], ev.get_protocol("hard", epochs=1), dataset=ds, repeats=2, cache_dir=tmp_path,
-                    progress=False)
+    paper = ev.grid(sets, ["convnet"], training.get_protocol("hard", epochs=1), dataset=ds,
+                    repeats=2, cache_dir=tmp_path, progress=False)
     assert paper.run_seed.tolist() == [0, 1] and paper.epochs.tolist() == [1, 1]  # a Protocol is taken as given
 
 
@@ -441,16 +211,3 @@ def test_summary_numbers_long_frame():
     assert text.loc["a", "x"] == "15.0 ± 5.0" and text.loc["b", "x"] == "40.5 ± 0.5" and pd.isna(text.loc["b", "y"])
     flat = ev.summary(df, ["method", "arch"], None, digits=2)
     assert flat.loc[("b", "x")] == "40.50 ± 0.50"
-
-
-def test_accuracy_reads_a_data_set(train):
-    model = ev.build("convnet", 10, seed=0, width=8).eval()
-    s = train.subset(torch.arange(0, 300, 3))
-    assert ev.accuracy(model, s) == ev.accuracy(model, s.x, s.y)  # the same batches: the same computation
-    assert ev.accuracy(model, (s.x, s.y)) == ev.accuracy(model, s.x, s.y) and model.training is False
-
-
-def test_peak_mem_mb_is_the_process_peak_on_cpu():
-    import resource
-    peak = ev.peak_mem_mb("cpu")
-    assert peak > 0 and peak == pytest.approx(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rel=0.05)

@@ -1,9 +1,11 @@
-"""Tests for dsco.theory: occupancy (App. B, Table 13) and the RKHS toy (§3.1–3.2)."""
+"""Tests for dsco.theory: occupancy (App. B, Table 13), the RKHS toy (§3.1–3.2) and the far-apart
+samples (§3.5)."""
 import math
 
 import numpy as np
 import pytest
 
+from dsco import metrics
 from dsco import theory as T
 
 
@@ -165,15 +167,6 @@ def test_recognition_chance_eq6():
     assert np.isfinite(T.recognition_chance([[0.0, 0.0]], [[100.0, 0.0]], 0.1, h="log")).all()
 
 
-def test_mmd2():
-    x, _ = _small_case(n=80)
-    assert T.mmd2(x, x, 0.5) == pytest.approx(0.0, abs=1e-12)
-    assert T.mmd2(x, x + 2.0, 0.5) > T.mmd2(x, x + 0.2, 0.5) > 0
-    assert T.mmd2(x[:10], x, 0.5) == pytest.approx(T.mmd2(x, x[:10], 0.5))
-    # hand value: one point each, distance 1, bandwidth 1 -> 2 - 2 exp(-1/2)
-    assert T.mmd2([[0.0]], [[1.0]], 1.0) == pytest.approx(2 - 2 * math.exp(-0.5))
-
-
 def test_optimiser_lowers_mmd_and_is_deterministic():
     x, _ = _small_case(n=100)
     init = np.random.default_rng(0).uniform(-6, 6, size=(8, 2))
@@ -216,163 +209,20 @@ def test_rkhs_bad_input():
     with pytest.raises(ValueError, match="bandwidth must be"):
         T.gaussian_kernel(x, x, bandwidth=0)
     with pytest.raises(ValueError, match="shape \\(n, d\\)"):
-        T.mmd2(x[:, 0], x, 1.0)
+        metrics.mmd2(x[:, 0], x, 1.0)
     with pytest.raises(ValueError, match="dimensions differ"):
         T.recognition_chance(x, x[:, :1], 1.0)
     with pytest.raises(ValueError, match="unknown h"):
         T.recognition_chance(x, x, 1.0, h="sigmoid")
     with pytest.raises(ValueError, match="NaN or inf"):
-        T.mmd2(np.full((2, 2), np.nan), x, 1.0)
+        metrics.mmd2(np.full((2, 2), np.nan), x, 1.0)
     with pytest.raises(ValueError, match="unknown objective"):
         T.optimise_surrogates(x, x[:2], objective="kl")
     with pytest.raises(ValueError, match="steps must be"):
         T.optimise_surrogates(x, x[:2], steps=-1)
 
 
-# ---- Part 3: exact-score Gaussian-mixture diffusion (§3.4) ---------------------------------------
-
-import torch  # noqa: E402
-
-from dsco import backbones as B  # noqa: E402
-from dsco import nopt  # noqa: E402
-
-
-@pytest.mark.parametrize("means,scales,weights", [
-    (T.GMM_MEANS, T.GMM_SCALES, T.GMM_WEIGHTS),
-    ([[-2.0], [1.5]], [0.5, 0.8], [0.3, 0.7]),
-])
-@pytest.mark.parametrize("t", [0, 300, 999])
-def test_gmm_exact_score_matches_finite_difference(means, scales, weights, t):
-    bb = T.GaussianMixtureDiffusion(means, scales, weights)
-    z = torch.as_tensor(np.random.default_rng(0).normal(size=(5, bb.dim)) * 2)
-    h = 1e-5
-    fd = torch.stack([(bb.log_prob(z + h * e, t) - bb.log_prob(z - h * e, t)) / (2 * h)
-                      for e in torch.eye(bb.dim, dtype=torch.float64)], dim=1)
-    assert torch.allclose(bb.score(z, t), fd, atol=1e-6)
-    # the ε-prediction is −√(1−ᾱ_t)·score, with the latent shape (D, 1, 1)
-    a = bb.scheduler.alphas_cumprod[t].double()
-    eps = bb._forward(z.float().reshape(5, bb.dim, 1, 1), t, 0)
-    assert eps.shape == (5, bb.dim, 1, 1)
-    assert torch.allclose(eps.reshape(5, -1).double(), -(1 - a).sqrt() * bb.score(z, t), atol=1e-5)
-
-
-def test_gmm_log_prob_is_the_noisy_mixture_density():
-    bb = T.GaussianMixtureDiffusion([[0.0], [3.0]], [1.0, 0.5], [0.5, 0.5])
-    a = float(bb.scheduler.alphas_cumprod[500])
-    z = torch.tensor([[0.7]], dtype=torch.float64)
-    dens = sum(0.5 / math.sqrt(2 * math.pi * v) * math.exp(-(0.7 - math.sqrt(a) * m) ** 2 / (2 * v))
-               for m, v in ((0.0, a * 1.0 + 1 - a), (3.0, a * 0.25 + 1 - a)))
-    assert float(bb.log_prob(z, 500)) == pytest.approx(math.log(dens), rel=1e-10)
-
-
-def test_gmm_sampling_recovers_mean_and_variance():
-    torch.set_num_threads(1)
-    bb = T.GaussianMixtureDiffusion()
-    z, labels = B.sample(bb, [0], 2000, seed=0, num_steps=250, progress=False)
-    assert z.shape == (2000, 2, 1, 1) and labels.tolist() == [0] * 2000
-    x = z.reshape(-1, 2).double().numpy()
-    ref = T.sample_gaussian_mixture(50_000, seed=1)[0]
-    assert np.allclose(x.mean(0), ref.mean(0), atol=0.15)
-    assert np.allclose(x.var(0), ref.var(0), rtol=0.1)
-
-
-def test_gmm_marginal_sample_is_the_diffused_target():
-    bb = T.GaussianMixtureDiffusion()
-    x0 = T.sample_gaussian_mixture(20_000, seed=3)[0]
-    noise = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    zt = bb.q_sample(torch.as_tensor(x0), 600, noise).numpy()
-    direct = bb.marginal_sample(20_000, 600, seed=4)
-    assert T.set_distance(zt, direct) < 0.05
-    assert np.allclose(zt.var(0), direct.var(0), rtol=0.05)
-
-
-def test_gmm_backbone_runs_through_nopt_and_traces_steps():
-    torch.set_num_threads(1)
-    bb = T.GaussianMixtureDiffusion(num_steps=5)
-    plain, _ = B.sample(bb, [0], 8, seed=1, num_steps=5, progress=False)
-    bb.trace = []
-    none, _, log = nopt.synthesize(bb, [0], 8, "none", seed=1, num_steps=5, progress=False)
-    assert torch.equal(plain, none) and log.empty
-    assert [t for t, _ in bb.trace] == bb.timesteps.tolist() and bb.trace[0][1].shape == (8, 2)
-    real = {0: torch.as_tensor(T.sample_gaussian_mixture(200, seed=0)[0], dtype=torch.float32).reshape(-1, 2, 1, 1)}
-    z, _, log = nopt.synthesize(bb, [0], 8, "accessible", seed=1, num_steps=5, iterations=20,
-                                real_latents=real, projector={"in_channels": 2, "widths": (16,), "groups": 1},
-                                progress=False)
-    assert z.shape == (8, 2, 1, 1) and torch.isfinite(z).all()
-    assert (log["align_last"] < log["align_first"]).all()
-
-
-def test_gmm_backbone_rejects_bad_input():
-    with pytest.raises(ValueError, match="means must be"):
-        T.GaussianMixtureDiffusion(means=[0.0, 1.0])
-    bb = T.GaussianMixtureDiffusion()
-    with pytest.raises(ValueError, match="points must be"):
-        bb.score(torch.zeros(3, 5), 10)
-    with pytest.raises(ValueError, match="training timestep"):
-        bb.log_prob(torch.zeros(3, 2), 1000)
-
-
-def test_set_distance():
-    x = np.array([[0.0, 0.0], [1.0, 2.0]])
-    assert T.set_distance(x, x) == 0.0
-    assert T.set_distance(x, x + [1.0, 3.0]) == pytest.approx(2.0)  # mean of W1 = 1 and 3
-    assert T.set_distance(x, x + 1.0, "mmd") == pytest.approx(T.mmd2(x, x + 1.0))
-    with pytest.raises(ValueError, match="unknown metric"):
-        T.set_distance(x, x, "l2")
-
-
-# ---- Part 4: coverage of a real class by a synthetic set ---------------------------------------
-
-def test_coverage_hand_values():
-    real = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [10.0, 0.0]])
-    synthetic = np.array([[0.0, 1.0], [3.0, 2.0]])
-    # nearest synthetic distances: 1, 2, 3, sqrt(49 + 4) = 7.28
-    assert T.coverage(real, synthetic, 0.5) == 0.0
-    assert T.coverage(real, synthetic, 1.0) == 0.25          # the radius is inclusive
-    assert T.coverage(real, synthetic, 2.5) == 0.5
-    assert T.coverage(real, synthetic, 3.0) == 0.75
-    assert T.coverage(real, synthetic, 8.0) == 1.0
-    assert T.coverage(real, real, 1e-9) == 1.0
-
-
-def test_coverage_flattens_image_tensors():
-    torch = pytest.importorskip("torch")
-    real = torch.zeros(3, 1, 2, 2)
-    real[1] += 1.0                      # distance 2 from the zero image (4 pixels of 1)
-    real[2] += 3.0                      # distance 6
-    synthetic = torch.zeros(1, 1, 2, 2)
-    assert T.coverage(real, synthetic, 2.0) == pytest.approx(2 / 3)
-    assert T.coverage(real.numpy(), synthetic.numpy(), 1.0) == pytest.approx(1 / 3)
-
-
-def test_coverage_radius_hand_values():
-    real = np.array([[0.0], [1.0], [3.0], [7.0]])
-    # nearest-neighbour distances: 1, 1, 2, 4 -> median 1.5, min 1, max 4
-    assert T.coverage_radius(real) == pytest.approx(1.5)
-    assert T.coverage_radius(real, 0.0) == pytest.approx(1.0)
-    assert T.coverage_radius(real, 1.0) == pytest.approx(4.0)
-    # with the median radius the real set covers itself fully, a far-away set not at all
-    r = T.coverage_radius(real)
-    assert T.coverage(real, real + 100.0, r) == 0.0
-
-
-def test_coverage_rejects_bad_input():
-    real = np.zeros((4, 2))
-    with pytest.raises(ValueError, match="radius must be a finite number > 0"):
-        T.coverage(real, real, 0.0)
-    with pytest.raises(ValueError, match="differ in size"):
-        T.coverage(real, np.zeros((2, 3)), 1.0)
-    with pytest.raises(ValueError, match=r"shape \(n, \.\.\.\)"):
-        T.coverage(np.zeros(4), real, 1.0)
-    with pytest.raises(ValueError, match="NaN or inf"):
-        T.coverage(real, np.full((1, 2), np.nan), 1.0)
-    with pytest.raises(ValueError, match="at least 2 real samples"):
-        T.coverage_radius(np.zeros((1, 2)))
-    with pytest.raises(ValueError, match=r"quantile must be a number in \[0, 1\]"):
-        T.coverage_radius(real, 1.5)
-
-
-# ---- Part 5: far-apart samples (§3.5) -----------------------------------------------------------
+# ---- Part 3: far-apart samples (§3.5) -----------------------------------------------------------
 
 def test_recognised_hand_values():
     targets = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
@@ -408,21 +258,6 @@ def test_sample_far_apart_target_places_far_points_and_is_deterministic():
         T.sample_far_apart_target(10, 50, 1.0, box=2.0, max_tries=200)
 
 
-def test_reference_measures_mmd_and_coverage_per_class():
-    g = torch.Generator().manual_seed(0)
-    real = {0: torch.randn(60, 1, 2, 2, generator=g), 3: torch.randn(40, 4, generator=g) + 5}
-    ref = T.Reference(real)
-    assert sorted(ref.points) == [0, 3] and ref.points[0].shape == (60, 4) and ref.points[0].dtype == torch.float64
-    assert ref.bandwidth[0] == pytest.approx(float(torch.pdist(real[0].reshape(60, -1).double()).median()))
-    assert ref.radius[3] == pytest.approx(T.coverage_radius(real[3]))
-    same = ref.measure(real[0], 0)
-    assert same["mmd2"] == pytest.approx(0.0, abs=1e-12) and same["coverage"] == 1.0  # the class itself
-    far = ref.measure(real[3].reshape(40, 1, 2, 2), 0)  # another class, 5 away
-    assert far["mmd2"] > 0.5 and far["coverage"] == 0.0
-    mid = ref.measure(real[0][:10], 0)
-    assert 0 < mid["mmd2"] < far["mmd2"] and 0 < mid["coverage"] < 1
-
-
 def test_describe_set_counts_positions_coverage_and_component_shares():
     targets, _ = T.sample_gaussian_mixture(300, seed=0)
     means = np.array(T.GMM_MEANS)
@@ -432,27 +267,8 @@ def test_describe_set_counts_positions_coverage_and_component_shares():
     assert (row["share_c0"], row["share_c1"], row["share_c2"]) == (1.0, 0.0, 0.0)
     spread = T.describe_set(means, targets, 0.5)
     assert spread["distinct_positions"] == 3 and spread["share_c2"] == pytest.approx(1 / 3)
-    assert spread["mmd2"] == pytest.approx(T.mmd2(means, targets, 0.5))
+    assert spread["mmd2"] == pytest.approx(metrics.mmd2(means, targets, 0.5))
     assert spread["covered_pct"] > row["covered_pct"] and 0 <= spread["covered_pct"] <= 100
-
-
-def test_sampling_bias_measures_every_step_of_plain_nopt_and_the_iid_floor():
-    bb = T.GaussianMixtureDiffusion(num_steps=3)
-    real = {0: torch.as_tensor(T.sample_gaussian_mixture(64, seed=1)[0], dtype=torch.float32).reshape(-1, 2, 1, 1)}
-    kw = dict(iterations=2, projector={"in_channels": 2, "widths": (8,), "groups": 1}, n_reference=100,
-              progress=False)
-    bias = T.sampling_bias(bb, [4, 6], [0], real, **kw)
-    d = bias.distance
-    assert len(d) == 2 * 3 * 4 and set(d["method"]) == {"plain", "NOpt", "i.i.d. from p_t"}   # N × methods × levels
-    assert d.groupby(["N", "method"])["step"].apply(list).map(lambda s: s == [0, 1, 2, 3]).all()
-    assert (d["distance"] >= 0).all() and d.loc[d.step == 3, "t"].eq(-1).all()
-    assert bias.finals[(0, 6, "NOpt")].shape == (6, 2) and list(bias.timing.columns) == ["NOpt", "plain"]
-    assert len(bias.logs) and bb.trace is None
-    plain = d[(d.method == "plain") & (d.step == 0)]["distance"].to_numpy()
-    nopt_start = d[(d.method == "NOpt") & (d.step == 0)]["distance"].to_numpy()
-    assert np.array_equal(plain, nopt_start)   # both start from the same z_T
-    again = T.sampling_bias(bb, [4, 6], [0], real, **kw).distance
-    assert again["distance"].tolist() == d["distance"].tolist()   # same seed, same numbers
 
 
 def test_smoothed_draws_and_farthest_first_doping():
