@@ -17,7 +17,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from dsco import ROOT
-from dsco import book, plots, scorecard
+from dsco import book, results, scorecard
+from dsco import verdicts as V
 
 pytestmark = pytest.mark.slow
 
@@ -84,8 +85,9 @@ def good_book(tmp_path_factory):
     dirs = _project(tmp_path_factory.mktemp("good"))
     with pytest.MonkeyPatch.context() as mp:   # one recorded verdict for the scorecard page
         mp.setenv("DSCO_RESULTS", str(tmp_path_factory.mktemp("results")))
-        plots.start("digits", "smoke", 0, "cpu")
-        scorecard.record({"occupancy ≈ 1 − 1/e": ("holds", "0.632 vs 0.632")}, "10_occupancy_table13", "App. B")
+        results.start("digits", "smoke", 0, "cpu")
+        scorecard.record({"occupancy ≈ 1 − 1/e": V.agreement(0.632, 0.001, 0.632, 0.01)},
+                         "10_occupancy_table13", "App. B")
         index = book.build("digits", "smoke", commit="0123456789abcdef", **dirs)
     return index, dirs
 
@@ -119,7 +121,8 @@ def test_build_writes_index_and_pages(good_book):
     assert toc.index("file: scorecard") < toc.index("file: notebooks/")   # the scorecard comes first
     card = (html / "scorecard.html").read_text()
     assert 'href="notebooks/10_occupancy_table13.html"' in card and "occupancy ≈ 1 − 1/e" in card
-    assert "✓ holds" in card and "0.632 vs 0.632" in card
+    assert "not measured (smoke)" in card and "Smoke profile: nothing here is a finding" in card
+    assert "0.632 [0.63, 0.634] against 0.632" in card  # the numbers, on expand
 
 
 def test_intro_map_links_present_and_marks_missing_as_planned(good_book):
