@@ -248,20 +248,27 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | No
          seed: int = 0, *, dataset=None, test_set=None, device: str = "cpu", workers: int = 1,
          teacher: nn.Module | None = None, names=("set",), cache_dir=None,
          progress: bool = True, **arch_kwargs):
-    """Evaluate every set of ``sets`` on every architecture of ``archs``, ``repeats`` times.
+    """Evaluate every set of ``sets`` on every architecture of ``archs``.
 
     ``sets``: ``{label: surrogate}`` (anything :func:`evaluate` takes); a tuple label is split
     into the columns ``names`` (e.g. ``{("DsCo", 10): s}`` with ``names=("method", "ipc")``).
+    **Replicates** (the design of :mod:`dsco.verdicts`): when ``names`` has a ``replicate``
+    column, every set is replicate ``r`` of its cell -- made from ``seed + r`` (e.g. by
+    :func:`dsco.surrogates.make_all`) -- and is trained once, with the training seed ``seed + r``,
+    so a replicate varies the set and the training together and two methods pair by ``r``.
+    Without that column every set is trained ``repeats`` times (run ``r`` seeded ``seed + r``,
+    ``replicate`` = ``r``): only the training varies.
     ``dataset`` (a :class:`dsco.datasets.Dataset`) supplies what its profile fixes: the test
     split (``test_set``), the protocol's step budget (for a protocol given by name), ``repeats``
-    and each architecture's kwargs (``ds.arch_kwargs(arch)``, under the explicit
-    ``arch_kwargs``); without it ``test_set`` is required and ``repeats`` defaults to 3. Run
-    ``r`` uses seed ``seed + r``, as :func:`evaluate`, and every run goes through its cache
+    (the profile's replicates) and each architecture's kwargs (``ds.arch_kwargs(arch)``, under
+    the explicit ``arch_kwargs``); without it ``test_set`` is required and ``repeats`` defaults to
+    3. Every run goes through the cache of :func:`evaluate`
     (``cache_dir``), so a grid that is interrupted resumes where it stopped. ``workers > 1``
     spreads the runs over that many spawned processes (one torch thread each; on one GPU they
     share the device) — the result does not depend on ``workers``. Returns a long
     :class:`pandas.DataFrame`, one row per run: the ``names`` columns, ``arch``, ``protocol``,
-    ``run_seed``, ``acc``, ``wall_s``, ``peak_mem_mb``, ``ipc`` (images per class of the set,
+    ``run_seed``, ``replicate``, ``acc``, ``wall_s``, ``peak_mem_mb``, ``ipc`` (images per class
+    of the set,
     unless ``names`` has an ``ipc`` column), ``epochs``, ``steps``, ``metric``, ``device``,
     ``cached``. See :func:`summary`.
     """
@@ -277,8 +284,12 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | No
             raise EvaluateError("grid needs test_set= (the real test split) or dataset= (a "
                                 "dsco.datasets.Dataset)")
         test_set = dataset.test()
+    replicated = "replicate" in names
+    if replicated and repeats not in (None, 1):
+        raise EvaluateError(f"repeats={repeats} with a 'replicate' column: each replicate's set is "
+                            "trained once; make more replicates instead")
     if repeats is None:
-        repeats = dataset.budget.repeats if dataset is not None else 3
+        repeats = 1 if replicated else dataset.budget.replicates if dataset is not None else 3
     if dataset is not None and isinstance(protocol, str):
         protocol = dataset.protocol(protocol)
     if workers < 1 or repeats < 1:
@@ -298,9 +309,10 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | No
         for arch in archs:
             kwargs = {**(dataset.arch_kwargs(arch) if dataset is not None else {}), **arch_kwargs}
             for r in range(repeats):
-                keys.append(dict(zip(names, parts))
-                            | {"arch": arch, "protocol": protocol_name, "run_seed": seed + r})
-                jobs.append({"data": data, "arch": arch, "protocol": protocol, "seed": seed + r,
+                rep = int(dict(zip(names, parts))["replicate"]) if replicated else r
+                keys.append(dict(zip(names, parts)) | {"arch": arch, "protocol": protocol_name,
+                                                       "run_seed": seed + rep, "replicate": rep})
+                jobs.append({"data": data, "arch": arch, "protocol": protocol, "seed": seed + rep,
                              "device": device, "test_set": test_set, "teacher": teacher,
                              "arch_kwargs": kwargs, "cache_dir": cache_dir,
                              "threads": 1 if workers > 1 else 0})
