@@ -3,11 +3,19 @@
 One module per paper concept (see README / SPEC): ``theory``, ``data``, ``backbones``,
 ``projector``, ``losses``, ``nopt``, ``surrogates``, ``doping``, ``teacher``, ``evaluate``,
 ``paper``, ``plots``, ``privacy``, ``boundary`` (the configuration-coverage law), ``discrepancy``;
-the claims ``scorecard``; the dataset registry ``datasets`` with ``prepare`` (notebook 00's checks),
-``recipes`` (training a dataset's own models) and ``fixtures`` (tiny stand-ins for tests);
-``concentrate`` (the ``dsco concentrate`` command); and the batch tooling ``runner`` / ``book`` /
-``bench`` / ``cli``. Modules are imported lazily by the notebooks that need them.
+the claims ``scorecard``; the dataset registry ``datasets`` with ``budgets`` (each profile's
+sizes), ``validation`` (checking a user's parameters), ``models`` (where a dataset's models come
+from and go), ``errors`` (the error both the registry and ``data`` raise), ``prepare`` (notebook
+00's checks), ``recipes`` (training a dataset's own models) and ``fixtures`` (tiny stand-ins for
+tests); ``concentrate`` (the ``dsco concentrate``
+command); and the batch tooling ``runner`` / ``book`` / ``bench`` / ``cli``. Modules are imported
+lazily by the notebooks that need them; no module imports one that imports it back
+(``tests/test_layers.py``).
+
+Shared file helpers: :func:`replacing` (atomic writes) and :func:`tree_digest` /
+:func:`files_digest` (cheap digests of what a cache depends on).
 """
+import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,15 +25,13 @@ __version__ = "0.1.0"
 #: Repository root (the folder holding ``dsco/``, ``notebooks/``, ``data/``).
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Names accepted for the notebooks' ``dataset`` and ``profile`` parameters (the registry, dsco.datasets).
-from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402, F401
-
 
 @contextmanager
 def replacing(path: Path):
-    """Write ``path`` atomically: yield a temporary path beside it, named for this process (two processes
-    computing the same cache entry never share one), and move it onto ``path`` when the block ends. A
-    failed or interrupted write removes the temporary file and leaves ``path`` as it was."""
+    """Write ``path`` atomically: yield a temporary path beside it, named for this process (two
+    processes computing the same cache entry never share one), and move it onto ``path`` when the
+    block ends. A failed or interrupted write removes the temporary file and leaves ``path`` as it
+    was."""
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
@@ -33,3 +39,35 @@ def replacing(path: Path):
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
+
+
+def tree_digest(root) -> str:
+    """A cheap digest of the files under the folder ``root`` (symbolic links followed): SHA-256
+    over every file's path relative to ``root``, its size and its modification time -- not its
+    bytes, so a tree of a million images costs one walk and one ``stat`` per file. An added,
+    removed, renamed, resized or rewritten file changes it (so does merely touching one); a file
+    changed in place with the same size and the same modification time would not. A missing
+    ``root`` digests as an empty tree."""
+    root = Path(root).expanduser()
+    files = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs.sort()
+        files += [os.path.join(folder, n) for n in sorted(names)]
+    return files_digest(files, root)
+
+
+def files_digest(files, base=None) -> str:
+    """:func:`tree_digest`'s cheap digest (path, size, modification time; not the bytes) of the
+    listed ``files``, in the order given; paths are taken relative to ``base`` when it is given."""
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        name = os.path.relpath(f, base) if base is not None else str(f)
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+#: Names accepted for the notebooks' ``dataset`` and ``profile`` parameters (the registry,
+#: dsco.datasets), imported last: every name a module reads from the package (``from . import
+#: ROOT``) exists by then.
+from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402, F401
