@@ -27,7 +27,8 @@ def small_test(test):
 
 
 def tiny(epochs=2, name="hard", **kw):
-    return ev.get_protocol(name, epochs=epochs, **kw)
+    """A short protocol for the digits sets of these tests (no flips: the digits registry entry's)."""
+    return ev.get_protocol(name, epochs=epochs, **{"flip": False, **kw})
 
 
 # --- 1. architectures ---------------------------------------------------------------------
@@ -154,14 +155,20 @@ def test_epochs_for_documented_values():
         ev.epochs_for(0)
 
 
-def test_resolve_flip_and_colour_by_data():
-    d = ev.resolve(ev.HARD, "digits", 1)
+def test_resolve_takes_the_flip_from_its_caller_and_the_colour_from_the_data():
+    d = ev.resolve(replace(ev.HARD, flip=False), "digits", 1)
     assert d.flip is False and d.color is False
-    n = ev.resolve(ev.HARD, "imagenette", 3)
+    n = ev.resolve(replace(ev.HARD, flip=True), "imagenette", 3)
     assert n.flip is True and n.color is True
-    assert ev.resolve(replace(ev.HARD, color=False), "imagenet1k", 3).color is False
+    assert ev.resolve(replace(ev.HARD, flip=True), "digits", 1).flip is True  # no name decides it
+    with pytest.raises(ev.EvaluateError) as e:  # unset: one line naming the fix
+        ev.resolve(ev.HARD, "folder", 1)
+    assert "\n" not in str(e.value) and "ds.protocol('hard')" in str(e.value)
+    assert "flip=True/False" in str(e.value)
+    flipped = replace(ev.HARD, flip=True)
+    assert ev.resolve(replace(flipped, color=False), "imagenet1k", 3).color is False
     with pytest.raises(ValueError, match="color=False"):
-        ev.resolve(replace(ev.HARD, color=True), "digits", 1)
+        ev.resolve(replace(ev.HARD, flip=False, color=True), "digits", 1)
 
 
 # --- 3. augmentation, CutMix, losses --------------------------------------------------------
@@ -169,7 +176,7 @@ def test_resolve_flip_and_colour_by_data():
 def test_random_resized_crop_no_flip_for_digits(train):
     x = train.x[:64]
     assert not torch.equal(x, x.flip(-1))
-    p = replace(ev.resolve(ev.HARD, "digits", 1), rrc_scale=(1.0, 1.0), rrc_ratio=(1.0, 1.0))
+    p = replace(ev.resolve(tiny(), "digits", 1), rrc_scale=(1.0, 1.0), rrc_ratio=(1.0, 1.0))
     augment = ev.make_augment(p)
     torch.manual_seed(0)
     for _ in range(5):
@@ -193,7 +200,7 @@ def test_random_resized_crop_is_seeded_and_crops(train):
 def test_colour_augmentation_on_rgb():
     torch.manual_seed(0)
     x = torch.rand(4, 3, 16, 16) * 2 - 1
-    out = ev.make_augment(ev.resolve(ev.HARD, "imagenette", 3))(x)
+    out = ev.make_augment(ev.resolve(replace(ev.HARD, flip=True), "imagenette", 3))(x)
     assert out.shape == x.shape and torch.isfinite(out).all()
     lit = ev.lighting(torch.full((2, 3, 4, 4), 0.5))
     assert lit.shape == (2, 3, 4, 4) and not torch.equal(lit[0], lit[1])
@@ -276,7 +283,8 @@ def test_soft_label_path_with_stand_in_teacher(train, small_test):
                       teacher=teacher, cache=False, progress=False)
     assert res.protocol == "soft" and 0 <= res.accs[0] <= 100
     with pytest.raises(ValueError, match="needs teacher="):
-        ev.evaluate(surrogate, "convnet", "soft", repeats=1, test_set=small_test, cache=False)
+        ev.evaluate(surrogate, "convnet", tiny(name="soft"), repeats=1, test_set=small_test,
+                    cache=False)
 
 
 def test_sgd_variant_runs(train, small_test):
@@ -372,7 +380,7 @@ def test_soft_labels_with_the_shipped_digits_teacher(train, small_test):
 def test_grid_rows_seeds_and_workers_agree(tmp_path):
     train = load("digits", "train")
     sets = {("random", 1): train.sample_per_class(1, 0), ("random", 2): train.sample_per_class(2, 0)}
-    p = ev.get_protocol("hard", "smoke", epochs=2)
+    p = ev.get_protocol("hard", "smoke", epochs=2, flip=False)
     test = load("digits", "test")
     df = ev.grid(sets, ["convnet"], p, repeats=2, seed=5, names=("method", "ipc"), progress=False,
                  test_set=test, cache_dir=tmp_path, width=8)
@@ -424,8 +432,8 @@ def test_grid_takes_what_the_dataset_fixes(train, tmp_path):
     assert one.cached == [True] and one.accs == df.acc.tolist()  # the very same run
     wide = ev.grid(sets, ["convnet"], "hard", dataset=ds, cache_dir=tmp_path, progress=False, width=8)
     assert not wide.cached.any()  # an explicit arch kwarg wins over the profile's
-    paper = ev.grid(sets, ["convnet"], ev.get_protocol("hard", epochs=1), dataset=ds, repeats=2, cache_dir=tmp_path,
-                    progress=False)
+    paper = ev.grid(sets, ["convnet"], ev.get_protocol("hard", epochs=1, flip=False), dataset=ds,
+                    repeats=2, cache_dir=tmp_path, progress=False)
     assert paper.run_seed.tolist() == [0, 1] and paper.epochs.tolist() == [1, 1]  # a Protocol is taken as given
 
 
