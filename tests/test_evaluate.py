@@ -27,7 +27,7 @@ def small_test(test):
 
 
 def tiny(epochs=2, name="hard", **kw):
-    """A short protocol for the digits sets of these tests (no flips: the digits registry entry's)."""
+    """A short protocol for the digits sets of these tests (no flips: digits' registry entry)."""
     return ev.get_protocol(name, epochs=epochs, **{"flip": False, **kw})
 
 

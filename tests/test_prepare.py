@@ -4,7 +4,7 @@ offline fixture, with and without a user teacher."""
 import pytest
 import torch
 
-from dsco import backbones, data, datasets, models, prepare
+from dsco import ROOT, backbones, data, datasets, models, prepare
 from dsco import teacher as T
 
 
@@ -93,4 +93,4 @@ def test_imagenette_fixture_trains_a_teacher_without_teacher_path(nette_params, 
     assert info2["history"] is None and info2["source"] == str(folder)
     x = ds.test().x[:4]
     assert torch.equal(again(x), clf(x))
-    assert not (datasets.ROOT / "data" / "models" / "imagenette").exists()
+    assert not (ROOT / "data" / "models" / "imagenette").exists()

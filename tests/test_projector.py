@@ -93,7 +93,8 @@ def test_for_latents_refuses_a_shape_without_a_preset():
             projector.for_latents(shape)
         msg = str(e.value)
         assert "\n" not in msg and "×".join(map(str, shape)) in msg
-        assert "4×32×32 (paper)" in msg and "1×8×8 (digits)" in msg and 'projector="latent"' in msg
+        assert "4×32×32 (paper)" in msg and "1×8×8 (digits)" in msg
+        assert 'projector="latent"' in msg
         assert "dsco.datasets.REGISTRY" in msg
 
 

@@ -134,8 +134,8 @@ def test_tree_digest_follows_paths_sizes_and_modification_times(tmp_path):
 
 
 def test_the_key_follows_the_data_tree_and_the_trained_models(folder, tmp_path, monkeypatch):
-    """A changed tree re-executes every notebook; a retrain (a new file under build/models/<dataset>/)
-    the notebooks after the setup notebooks."""
+    """A changed tree re-executes every notebook; a retrain (a new file under
+    build/models/<dataset>/) the notebooks after the setup notebooks."""
     from dsco import models
 
     monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
@@ -152,9 +152,10 @@ def test_the_key_follows_the_data_tree_and_the_trained_models(folder, tmp_path, 
     assert [r.status for r in run(folder, tmp_path, **kw)] == ["skipped", "executed", "executed"]
     (root / "0.png").write_bytes(b"22")
     assert [r.status for r in run(folder, tmp_path, **kw)] == ["executed"] * 3
-    key = runner.cache_key(folder / "10_first.ipynb", {}, "0", runner.inputs_digest("digits"))
+    first = folder / "10_first.ipynb"
+    key = runner.cache_key(first, {}, "0", runner.inputs_digest("digits"))
     (trained / "digits_ddpm.safetensors").write_bytes(b"retrained")
-    assert runner.cache_key(folder / "10_first.ipynb", {}, "0", runner.inputs_digest("digits")) != key
+    assert runner.cache_key(first, {}, "0", runner.inputs_digest("digits")) != key
 
 
 def test_sources_digest_is_a_sha256(monkeypatch):

@@ -178,7 +178,7 @@ def test_a_random_set_from_a_folder_tree_is_keyed_by_the_trees_content(tmp_path)
     assert surrogates.make("random", 2, dataset=a, cache_dir=tmp_path / "c").cached
     other = surrogates.make("random", 2, dataset=b, cache_dir=tmp_path / "c")
     assert not other.cached and not torch.equal(other.data.x, first.data.x)
-    changed = trees[0] / "class_1" / "3.png"   # an image rewritten in place: a new modification time
+    changed = trees[0] / "class_1" / "3.png"   # rewritten in place: a new modification time
     changed.write_bytes(changed.read_bytes())
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
     again = datasets.get("folder", "smoke", root=str(trees[0]))
