@@ -1,16 +1,26 @@
 """DsCo companion: the algorithm code behind the notebooks.
 
-One module per paper concept (see README / SPEC): ``theory`` (the toys of §3, App. B),
-``exact_diffusion`` (§3.4's exact-score toy), ``metrics`` (MMD, coverage), ``laws`` (the scaling
-law), ``data``, ``backbones``, ``projector``, ``losses``, ``nopt``, ``surrogates``, ``doping``,
-``teacher``, ``architectures`` (the classifiers), ``training`` (protocols and the training loop),
-``evaluate`` (cached evaluations and grids), ``paper``, ``plots``, ``privacy``, ``boundary`` (the
-configuration-coverage law), ``discrepancy``; the claims ``scorecard``; the dataset registry
-``datasets`` with ``prepare`` (notebook 00's checks), ``recipes`` (training a dataset's own
-models) and ``fixtures`` (tiny stand-ins for tests); ``concentrate`` (the ``dsco concentrate``
-command); and the batch tooling ``runner`` / ``book`` / ``bench`` / ``cli``. Modules are imported
-lazily by the notebooks that need them.
+The package's layers, bottom to top (README, "Layout", draws them; ``tests/test_layers.py``
+checks that no module imports one that imports it back):
+
+- base: ``errors``, ``results`` (run records and result I/O), ``trace`` (a batch's trace);
+- data and models: ``data``, ``backbones``, ``projector``, ``losses``, ``architectures`` (the
+  classifiers), ``training`` (protocols and the training loop), ``teacher``, ``recipes``,
+  ``models``, ``budgets``, ``datasets`` (the registry), ``validation``;
+- the method: ``nopt``, ``surrogates``, ``doping``;
+- evaluation and analyses: ``evaluate`` (cached evaluations and grids), ``metrics`` (MMD,
+  coverage), ``theory`` (the toys of §3, App. B), ``exact_diffusion`` (§3.4's exact-score toy),
+  ``laws`` (the scaling law), ``privacy``, ``boundary`` (the configuration-coverage law),
+  ``discrepancy``;
+- claims and book: ``paper`` (the paper's tables), ``verdicts`` (the decision rules),
+  ``scorecard``, ``plots`` (figures), ``book``;
+- commands: ``prepare`` (notebook 00), ``fixtures``, ``concentrate``, ``bench``, ``runner``,
+  ``cli``.
+
+Shared file helpers: :func:`replacing` (atomic writes) and :func:`tree_digest` /
+:func:`files_digest` (cheap digests of what a cache depends on).
 """
+import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,15 +30,13 @@ __version__ = "0.1.0"
 #: Repository root (the folder holding ``dsco/``, ``notebooks/``, ``data/``).
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Names accepted for the notebooks' ``dataset`` and ``profile`` parameters (the registry, dsco.datasets).
-from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402, F401
-
 
 @contextmanager
 def replacing(path: Path):
-    """Write ``path`` atomically: yield a temporary path beside it, named for this process (two processes
-    computing the same cache entry never share one), and move it onto ``path`` when the block ends. A
-    failed or interrupted write removes the temporary file and leaves ``path`` as it was."""
+    """Write ``path`` atomically: yield a temporary path beside it, named for this process (two
+    processes computing the same cache entry never share one), and move it onto ``path`` when the
+    block ends. A failed or interrupted write removes the temporary file and leaves ``path`` as it
+    was."""
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
@@ -36,3 +44,35 @@ def replacing(path: Path):
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
+
+
+def tree_digest(root) -> str:
+    """A cheap digest of the files under the folder ``root`` (symbolic links followed): SHA-256
+    over every file's path relative to ``root``, its size and its modification time -- not its
+    bytes, so a tree of a million images costs one walk and one ``stat`` per file. An added,
+    removed, renamed, resized or rewritten file changes it (so does merely touching one); a file
+    changed in place with the same size and the same modification time would not. A missing
+    ``root`` digests as an empty tree."""
+    root = Path(root).expanduser()
+    files = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs.sort()
+        files += [os.path.join(folder, n) for n in sorted(names)]
+    return files_digest(files, root)
+
+
+def files_digest(files, base=None) -> str:
+    """:func:`tree_digest`'s cheap digest (path, size, modification time; not the bytes) of the
+    listed ``files``, in the order given; paths are taken relative to ``base`` when it is given."""
+    h = hashlib.sha256()
+    for f in files:
+        st = os.stat(f)
+        name = os.path.relpath(f, base) if base is not None else str(f)
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+#: Names accepted for the notebooks' ``dataset`` and ``profile`` parameters (the registry,
+#: dsco.datasets), imported last: every name a module reads from the package (``from . import
+#: ROOT``) exists by then.
+from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402, F401

@@ -255,8 +255,9 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
     n_images = k * ipc
     cuda = torch.device(device).type == "cuda"
     dtype = nopt.as_dtype(backbone_dtype)
-    common = dict(guidance=guidance, num_steps=num_steps, iterations=iterations, engine=engine, compile=compile,
-                  backbone_dtype=dtype, batch_size=batch_size, progress=progress)
+    common = dict(guidance=guidance, num_steps=num_steps, iterations=iterations, engine=engine,
+                  compile=compile, backbone_dtype=dtype, batch_size=batch_size, progress=progress,
+                  projector=getattr(dataset, "projector", None))   # the dataset's preset, if any
     rows = []
 
     def add(phase, wall, peak_mb, kind, **extra):
@@ -287,8 +288,9 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
     if "free" in phases:
         def prepare():
             for c in classes:
-                nopt.template_stats(bb, c, seed, guidance=guidance, num_steps=num_steps, n_templates=n_templates,
-                                    batch_size=batch_size)
+                nopt.template_stats(bb, c, seed, guidance=guidance, num_steps=num_steps,
+                                    n_templates=n_templates, batch_size=batch_size,
+                                    projector=common["projector"])
         _, wall, pk, kind = _timed(prepare, device)
         add("free_prep", wall, pk, kind, n_templates=n_templates)
         (_, _, log), wall, pk, kind = _timed(lambda: nopt.synthesize(

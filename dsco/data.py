@@ -64,6 +64,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from tqdm.auto import tqdm
 
 from . import DATASETS, ROOT, replacing
+from .errors import DatasetError  # one error class for data and the registry (re-exported)
 
 SPLITS = ("train", "test", "val")
 CLASS_DIR = ROOT / "data" / "classes"
@@ -73,9 +74,6 @@ DIGITS_SEED = 0
 MNIST_TEST_SIZE = 0.2
 MNIST_SEED = 0
 _LAYOUT = "train/<wnid>/*.JPEG and val/<wnid>/*"
-
-
-from .datasets import DatasetError  # noqa: E402  (one error class for data and the registry)
 
 
 class _Labelled:

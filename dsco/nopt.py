@@ -285,8 +285,11 @@ def template_stats(backbone, c: int, seed: int = 0, *, guidance: float = 4.0, nu
     out = (mean.float().cpu(), std.float().cpu())
     mem[key] = out
     if path is not None:
+        from . import replacing   # an interrupted or concurrent write never leaves half a file
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"mean": out[0], "std": out[1], "params": key}, path)
+        with replacing(path) as tmp:
+            torch.save({"mean": out[0], "std": out[1], "params": key}, tmp)
     return out
 
 

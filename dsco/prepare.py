@@ -13,7 +13,8 @@ Entry points, each taking a :class:`dsco.datasets.Dataset`:
 - :func:`teacher` -- the shipped teacher, the user's timm checkpoint (``teacher_path``), or a timm
   ResNet-18 trained on the dataset's training split into ``build/models/<dataset>/`` (reused by a later
   run with the same data and settings).
-- :func:`reconstruction` -- the autoencoder's check: PSNR, and the teacher on reconstructed test images.
+- :func:`reconstruction` -- the autoencoder's check: PSNR, and the teacher on reconstructed test
+  images (defined in :mod:`dsco.recipes`, whose check of a trained recipe uses it too).
 - :func:`class_consistency` -- the share of guided vanilla samples that the teacher classifies as the
   class they were drawn for, per class and guidance.
 - :func:`encode_latents` -- every class's real latents through the backbone's encoder, cached on disk
@@ -24,7 +25,6 @@ Each returns what it did in a small dict (``info``) that the notebook prints.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -34,6 +34,7 @@ import torch
 from . import ROOT, backbones, recipes
 from . import teacher as teacher_mod
 from .data import encode_class
+from .recipes import reconstruction  # noqa: F401  (notebook 00 calls it as prepare.reconstruction)
 
 SMOKE_MODELS = ROOT / "build" / "models"
 
@@ -129,19 +130,6 @@ def class_consistency(ds, bb, clf, guidances=(1.0, 2.0, 4.0), n_per_class: int =
         for c in range(ds.num_classes):
             rows.append({"guidance": g, "class": c, "consistency": float((pred[labels == c] == c).float().mean())})
     return pd.DataFrame(rows), samples
-
-
-def reconstruction(ds, bb, clf) -> dict:
-    """The autoencoder's check on the test split: reconstruction PSNR (dB, peak-to-peak 2) and the teacher's
-    accuracy on the original and on the reconstructed images (empty for a pixel-space backbone)."""
-    if not hasattr(bb, "vae"):
-        return {}
-    test = ds.test()
-    recon = torch.cat([bb.decode(bb.encode(test.x[i:i + 64].to(bb.device))).float().cpu()
-                       for i in range(0, len(test), 64)]).clamp(-1, 1)
-    mse = float(((recon - test.x) ** 2).mean())
-    return {"psnr_db": 10 * math.log10(4 / mse), "teacher_accuracy": teacher_mod.accuracy(clf, test.x, test.y),
-            "teacher_accuracy_reconstructed": teacher_mod.accuracy(clf, recon, test.y), "reconstructed": recon}
 
 
 def encode_latents(ds, bb) -> pd.DataFrame:

@@ -116,30 +116,34 @@ def make(name: str = "digits", seed: int = 0, device="cpu", **overrides) -> Rand
 
 #: The latent shape each preset is made for.
 SHAPES = {"paper": (4, 32, 32), "digits": (1, 8, 8), "latent": (4, 8, 8)}
+#: Every latent shape NOpt has a default projector for: each preset's own shape, and the 4×4×4
+#: latents of the package's tiny random DiT (``dsco.backbones.TINY_DIT``: tests and the offline
+#: ImageNette stand-in of :mod:`dsco.fixtures`), which get the "latent" preset.
+KNOWN_SHAPES = {**{shape: name for name, shape in SHAPES.items()}, (4, 4, 4): "latent"}
 
 
 def preset_for(latent_shape) -> str:
-    """The preset name matching a latent shape ``(C, H, W)``: 4×32×32 → "paper", 1×8×8 → "digits"."""
+    """The preset for latents of shape ``(C, H, W)`` (:data:`KNOWN_SHAPES`: 4×32×32 → "paper",
+    1×8×8 → "digits", 4×8×8 and 4×4×4 → "latent"); any other shape raises a ``ValueError``
+    naming the known shapes and how to choose a preset."""
     shape = tuple(int(s) for s in latent_shape)
-    for name, cfg in SHAPES.items():
-        if shape == cfg:
-            return name
-    raise ValueError(f"no projector preset for latents of shape {shape}: pass projector=RandomProjector("
-                     f"in_channels={shape[0]}, widths=...) explicitly")
+    if shape in KNOWN_SHAPES:
+        return KNOWN_SHAPES[shape]
+    known = ", ".join(f"{'×'.join(map(str, s))} ({n})" for s, n in KNOWN_SHAPES.items())
+    raise ValueError(f"no projector preset for latents of shape {'×'.join(map(str, shape))} "
+                     f"(known: {known}): choose one, e.g. projector=\"latent\" (a preset of "
+                     f"dsco.projector.PRESETS) or projector=dict(in_channels={shape[0]}, "
+                     "widths=(64, 128, 256)) for dsco.nopt.synthesize / dsco.surrogates.make, or "
+                     "set the dataset's projector in dsco.datasets.REGISTRY")
 
 
 def for_latents(latent_shape, seed: int = 0, device="cpu", **overrides) -> RandomProjector:
-    """The default projector for latents of shape ``(C, H, W)``.
-
-    4×32×32 gets the paper's projector, 1×8×8 the digits one; any other shape (e.g. the tiny test
-    backbones) gets the digits widths with ``in_channels = C``. ``overrides`` as in :func:`make`.
+    """The default projector for latents of shape ``(C, H, W)``: the preset of :func:`preset_for`
+    (4×32×32 the paper's, 1×8×8 the digits one, 4×8×8 and 4×4×4 the latent one). A shape
+    without a preset raises, naming the known shapes and how to choose one. ``overrides`` as in
+    :func:`make`.
     """
-    shape = tuple(int(s) for s in latent_shape)
-    try:
-        name = preset_for(shape)
-    except ValueError:
-        name, overrides = "digits", {"in_channels": shape[0], **overrides}
-    return make(name, seed=seed, device=device, **overrides)
+    return make(preset_for(latent_shape), seed=seed, device=device, **overrides)
 
 
 # --- measuring a projector (notebook 13, §4.1.2) ----------------------------------------------------

@@ -14,7 +14,8 @@ three quality bars:
 2. the **autoencoder**, diffusers ``AutoencoderKL`` with 4 latent channels on images padded (value -1)
    to a side the UNet can halve twice: reconstruction MSE + a small KL term (:func:`train_autoencoder`);
    its latent scaling factor is measured on the training latents (1 / their std, as SD's 0.18215);
-   report: reconstruction PSNR and the teacher's accuracy on reconstructed test images;
+   report: reconstruction PSNR and the teacher's accuracy on reconstructed test images
+   (:func:`reconstruction`);
 3. the **latent DDPM**, a ``UNet2DModel`` with a null class for classifier-free guidance, trained on the
    scaled posterior means (:func:`dsco.backbones.train_ddpm`): the share of guided samples (guidance 4)
    that the teacher classifies as their class.
@@ -134,8 +135,6 @@ def check(ds, prefix, settings: dict | None = None, seed: int = 0, device: str =
     c = (settings or MNIST)["check"]
     clf = teacher_mod.load_teacher(f"{prefix}_teacher.safetensors", device=device)
     bb = backbones.load("latent-ddpm", prefix, device=device)
-    from .prepare import reconstruction   # notebook 00's check of the autoencoder (prepare imports this module)
-
     rec = reconstruction(ds, bb, clf)
     lat, lab = backbones.sample(bb, range(ds.num_classes), c["samples_per_class"], seed, c["guidance"], c["steps"],
                                 progress=progress)
@@ -148,6 +147,23 @@ def check(ds, prefix, settings: dict | None = None, seed: int = 0, device: str =
               "wall_time_s": {m: card["training"]["wall_time_s"] for m, card in cards.items()}}
     Path(f"{prefix}_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def reconstruction(ds, bb, clf) -> dict:
+    """The autoencoder's check on the test split: reconstruction PSNR (dB, peak-to-peak 2) and the
+    teacher's accuracy on the original and on the reconstructed images (empty for a pixel-space
+    backbone). :func:`check` reports it for a trained recipe; notebook 00 calls it (as
+    ``dsco.prepare.reconstruction``) for any backbone."""
+    if not hasattr(bb, "vae"):
+        return {}
+    test = ds.test()
+    recon = torch.cat([bb.decode(bb.encode(test.x[i:i + 64].to(bb.device))).float().cpu()
+                       for i in range(0, len(test), 64)]).clamp(-1, 1)
+    mse = float(((recon - test.x) ** 2).mean())
+    return {"psnr_db": 10 * math.log10(4 / mse),
+            "teacher_accuracy": teacher_mod.accuracy(clf, test.x, test.y),
+            "teacher_accuracy_reconstructed": teacher_mod.accuracy(clf, recon, test.y),
+            "reconstructed": recon}
 
 
 def train_autoencoder(train_set, config: dict, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,

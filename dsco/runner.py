@@ -8,8 +8,12 @@ checked (:meth:`dsco.datasets.Dataset.check`: root folders, backbone and teacher
 copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that folder is what the book renders.
 
 Caching: beside each executed copy sits ``<stem>.key``, a SHA-256 of the injected parameters, the
-notebook's source cells and every file of the package (``dsco/``) and of ``data/``. A rerun whose key
-matches skips the notebook; ``force=True`` re-executes it.
+notebook's source cells, every file of the package (``dsco/``) and of ``data/``, and what the
+notebook reads besides (:func:`inputs_digest`): the content of the user's data tree (``-p root``)
+and, for every notebook after the setup notebooks, the models notebook 00 trained
+(``build/models/<dataset>/``) -- both as cheap digests of file paths, sizes and modification times
+(:func:`dsco.tree_digest`), not of the bytes. A rerun whose key matches skips the notebook, so a
+retrain or a changed tree re-executes what depends on it; ``force=True`` re-executes it anyway.
 
 Failures: the notebook's previous executed copy and key are deleted (stale output never reaches the
 book), the failed copy is kept as ``<stem>.failed.ipynb`` for inspection, and :class:`NotebookFailed`
@@ -37,7 +41,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import DATASETS, PROFILES, ROOT
+from . import DATASETS, PROFILES, ROOT, tree_digest
 
 NOTEBOOKS = ROOT / "notebooks"
 RUNS = ROOT / "build" / "runs"
@@ -119,12 +123,32 @@ def sources_digest() -> str:
     return h.hexdigest()
 
 
-def cache_key(path: Path, params: dict, sources: str) -> str:
-    """Key of one execution: parameters + the notebook's cell sources + package/data digest."""
+def cache_key(path: Path, params: dict, sources: str, inputs: dict | None = None) -> str:
+    """Key of one execution: parameters + the notebook's cell sources + package/data digest + the
+    digests of what it reads besides (:func:`inputs_digest`)."""
     nb = nbformat.read(path, as_version=4)
     cells = [(c.cell_type, c.source) for c in nb.cells]
-    blob = json.dumps(dict(params=params, cells=cells, sources=sources), sort_keys=True, default=str)
+    blob = json.dumps(dict(params=params, cells=cells, sources=sources, inputs=inputs),
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def is_setup(path: Path) -> bool:
+    """A setup notebook (``0x_*``): it trains or loads what the others read, so it runs first."""
+    return Path(path).name.startswith("0")
+
+
+def inputs_digest(dataset: str, root=None, models: bool = True) -> dict:
+    """What a notebook reads besides its parameters and the package, as cheap digests
+    (:func:`dsco.tree_digest`: relative paths, sizes and modification times of the files, not
+    their bytes): ``data``, the user's data tree ``root`` (None without one), and with ``models``
+    the files notebook 00 trained for ``dataset`` under ``build/models/<dataset>/``
+    (:func:`dsco.models.digest`). A ``root`` of a million images costs one walk of the tree."""
+    out = {"data": tree_digest(root) if root else None}
+    if models:
+        from . import models as models_mod
+        out["models"] = models_mod.digest(dataset)
+    return out
 
 
 def _failure_message(path: Path, err: Exception) -> str:
@@ -168,6 +192,15 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     out_dir = Path(runs_dir or RUNS) / dataset / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = sources_digest()
+    data_only = inputs_digest(dataset, extra.get("root"), models=False)   # the tree: once a batch
+    after_setup = []   # with the trained models too, read once the setup notebooks have run
+
+    def inputs(path: Path) -> dict:
+        if is_setup(path):
+            return data_only
+        if not after_setup:   # (two threads may both read them: the same digest)
+            after_setup.append(data_only | {"models": inputs_digest(dataset)["models"]})
+        return after_setup[0]
 
     import papermill as pm
     from tqdm.auto import tqdm
@@ -183,7 +216,7 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         out, key_file = out_dir / path.name, out_dir / f"{path.stem}.key"
         failed = out_dir / f"{path.stem}.failed.ipynb"
         mine = {k: v for k, v in params.items() if k in names[path]}  # papermill warns about the others
-        key = cache_key(path, mine, sources)
+        key = cache_key(path, mine, sources, inputs(path))
         if not force and out.exists() and key_file.exists() and key_file.read_text() == key:
             if tracer:
                 tracer.ran(path.stem, "skipped", time.time())
@@ -335,7 +368,7 @@ def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
 
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    setup = [p for p in paths if p.name.startswith("0")]
+    setup = [p for p in paths if is_setup(p)]
     results = {p: record(execute(p)) for p in setup}
     errors = {}
     pool = ThreadPoolExecutor(jobs)  # each call drives its own kernel

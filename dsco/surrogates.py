@@ -20,24 +20,26 @@ Latents are decoded by the backbone (identity for digits) and clamped to the ima
 The cache (``build/cache/surrogates/``) is keyed by a SHA-256 of the method, IPC, seed, classes,
 dataset, the resolved options (every :func:`dsco.nopt.synthesize` argument, defaults filled in, so
 passing a default explicitly names the same set; the engine and chunk sizes are left out), the
-backbone's weights fingerprint, the device type and :data:`CACHE_VERSION`; an entry stores the
-images, labels, NOpt log and the cost of the original run (wall time, peak memory, device), so a
-cached set still reports what it cost to make. :func:`cost_table` lines the costs of many sets up.
+backbone's weights fingerprint, the real training set (:func:`real_key`: for a folder tree, a
+digest of its files), the device type and :data:`CACHE_VERSION`; an entry stores the images,
+labels, NOpt log and the cost of the original run (wall time, peak memory, device), so a cached set
+still reports what it cost to make. :func:`cost_table` lines the costs of many sets up.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from . import ROOT, replacing, trace
+from . import ROOT, files_digest, replacing, trace
 from . import nopt
-from .data import ImageSet, encode_class
+from .data import FolderSet, ImageSet, encode_class
 from .training import peak_mem_mb
 
 METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "free"}
@@ -119,7 +121,7 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
     key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": ds.name,
            "classes": classes, "options": resolved, "device": torch.device(device).type,
            "backbone": nopt.fingerprint(backbone) if backbone is not None else None,
-           "real": [real.name, real.split, len(real)]}
+           "real": real_key(ds, real)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = Path(cache_dir or CACHE_DIR) / f"{ds.name}-{method}-ipc{ipc}-s{seed}-{digest}.pt"
     what = dict(method=method, ipc=ipc, seed=seed, key=digest)
@@ -173,6 +175,38 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
                         "peak_mem_mb": out.peak_mem_mb, "device": out.device, "log": log.to_dict("list"),
                         "key": key}, tmp)
     return out
+
+
+def real_key(ds, real) -> list:
+    """What a cache key says about the real training set ``real`` of the dataset ``ds``: its name,
+    split and size, and what it holds. A set read from a folder tree (a lazy FolderSet: ``folder``
+    and the ImageNet datasets) adds the cheap digest of its files (:func:`dsco.files_digest`:
+    paths, sizes and modification times, not the bytes; once per loaded set), its labels and its
+    transform (the image size); any other in-memory set adds a SHA-256 of its images and labels --
+    except the embedded dataset's own training split (``digits``, ``mnist``: fixed by its name and
+    split), whose entry stays ``[name, split, size]``, so their cached sets keep their keys."""
+    base = [real.name, real.split, len(real)]
+    if isinstance(real, FolderSet):
+        if real not in _FOLDER_KEYS:
+            _FOLDER_KEYS[real] = [files_digest(real.files), _tensor_sha(real.y),
+                                  repr(real.transform)]
+        return base + _FOLDER_KEYS[real]
+    if ds.entry.kind == "embedded":
+        own = ds.train()
+        if real is own or (len(real) == len(own) and torch.equal(real.y, own.y)
+                           and torch.equal(real.x, own.x)):
+            return base
+    return base + [_tensor_sha(real.x, real.y)]
+
+
+_FOLDER_KEYS = weakref.WeakKeyDictionary()   # FolderSet -> its part of real_key
+
+
+def _tensor_sha(*tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def cost_table(made: dict, label: str = "set") -> pd.DataFrame:

@@ -125,9 +125,10 @@ class Protocol:
     ``gamma``) or "cosine" (CosineAnnealingLR with T_max = 2 × epochs, App. D.2: the learning rate
     ends at half its start). Schedulers step once per epoch, as the official code.
     ``epochs=None`` takes :func:`epochs_for` (IPC, ``profile``).
-    ``flip`` / ``color``: None = decided by the data (:func:`resolve`): horizontal flip for the
-    ImageNet datasets but never for digits (a mirrored digit is a different glyph, or none);
-    colour jitter (0.4, 0.4, 0.4) and lighting only for 3-channel images.
+    ``flip``: None = unset; ``ds.protocol()`` sets the dataset's (the registry's ``Entry.flip``:
+    never for digits, a mirrored digit is a different glyph, or none) and :func:`resolve` refuses
+    an unset one. ``color``: None = decided by the data (:func:`resolve`): colour jitter
+    (0.4, 0.4, 0.4) and lighting only for 3-channel images.
     """
 
     name: str = "hard"
@@ -208,9 +209,15 @@ def _check_protocol(p: Protocol) -> None:
 
 
 def resolve(protocol: Protocol, dataset: str, channels: int) -> Protocol:
-    """Fill the data-dependent switches: ``flip`` is off for digits and on for the ImageNet
-    datasets (3-channel images), ``color`` (jitter + lighting) is on only for 3-channel images."""
-    flip = protocol.flip if protocol.flip is not None else (dataset != "digits" and channels == 3)
+    """Fill the data-dependent switches: ``flip`` is the caller's (``ds.protocol()`` sets the
+    registry's ``Entry.flip``; an unset one raises, naming the fix), ``color`` (jitter + lighting)
+    is on only for 3-channel images. ``dataset`` names the images in that error."""
+    if protocol.flip is None:
+        raise EvaluateError(f"protocol {protocol.name!r} does not say whether to flip the "
+                            f"{dataset or 'training'} images: take it from "
+                            f"ds.protocol({protocol.name!r}) (the registry's flip) or pass "
+                            "flip=True/False to get_protocol")
+    flip = protocol.flip
     color = protocol.color if protocol.color is not None else channels == 3
     if color and channels != 3:
         raise EvaluateError(f"colour augmentation needs 3-channel images (got {channels}): "

@@ -344,9 +344,9 @@ def test_a_bad_folder_is_one_line_naming_the_fix(tmp_path, make, match):
 
 
 def test_a_folder_class_smaller_than_the_profiles_ipcs_is_refused_before_anything_is_written(tmp_path, monkeypatch):
-    from dsco import datasets
+    from dsco import datasets, models
 
-    monkeypatch.setattr(datasets, "BUILD_MODELS", tmp_path / "models")
+    monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
     ds = datasets.get("folder", "smoke", root=str(_tree(tmp_path / "t", per_class=6)))
     smallest = int(ds.train().counts().min())   # 6 images per class, less the seeded test share
     assert smallest < 8

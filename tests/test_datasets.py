@@ -1,11 +1,12 @@
 """Tests for dsco.datasets: the registry, get()'s errors, the paper's columns, the per-profile budgets,
 and Dataset.check() on the offline fixture (dsco.fixtures) with every bad input it must refuse."""
 import csv
+import re
 import shutil
 
 import pytest
 
-from dsco import backbones, data, datasets, nopt, teacher, training
+from dsco import backbones, data, datasets, models, nopt, teacher, training
 from dsco.backbones import CheckpointError
 from dsco.datasets import DatasetError
 
@@ -44,7 +45,9 @@ def test_registry_entries_and_budgets():
     folder = datasets.REGISTRY["folder"].budgets["smoke"]   # the same sizes, and the tiny recipe for notebook 00
     assert folder.ipcs == datasets.SMOKE.ipcs and folder.models["recipe"] == "tiny"
     m = datasets.REGISTRY["mnist"]
-    assert (m.kind, m.image_size, m.backbone["name"], m.projector) == ("embedded", 28, "latent-ddpm", "latent")
+    assert (m.kind, m.image_size, m.backbone["name"]) == ("embedded", 28, "latent-ddpm")
+    assert m.projector is None   # NOpt's default for its 4×8×8 latents
+    assert datasets.REGISTRY["folder"].projector == "latent"  # any side: the image size decides it
     paper = datasets.REGISTRY["imagewoof"].budgets["paper"]
     assert paper.nopt == {**paper.nopt, "iterations": 200, "diffusion_repeats": 5, "n_templates": 200}
     assert (paper.train, paper.repeats) == ("full", 5)
@@ -170,6 +173,48 @@ def test_nopt_defaults_carry_their_reason():
     assert datasets.get("imagenette").nopt_defaults == {}  # the paper's own settings
 
 
+def test_measured_numbers_in_printed_text_say_when_and_where():
+    """A number measured once and printed by the notebooks (a note, a reason) carries its date."""
+    texts = [why for e in datasets.REGISTRY.values() for _, why in e.nopt_defaults.values()]
+    texts += [b.note for e in datasets.REGISTRY.values() for b in e.budgets.values()]
+    measured = [t for t in texts if re.search(r"\d ?(min|h|s)\b|MMD² \d", t)]
+    assert len(measured) >= 4   # digits' reason and paper note, folder's, the ImageNet ones
+    for t in measured:
+        assert re.search(r"measured|recorded", t) and re.search(r"20\d\d-\d\d", t), t
+
+
+def test_the_registry_decides_the_horizontal_flip(tmp_path):
+    """ds.protocol() carries the entry's flip; resolve() takes it (no dataset name decides)."""
+    from dsco import fixtures
+
+    flips = {n: datasets.get(n).protocol().flip for n in ("digits", "mnist", "imagenette")}
+    assert flips == {n: datasets.REGISTRY[n].flip for n in flips} == {
+        "digits": False, "mnist": False, "imagenette": True}   # today's numbers
+    assert datasets.get("digits").protocol("soft", flip=True).flip is True   # explicit wins
+    sgd = training.get_protocol("sgd", flip=False)
+    assert datasets.get("imagenette").protocol(sgd).flip is False
+    grey = datasets.get("folder", root=str(fixtures.folder_tree(tmp_path / "t", mode="L")))
+    p = training.resolve(grey.protocol(), grey.name, grey.channels)
+    assert grey.channels == 1 and p.flip is True and p.color is False   # registered with flips
+    with pytest.raises(training.EvaluateError, match=r"ds\.protocol\('hard'\)"):
+        training.resolve(training.get_protocol("hard"), "folder", 1)
+
+
+def test_validation_and_models_live_in_their_modules(nette_params, monkeypatch, tmp_path):
+    from dsco import validation
+
+    ds = datasets.get("imagenette", **nette_params)
+    assert validation.check(ds) is ds and ds.check() is ds
+    monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
+    assert ds.teacher_file() == models.teacher_file(ds) == tmp_path / "models" / "imagenette" / (
+        f"teacher-smoke-{ds.key()}")
+    assert models.digest("imagenette") == models.digest("imagenette")
+    before = models.digest("imagenette")
+    (tmp_path / "models" / "imagenette").mkdir(parents=True)
+    (tmp_path / "models" / "imagenette" / "weights.safetensors").write_bytes(b"x")
+    assert models.digest("imagenette") != before   # a trained model file changes the digest
+
+
 def test_digits_loads_shipped_models_once():
     ds = datasets.get("digits")
     assert ds.train() is ds.train() and len(ds.train()) == 1347 and len(ds.test()) == 450
@@ -275,7 +320,7 @@ def test_check_teacher_with_wrong_class_count(nette_params, tmp_path):
 
 
 def test_teacher_without_path_or_trained_teacher_names_notebook_00(nette_params, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "BUILD_MODELS", tmp_path / "models")
+    monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
     ds = datasets.get("imagenette", **{k: v for k, v in nette_params.items() if k != "teacher_path"})
     ds.check()  # no teacher_path: notebook 00 trains one, nothing to check
     assert ds.teacher_file().parent == tmp_path / "models" / "imagenette"
@@ -289,7 +334,7 @@ def test_teacher_without_path_or_trained_teacher_names_notebook_00(nette_params,
 def test_a_folder_dataset_reads_its_shape_and_classes_from_the_images(tmp_path, monkeypatch):
     from dsco import fixtures
 
-    monkeypatch.setattr(datasets, "BUILD_MODELS", tmp_path / "models")
+    monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
     root = fixtures.folder_tree(tmp_path / "t", classes=4, per_class=12, size=10, mode="RGB")
     ds = datasets.get("folder", "smoke", root=str(root)).check()
     assert ds.image_shape == (3, 10, 10) and ds.channels == 3 and ds.classes == [f"class_{c}" for c in range(4)]

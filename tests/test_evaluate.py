@@ -29,7 +29,8 @@ def small_test(test):
 
 
 def tiny(epochs=2, name="hard", **kw):
-    return training.get_protocol(name, epochs=epochs, **kw)
+    """A short protocol for the digits sets of these tests (no flips: digits' registry entry)."""
+    return training.get_protocol(name, epochs=epochs, **{"flip": False, **kw})
 
 
 # --- evaluate() -------------------------------------------------------------------------------
@@ -54,7 +55,8 @@ def test_soft_label_path_with_stand_in_teacher(train, small_test):
                       teacher=teacher, cache=False, progress=False)
     assert res.protocol == "soft" and 0 <= res.accs[0] <= 100
     with pytest.raises(ValueError, match="needs teacher="):
-        ev.evaluate(surrogate, "convnet", "soft", repeats=1, test_set=small_test, cache=False)
+        ev.evaluate(surrogate, "convnet", tiny(name="soft"), repeats=1, test_set=small_test,
+                    cache=False)
 
 
 def test_sgd_variant_runs(train, small_test):
@@ -150,7 +152,7 @@ def test_soft_labels_with_the_shipped_digits_teacher(train, small_test):
 def test_grid_rows_seeds_and_workers_agree(tmp_path):
     train = load("digits", "train")
     sets = {("random", 1): train.sample_per_class(1, 0), ("random", 2): train.sample_per_class(2, 0)}
-    p = training.get_protocol("hard", "smoke", epochs=2)
+    p = training.get_protocol("hard", "smoke", epochs=2, flip=False)
     test = load("digits", "test")
     df = ev.grid(sets, ["convnet"], p, repeats=2, seed=5, names=("method", "ipc"), progress=False,
                  test_set=test, cache_dir=tmp_path, width=8)
@@ -194,7 +196,7 @@ def test_grid_takes_what_the_dataset_fixes(train, tmp_path):
     assert one.cached == [True] and one.accs == df.acc.tolist()  # the very same run
     wide = ev.grid(sets, ["convnet"], "hard", dataset=ds, cache_dir=tmp_path, progress=False, width=8)
     assert not wide.cached.any()  # an explicit arch kwarg wins over the profile's
-    paper = ev.grid(sets, ["convnet"], training.get_protocol("hard", epochs=1), dataset=ds,
+    paper = ev.grid(sets, ["convnet"], training.get_protocol("hard", epochs=1, flip=False), dataset=ds,
                     repeats=2, cache_dir=tmp_path, progress=False)
     assert paper.run_seed.tolist() == [0, 1] and paper.epochs.tolist() == [1, 1]  # a Protocol is taken as given
 

@@ -200,6 +200,30 @@ def test_template_stats_shapes_and_cache(digits_bb):
     assert again[0] is mean  # in-memory cache
 
 
+def test_template_stats_are_written_atomically(digits_bb, tmp_path, monkeypatch):
+    """An interrupted write leaves no cache entry (a half-written one would be read back later)."""
+    save = torch.save
+
+    def interrupted(obj, f, *args, **kwargs):
+        save(obj, f, *args, **kwargs)
+        raise KeyboardInterrupt   # after the bytes are out, before the entry is complete
+
+    kw = dict(num_steps=STEPS, n_templates=4, batch_size=4, cache_dir=tmp_path)
+    nopt._MEMORY_CACHE.clear()
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        nopt.template_stats(digits_bb, 2, 0, **kw)
+    assert not list(tmp_path.iterdir())   # neither the entry nor a temporary file
+    monkeypatch.undo()
+    nopt._MEMORY_CACHE.clear()
+    mean, _ = nopt.template_stats(digits_bb, 2, 0, **kw)
+    written = list(tmp_path.iterdir())
+    assert len(written) == 1 and written[0].name.startswith("templates-")
+    assert written[0].suffix == ".pt"
+    nopt._MEMORY_CACHE.clear()
+    assert torch.equal(nopt.template_stats(digits_bb, 2, 0, **kw)[0], mean)   # read back
+
+
 def test_all_terms_off_equals_vanilla(digits_bb, real):
     ref = backbones.sample(digits_bb, [2], 4, seed=0, num_steps=STEPS, progress=False)[0]
     a = run(digits_bb, "accessible", reality=False, align=False, real_latents=real)

@@ -17,7 +17,7 @@ import tokenize
 import nbformat
 import pytest
 
-from dsco import book, datasets, fixtures, runner
+from dsco import ROOT, book, datasets, fixtures, runner
 
 # a dataset named in code is a quoted name; in prose every name but "folder" (an ordinary word there)
 NAMES = {"code": re.compile(r"[\"'](" + "|".join(datasets.NAMES) + r")[\"']"),
@@ -70,11 +70,11 @@ def test_a_folder_tree_gets_its_models_trained_by_notebook_00_and_the_batch_runs
     from dsco import datasets
 
     root = fixtures.folder_tree(tmp_path / "tree")
-    shipped = {p.name: p.stat().st_mtime for p in (datasets.ROOT / "data" / "models").iterdir()}
+    shipped = {p.name: p.stat().st_mtime for p in (ROOT / "data" / "models").iterdir()}
     index = _check_batch("folder", tmp_path / "book", root=str(root))
     prefix = datasets.get("folder", "smoke", root=str(root)).model_prefix()
     assert all((prefix.parent / f"{prefix.name}_{m}.safetensors").is_file() for m in ("vae", "ddpm", "teacher"))
-    assert {p.name: p.stat().st_mtime for p in (datasets.ROOT / "data" / "models").iterdir()} == shipped
+    assert {p.name: p.stat().st_mtime for p in (ROOT / "data" / "models").iterdir()} == shipped
     assert "an ImageFolder tree of your own" in (index.parent / "intro.html").read_text()
 
 

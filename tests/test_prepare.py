@@ -4,7 +4,7 @@ offline fixture, with and without a user teacher."""
 import pytest
 import torch
 
-from dsco import backbones, data, datasets, prepare
+from dsco import ROOT, backbones, data, datasets, models, prepare
 from dsco import teacher as T
 
 
@@ -78,7 +78,7 @@ def test_imagenette_fixture_with_user_teacher(nette_ds, nette_params, tmp_path, 
 
 
 def test_imagenette_fixture_trains_a_teacher_without_teacher_path(nette_params, tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "BUILD_MODELS", tmp_path / "models")
+    monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
     params = {k: v for k, v in nette_params.items() if k != "teacher_path"}
     ds = datasets.get("imagenette", "smoke", **params)
     clf, info = prepare.teacher(ds)
@@ -93,4 +93,4 @@ def test_imagenette_fixture_trains_a_teacher_without_teacher_path(nette_params, 
     assert info2["history"] is None and info2["source"] == str(folder)
     x = ds.test().x[:4]
     assert torch.equal(again(x), clf(x))
-    assert not (datasets.ROOT / "data" / "models" / "imagenette").exists()
+    assert not (ROOT / "data" / "models" / "imagenette").exists()

@@ -87,6 +87,27 @@ def test_for_latents_defaults():
     assert q.in_channels == 4 and q(torch.randn(2, 4, 8, 8)).shape == (2, 256, 2, 2)
 
 
+def test_for_latents_refuses_a_shape_without_a_preset():
+    for shape in [(4, 6, 6), (3, 64, 64), (4, 64, 64)]:
+        with pytest.raises(ValueError) as e:
+            projector.for_latents(shape)
+        msg = str(e.value)
+        assert "\n" not in msg and "×".join(map(str, shape)) in msg
+        assert "4×32×32 (paper)" in msg and "1×8×8 (digits)" in msg
+        assert 'projector="latent"' in msg
+        assert "dsco.datasets.REGISTRY" in msg
+
+
+def test_the_tiny_dit_keeps_the_projector_it_had():
+    """4×4×4 (backbones.TINY_DIT, the offline ImageNette fixture) is known: the latent preset, the
+    very weights it got before as "the digits widths with in_channels=4"."""
+    p = projector.for_latents((4, 4, 4), seed=2)
+    before = projector.make("digits", seed=2, in_channels=4)
+    assert projector.preset_for((4, 4, 4)) == "latent"
+    assert all(torch.equal(a, b) for a, b in zip(p.state_dict().values(),
+                                                 before.state_dict().values()))
+
+
 # --- measuring a projector (notebook 13) ----------------------------------------------------------
 
 def test_channel_rows_pooled_and_full():

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from dsco import backbones, data, datasets, fixtures, prepare, recipes
+from dsco import backbones, data, datasets, fixtures, models, prepare, recipes
 from dsco import teacher as teacher_mod
 
 
@@ -78,7 +78,7 @@ def test_retraining_one_part_keeps_the_others(trained, folder_ds):
 
 
 def test_prepare_trains_a_folder_recipe_once_into_build_models(folder_ds, monkeypatch, tmp_path):
-    monkeypatch.setattr(datasets, "BUILD_MODELS", tmp_path / "models")
+    monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
     monkeypatch.setitem(recipes.RECIPES, "tiny", recipes.TINY)
     bb, info = prepare.backbone(folder_ds)
     assert info["trained"] and info["report"]["consistency"] == info["trained"]["consistency"]

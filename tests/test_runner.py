@@ -109,6 +109,55 @@ def test_cache_key_depends_on_params_and_sources(folder):
     assert k != runner.cache_key(nb, {"seed": 0}, "abd")
 
 
+def test_tree_digest_follows_paths_sizes_and_modification_times(tmp_path):
+    import os
+    import shutil
+
+    from dsco import tree_digest
+
+    root = tmp_path / "tree"
+    (root / "a").mkdir(parents=True)
+    image = root / "a" / "1.png"
+    image.write_bytes(b"abc")
+    first = tree_digest(root)
+    assert first == tree_digest(str(root)) and first != tree_digest(tmp_path / "nowhere")
+    shutil.copytree(root, tmp_path / "copy")   # copytree keeps the times: the same content
+    assert tree_digest(tmp_path / "copy") == first
+    image.write_bytes(b"abcd")   # another size
+    resized = tree_digest(root)
+    assert resized != first
+    st = image.stat()
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # rewritten: another time
+    assert tree_digest(root) != resized
+    (root / "a" / "2.png").write_bytes(b"")
+    assert len({tree_digest(root), resized, first}) == 3
+
+
+def test_the_key_follows_the_data_tree_and_the_trained_models(folder, tmp_path, monkeypatch):
+    """A changed tree re-executes every notebook; a retrain (a new file under
+    build/models/<dataset>/) the notebooks after the setup notebooks."""
+    from dsco import models
+
+    monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
+    make_notebook(folder / "00_setup.ipynb", "print(root)")
+    root = tmp_path / "tree" / "c"
+    root.mkdir(parents=True)
+    (root / "0.png").write_bytes(b"1")
+    kw = dict(extra={"root": str(root.parent)})
+    assert [r.status for r in run(folder, tmp_path, **kw)] == ["executed"] * 3
+    assert [r.status for r in run(folder, tmp_path, **kw)] == ["skipped"] * 3
+    trained = tmp_path / "models" / "digits" / "smoke-x"
+    trained.mkdir(parents=True)
+    (trained / "digits_ddpm.safetensors").write_bytes(b"weights")
+    assert [r.status for r in run(folder, tmp_path, **kw)] == ["skipped", "executed", "executed"]
+    (root / "0.png").write_bytes(b"22")
+    assert [r.status for r in run(folder, tmp_path, **kw)] == ["executed"] * 3
+    first = folder / "10_first.ipynb"
+    key = runner.cache_key(first, {}, "0", runner.inputs_digest("digits"))
+    (trained / "digits_ddpm.safetensors").write_bytes(b"retrained")
+    assert runner.cache_key(first, {}, "0", runner.inputs_digest("digits")) != key
+
+
 def test_sources_digest_is_a_sha256(monkeypatch):
     monkeypatch.undo()
     digest = runner.sources_digest()

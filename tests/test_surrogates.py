@@ -150,3 +150,47 @@ def test_nopt_options_put_the_datasets_defaults_under_the_users_and_resolve_ever
     assert surrogates.nopt_options(ds, "random", {"iterations": 7}) == ({}, None)
     with pytest.raises(surrogates.SurrogateError, match=r"unknown NOpt option\(s\) \['progress'\]"):
         surrogates.nopt_options(ds, "random", {"progress": False})
+
+
+# --- what the cache key says about the real data ------------------------------------------------
+
+def test_the_embedded_datasets_keep_their_real_key():
+    """digits' and mnist's cached sets keep their keys: their own split is named, not hashed."""
+    for name, n in (("digits", 1347), ("mnist", 4000)):
+        ds = datasets.get(name, "smoke")
+        assert surrogates.real_key(ds, ds.train()) == [name, "train", n]
+        assert surrogates.real_key(ds, datasets.get(name, "smoke").train()) == [name, "train", n]
+    ds = datasets.get("digits", "smoke")
+    other = data.ImageSet(ds.train().x.flip(-1), ds.train().y, list(ds.train().classes), "digits",
+                          "train")   # the same name, split and size, other images
+    assert surrogates.real_key(ds, other)[:3] == ["digits", "train", 1347]
+    assert surrogates.real_key(ds, other) != surrogates.real_key(ds, ds.train())
+
+
+def test_a_random_set_from_a_folder_tree_is_keyed_by_the_trees_content(tmp_path):
+    import os
+
+    from dsco import fixtures
+
+    trees = [fixtures.folder_tree(tmp_path / f"tree{s}", seed=s) for s in (0, 1)]  # equal sizes
+    a, b = (datasets.get("folder", "smoke", root=str(t)) for t in trees)
+    first = surrogates.make("random", 2, dataset=a, cache_dir=tmp_path / "c")
+    assert surrogates.make("random", 2, dataset=a, cache_dir=tmp_path / "c").cached
+    other = surrogates.make("random", 2, dataset=b, cache_dir=tmp_path / "c")
+    assert not other.cached and not torch.equal(other.data.x, first.data.x)
+    changed = trees[0] / "class_1" / "3.png"   # rewritten in place: a new modification time
+    changed.write_bytes(changed.read_bytes())
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    again = datasets.get("folder", "smoke", root=str(trees[0]))
+    assert not surrogates.make("random", 2, dataset=again, cache_dir=tmp_path / "c").cached
+
+
+def test_the_folder_registry_entry_passes_its_projector_to_nopt(tmp_path):
+    from dsco import fixtures
+
+    ds = datasets.get("folder", "smoke", root=str(fixtures.folder_tree(tmp_path / "t")))
+    opts, resolved = surrogates.nopt_options(ds, "dsco", {})
+    assert opts == {"projector": "latent"} and resolved["projector"] == "latent"
+    assert surrogates.nopt_options(ds, "dsco", {"projector": "digits"})[0]["projector"] == "digits"
+    digits = datasets.get("digits")   # digits keeps NOpt's default (its key is unchanged)
+    assert surrogates.nopt_options(digits, "dsco", {})[1]["projector"] is None

@@ -85,14 +85,20 @@ def test_epochs_for_documented_values():
         tr.epochs_for(0)
 
 
-def test_resolve_flip_and_colour_by_data():
-    d = tr.resolve(tr.HARD, "digits", 1)
+def test_resolve_takes_the_flip_from_its_caller_and_the_colour_from_the_data():
+    d = tr.resolve(replace(tr.HARD, flip=False), "digits", 1)
     assert d.flip is False and d.color is False
-    n = tr.resolve(tr.HARD, "imagenette", 3)
+    n = tr.resolve(replace(tr.HARD, flip=True), "imagenette", 3)
     assert n.flip is True and n.color is True
-    assert tr.resolve(replace(tr.HARD, color=False), "imagenet1k", 3).color is False
+    assert tr.resolve(replace(tr.HARD, flip=True), "digits", 1).flip is True  # no name decides it
+    with pytest.raises(tr.EvaluateError) as e:  # unset: one line naming the fix
+        tr.resolve(tr.HARD, "folder", 1)
+    assert "\n" not in str(e.value) and "ds.protocol('hard')" in str(e.value)
+    assert "flip=True/False" in str(e.value)
+    flipped = replace(tr.HARD, flip=True)
+    assert tr.resolve(replace(flipped, color=False), "imagenet1k", 3).color is False
     with pytest.raises(ValueError, match="color=False"):
-        tr.resolve(replace(tr.HARD, color=True), "digits", 1)
+        tr.resolve(replace(tr.HARD, flip=False, color=True), "digits", 1)
 
 
 # --- 2. augmentation, CutMix, losses, accuracy -----------------------------------------------
@@ -100,7 +106,7 @@ def test_resolve_flip_and_colour_by_data():
 def test_random_resized_crop_no_flip_for_digits(train):
     x = train.x[:64]
     assert not torch.equal(x, x.flip(-1))
-    p = replace(tr.resolve(tr.HARD, "digits", 1), rrc_scale=(1.0, 1.0), rrc_ratio=(1.0, 1.0))
+    p = replace(tr.resolve(replace(tr.HARD, flip=False), "digits", 1), rrc_scale=(1.0, 1.0), rrc_ratio=(1.0, 1.0))
     augment = tr.make_augment(p)
     torch.manual_seed(0)
     for _ in range(5):
@@ -124,7 +130,7 @@ def test_random_resized_crop_is_seeded_and_crops(train):
 def test_colour_augmentation_on_rgb():
     torch.manual_seed(0)
     x = torch.rand(4, 3, 16, 16) * 2 - 1
-    out = tr.make_augment(tr.resolve(tr.HARD, "imagenette", 3))(x)
+    out = tr.make_augment(tr.resolve(replace(tr.HARD, flip=True), "imagenette", 3))(x)
     assert out.shape == x.shape and torch.isfinite(out).all()
     lit = tr.lighting(torch.full((2, 3, 4, 4), 0.5))
     assert lit.shape == (2, 3, 4, 4) and not torch.equal(lit[0], lit[1])
