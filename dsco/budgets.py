@@ -35,8 +35,7 @@ class Budget:
     nopt: dict
     sweep_nopt: dict
     train: str
-    repeats: int
-    seeds: int
+    replicates: int
     widths: dict
     timm: dict
     timm_epochs: int | None
@@ -53,7 +52,7 @@ class Budget:
         parts = [(n.get("iterations"), 200, "NOpt iteration{} per step"),
                  (n.get("diffusion_repeats"), 5, "diffusion{} per real latent"),
                  (n.get("n_templates"), 200, "template{} per class"),
-                 (self.repeats, 5, "training{} per cell")]
+                 (self.replicates, 5, "replicate{} per cell (each its own set and training)")]
         return ", ".join(f"{ours} {what.format('' if ours == 1 else 's')}"
                          + ("" if ours == paper else f" (paper {paper})")
                          for ours, paper, what in parts if ours is not None)
@@ -67,7 +66,7 @@ SMOKE = Budget(
          "the code path, not the claims",
     nopt=dict(iterations=2, num_steps=5, n_templates=4, diffusion_repeats=1),
     sweep_nopt=dict(iterations=2, num_steps=5, n_templates=4, diffusion_repeats=1),
-    train="smoke", repeats=1, seeds=1,
+    train="smoke", replicates=1,
     widths={"convnet": {"width": 16}, "resnet_ap10": {"width": 16}, "resnet18": {"width": 16}},
     timm={"timm_resnet18": dict(_NARROW_TIMM), "timm_resnet34": dict(_NARROW_TIMM),
           "timm_resnet101": dict(_NARROW_TIMM), "densenet121": dict(growth_rate=8)},
@@ -97,7 +96,7 @@ DIGITS_PAPER = Budget(
     # data/bench/digits_cpu2_paper_settings_batched.json); the sweeps use 20 iterations.
     nopt=dict(iterations=100, num_steps=50, diffusion_repeats=1, n_templates=100),
     sweep_nopt=dict(iterations=20, num_steps=50, diffusion_repeats=1, n_templates=100),
-    train="paper", repeats=2, seeds=2,
+    train="paper", replicates=5,
     # ConvNet-3 at 32 channels, ResNets at 16 (full: 128 and 64). Measured 2026-11 on the 2-core
     # CPU when this profile was sized: on random real IPC-10 digits (1,000 steps, hard labels,
     # seed 0) they reached 92.9 / 95.6 / 94.7 % in 12 / 39 / 97 s (1 thread) against 95.8 % for the
@@ -129,7 +128,7 @@ def imagenet_paper(low, high, trigger, trigger_ipc, cross, hours) -> Budget:
              f"2026-11 on one H100 (0.66 s per NOpt image, data/bench/dit_xl2_h100_bf16.json)",
         nopt=dict(iterations=200, num_steps=50, diffusion_repeats=5, n_templates=200),
         sweep_nopt=dict(iterations=200, num_steps=50, diffusion_repeats=5, n_templates=200),
-        train="full", repeats=5, seeds=1, widths={"convnet": {"depth": 6}}, timm={},
+        train="full", replicates=5, widths={"convnet": {"depth": 6}}, timm={},
         timm_epochs=None, lossless_epochs=None, classes=None,
         ipcs=dict(low=low, sweep=low, high=high, stage=high[:3], trigger=trigger,
                   trigger_ipc=trigger_ipc, lossless_ipc=700, cross=cross, scaling=low,
@@ -143,15 +142,13 @@ def imagenet_paper(low, high, trigger, trigger_ipc, cross, hours) -> Budget:
     )
 
 
-#: mnist, paper profile: digits' CPU-sized protocol in latent space, with the paper's 5 trainings
-#: per cell in Tables 1/2 (ConvNet-3 only: 28-px trainings cost more) and IPCs for 400 images per
-#: class.
+#: mnist, paper profile: digits' CPU-sized protocol in latent space (ConvNet-3 only in Tables 1/2:
+#: 28-px trainings cost more) and IPCs for 400 images per class.
 MNIST_PAPER = replace(
     DIGITS_PAPER,
     note="the paper's protocol at the embedded scale in latent space, sized for a 2-core CPU as "
          "digits' (narrow networks; ConvNet-3 alone in Tables 1/2, as 28-px trainings cost "
          "more)",
-    repeats=5,
     archs=dict(DIGITS_PAPER.archs, low=["convnet"]),
     ipcs=dict(DIGITS_PAPER.ipcs, high=[70, 130, 230, 330], stage=[70, 130, 230],
               trigger=[1, 5, 10, 20, 40, 80], trigger_ipc=20, lossless_ipc=230,

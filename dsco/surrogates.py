@@ -231,12 +231,20 @@ def nopt_options(ds, method: str, options: dict) -> tuple[dict, dict | None]:
     return opts, {k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items() if k not in NOT_IN_KEY}
 
 
-def make_all(methods, ipcs, seed: int = 0, *, dataset="digits", progress: bool = True, **kwargs) -> dict:
-    """``{(label, ipc): Surrogate}`` for every method and IPC: ``methods`` is a list of :data:`METHODS`
-    names or ``{name: label}`` (e.g. ``{"vanilla": "DiT†"}``); ``kwargs`` go to :func:`make`."""
+def make_all(methods, ipcs, seed: int = 0, *, replicates: int = 1, dataset="digits",
+             progress: bool = True, **kwargs) -> dict:
+    """``{(label, ipc, r): Surrogate}`` for every method, IPC and replicate ``r`` of
+    ``range(replicates)``: replicate ``r`` is made from the seed ``seed + r`` (its random subset or
+    its synthesis noise), as the replicate design of :mod:`dsco.verdicts` asks; pass the result to
+    :func:`dsco.evaluate.grid` with ``names=(..., "ipc", "replicate")``. ``methods`` is a list of
+    :data:`METHODS` names or ``{name: label}`` (e.g. ``{"vanilla": "DiT†"}``); ``kwargs`` go to
+    :func:`make`."""
     from tqdm.auto import tqdm
 
+    if int(replicates) < 1:
+        raise SurrogateError(f"replicates={replicates}: make at least 1 replicate")
     methods = methods if isinstance(methods, dict) else {m: m for m in methods}
-    jobs = [(m, label, int(ipc)) for m, label in methods.items() for ipc in ipcs]
-    return {(label, ipc): make(m, ipc, seed, dataset=dataset, progress=False, **kwargs)
-            for m, label, ipc in tqdm(jobs, desc="surrogate sets", disable=not progress)}
+    jobs = [(m, label, int(ipc), r) for r in range(int(replicates))
+            for m, label in methods.items() for ipc in ipcs]
+    return {(label, ipc, r): make(m, ipc, seed + r, dataset=dataset, progress=False, **kwargs)
+            for m, label, ipc, r in tqdm(jobs, desc="surrogate sets", disable=not progress)}

@@ -31,7 +31,7 @@ def test_registry_entries_and_budgets():
         assert {"low", "high", "cross", "lossless"} <= set(e.paper)
         for profile, b in e.budgets.items():
             assert isinstance(b, datasets.Budget) and b.note
-            assert b.train in training.STEP_BUDGET and b.repeats >= 1
+            assert b.train in training.STEP_BUDGET and b.replicates >= 1
             # every NOpt option of a budget is a synthesize() argument
             assert set(b.nopt) | set(b.sweep_nopt) <= set(nopt.synthesize.__kwdefaults__)
             assert b.ipcs["trigger_ipc"] in b.ipcs["trigger"]
@@ -50,7 +50,7 @@ def test_registry_entries_and_budgets():
     assert datasets.REGISTRY["folder"].projector == "latent"  # any side: the image size decides it
     paper = datasets.REGISTRY["imagewoof"].budgets["paper"]
     assert paper.nopt == {**paper.nopt, "iterations": 200, "diffusion_repeats": 5, "n_templates": 200}
-    assert (paper.train, paper.repeats) == ("full", 5)
+    assert (paper.train, paper.replicates) == ("full", 5)
     # digits' paper profile is sized for a 2-core CPU: fewer NOpt iterations than the paper's 200
     dp = d.budgets["paper"]
     assert dp.sweep_nopt["iterations"] <= dp.nopt["iterations"] < nopt.DEFAULTS["iterations"]
@@ -150,9 +150,11 @@ def test_describe_arch_kwargs_protocol_and_key():
     assert "Profile **smoke**" in text and "3×256×256" in text
     assert "trained by notebook 00" in datasets.get("imagenette", "paper").describe()
     # the sizes in the prose come from the budget, beside the paper's where they differ
-    assert "2 trainings per cell (paper 5)" in datasets.get("digits", "paper").describe()
+    assert "1 replicate per cell (each its own set and training) (paper 5)" in datasets.get(
+        "digits", "smoke").describe()
     mnist = datasets.get("mnist", "paper")
-    assert mnist.budget.settings().endswith("5 trainings per cell") and mnist.budget.settings() in mnist.describe()
+    assert mnist.budget.settings().endswith("5 replicates per cell (each its own set and training)")
+    assert mnist.budget.settings() in mnist.describe()
     assert "1 diffusion per real latent (paper 5)" in mnist.budget.settings()
     paper = datasets.get("digits", "paper")
     assert paper.arch_kwargs("convnet") == {"width": 32} and paper.arch_kwargs("efficientnet_b0") == {}
@@ -348,5 +350,5 @@ def test_a_folder_dataset_reads_its_shape_and_classes_from_the_images(tmp_path, 
 
 def test_mnist_is_an_embedded_latent_dataset():
     ds = datasets.get("mnist", "paper")
-    assert ds.image_shape == (1, 28, 28) and ds.budget.repeats == 5 and ds.archs["low"] == ["convnet"]
+    assert ds.image_shape == (1, 28, 28) and ds.budget.replicates == 5 and ds.archs["low"] == ["convnet"]
     assert ds.max_ipc() <= int(ds.train().counts().min()) and ds.ipc_map("high") == {70: 210, 130: 390, 230: 690, 330: 990}

@@ -167,6 +167,24 @@ def test_grid_rows_seeds_and_workers_agree(tmp_path):
     table = ev.summary(df, "method", ["arch", "ipc"])
     mean, std = np.mean(one.accs), np.std(one.accs)
     assert table.loc["random", ("convnet", 2)] == f"{mean:.1f} ± {std:.1f}"
+    assert df.replicate.tolist() == [0, 1, 0, 1]  # without replicate sets: the training varies
+
+
+def test_grid_replicates_train_each_set_once_with_its_own_seed(tmp_path):
+    """Replicate r: the set made from seed + r, trained once with seed + r; methods pair by r."""
+    train, test = load("digits", "train"), load("digits", "test")
+    p = training.get_protocol("hard", "smoke", epochs=2, flip=False)
+    sets = {("random", 1, r): train.sample_per_class(1, 5 + r) for r in range(3)}
+    df = ev.grid(sets, ["convnet"], p, seed=5, names=("method", "ipc", "replicate"),
+                 progress=False, test_set=test, cache_dir=tmp_path, width=8)
+    assert df.replicate.tolist() == [0, 1, 2] and df.run_seed.tolist() == [5, 6, 7]
+    for r in range(3):
+        one = ev.evaluate(sets[("random", 1, r)], "convnet", p, repeats=1, seed=5 + r,
+                          progress=False, cache_dir=tmp_path, test_set=test, width=8)
+        assert one.cached == [True] and one.accs == [df.acc[r]]  # the same training
+    with pytest.raises(ev.EvaluateError, match="trained once"):
+        ev.grid(sets, ["convnet"], p, repeats=2, names=("method", "ipc", "replicate"),
+                test_set=test, progress=False)
 
 
 def test_grid_bad_input(small_test):
@@ -188,7 +206,7 @@ def test_grid_takes_what_the_dataset_fixes(train, tmp_path):
     sets = {"random": train.sample_per_class(1, 0)}
     df = ev.grid(sets, ["convnet"], "hard", dataset=ds, cache_dir=tmp_path, progress=False)
     # repeats (1), the smoke step budget (40 steps: 40 epochs of one batch) and the width (16) come from ds
-    assert len(df) == ds.budget.repeats == 1
+    assert len(df) == ds.budget.replicates == 1
     assert df.epochs.tolist() == [training.epochs_for(1, "smoke")] == [40]
     assert df.steps.tolist() == [40] and not df.cached.any()
     one = ev.evaluate(sets["random"], "convnet", ds.protocol("hard"), repeats=1, test_set=ds.test(), cache_dir=tmp_path,

@@ -94,23 +94,38 @@ def test_make_all_cost_table_and_latents(tmp_path):
     ds = datasets.get("digits", "smoke")
     kw = dict(dataset=ds, classes=[0, 1], cache_dir=tmp_path, progress=False, num_steps=3)
     made = surrogates.make_all({"vanilla": "DiT†", "random": "Random"}, [1, 2], seed=4, **kw)
-    assert list(made) == [("DiT†", 1), ("DiT†", 2), ("Random", 1), ("Random", 2)]
-    for (label, ipc), s in made.items():
+    assert list(made) == [("DiT†", 1, 0), ("DiT†", 2, 0), ("Random", 1, 0), ("Random", 2, 0)]
+    for (label, ipc, r), s in made.items():
         assert s.ipc == ipc and s.seed == 4 and s.data.y.tolist() == [0] * ipc + [1] * ipc
-    v = made[("DiT†", 2)]
+    v = made[("DiT†", 2, 0)]
     assert v.latents.shape == (4, 1, 8, 8) and v.latents.dtype == torch.float32
     assert torch.equal(v.data.x, v.latents.clamp(-1, 1))  # digits decode is the identity
-    assert made[("Random", 2)].latents is None  # nothing synthesised
+    assert made[("Random", 2, 0)].latents is None  # nothing synthesised
     table = surrogates.cost_table(made, label="method")
     assert list(table.columns) == ["method", "ipc", "seed", "wall_s", "s_per_image", "peak_mem_mb", "device", "cached"]
     assert table["method"].tolist() == ["DiT†", "DiT†", "Random", "Random"]  # the label, not cost()'s method name
     assert table["ipc"].tolist() == [1, 2, 1, 2] and not table["cached"].any()
     assert table["s_per_image"].tolist() == pytest.approx((table["wall_s"] / (2 * table["ipc"])).tolist(), abs=0.005)
     again = surrogates.make_all(["vanilla"], [2], seed=4, **kw)
-    s = again[("vanilla", 2)]
+    s = again[("vanilla", 2, 0)]
     assert s.cached and torch.equal(s.latents, v.latents) and s.wall_s == v.wall_s  # read back, with its cost
     t2 = surrogates.cost_table({"DiT† (cached)": s, ("DiT†", 2): v})
     assert t2["set"].tolist() == ["DiT† (cached)", "DiT†"] and t2["cached"].tolist() == [True, False]
+
+
+def test_make_all_replicate_r_is_made_from_seed_plus_r(tmp_path):
+    """The replicate design: every replicate draws its own random subset and its own noise."""
+    ds = datasets.get("digits", "smoke")
+    kw = dict(dataset=ds, classes=[0, 1], cache_dir=tmp_path, progress=False, num_steps=3)
+    made = surrogates.make_all(["random", "vanilla"], [2], seed=4, replicates=3, **kw)
+    assert sorted(made) == [(m, 2, r) for m in ("random", "vanilla") for r in range(3)]
+    for (m, _, r), s in made.items():
+        assert s.seed == 4 + r
+        assert torch.equal(s.data.x, surrogates.make(m, 2, 4 + r, **kw).data.x)  # the same set
+    for m in ("random", "vanilla"):
+        assert not torch.equal(made[(m, 2, 0)].data.x, made[(m, 2, 1)].data.x)
+    with pytest.raises(surrogates.SurrogateError, match="replicates=0"):
+        surrogates.make_all(["random"], [1], replicates=0, **kw)
 
 
 @pytest.fixture
@@ -135,10 +150,10 @@ def test_imagenette_labels_are_the_datasets_while_dit_sees_imagenet_classes(nett
     full = surrogates.make_all(["vanilla", "dsco"], [1], **{**kw, "iterations": 2, "n_templates": 2})
     for s in full.values():
         assert s.data.y.tolist() == list(range(10)) and s.latents.shape == (10, 4, 4, 4)
-    dsco_set = full[("dsco", 1)]
+    dsco_set = full[("dsco", 1, 0)]
     assert sorted(dsco_set.log["class"].unique().tolist()) == list(range(10))  # the log speaks in labels too
     assert len(list(latent_cache.glob("*.safetensors"))) == 10  # each class's real latents encoded once
-    assert not torch.equal(dsco_set.latents, full[("vanilla", 1)].latents)  # NOpt moved the samples
+    assert not torch.equal(dsco_set.latents, full[("vanilla", 1, 0)].latents)  # NOpt moved them
 
 
 def test_nopt_options_put_the_datasets_defaults_under_the_users_and_resolve_every_option():
