@@ -44,19 +44,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .cells import (  # noqa: F401 (re-exported: the rules' vocabulary)
+    ALPHA,
+    CATEGORIES,
+    MIN_PAIRS,
+    VerdictError,
+    as_list,
+    holm,
+    judge,
+    paired,
+    test_cells,
+)
+
 #: The verdicts a claim can get, in the scorecard's order.
 VERDICTS = ("holds", "holds in part", "within noise", "does not hold", "not measured")
-#: The categories of one cell.
-CATEGORIES = ("for", "against", "undecided", "not measured")
-#: The family-wise error rate of each direction of a claim (two-sided 95 % for one cell).
-ALPHA = 0.05
-#: Fewer usable replicates (pairs) than this in a cell: the cell is not measured.
-MIN_PAIRS = 3
-
-
-class VerdictError(ValueError):
-    """Input a rule cannot judge (duplicated pairing keys, missing columns); the message names the
-    fix."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def superiority(
     better (a distance). Assumes the paired differences of a cell are roughly normal and independent
     across replicates (each replicate has its own set and training seed)."""
     d = paired(runs, a, b, by=by, on=on, pair=pair, value=value)
-    cells = _judge(d, on, 0.0, 1 if higher else -1, resolution)
+    cells = judge(d, on, 0.0, 1 if higher else -1, resolution)
     better = "higher" if higher else "lower"
     return combine(
         cells,
@@ -140,7 +141,7 @@ def non_inferiority(
     if not margin >= 0:
         raise VerdictError(f"margin={margin}: give the claim's tolerance as a number >= 0")
     d = paired(runs, a, b, by=by, on=on, pair=pair, value=value)
-    cells = _judge(d, on, -margin if higher else margin, 1 if higher else -1, resolution)
+    cells = judge(d, on, -margin if higher else margin, 1 if higher else -1, resolution)
     return combine(
         cells,
         f"non-inferiority: paired {a} − {b} ({value}) above −{margin:g} "
@@ -174,7 +175,7 @@ def best_within(
         ],
         ignore_index=True,
     )
-    cells = _judge(d, ["against", *_as_list(on)], -delta, 1, resolution)
+    cells = judge(d, ["against", *as_list(on)], -delta, 1, resolution)
     return combine(
         cells,
         f"best within {delta:g}: non-inferiority of {by} = {choice} against each "
@@ -199,7 +200,7 @@ def trend(
     slopes: *for* when it lies below ``threshold`` (``decreasing``; above it otherwise), *against*
     when it lies on the other side. Assumes the replicates' slopes are independent and roughly
     normal; a replicate needs at least two distinct ``x``."""
-    keys = [*_as_list(on), replicate]
+    keys = [*as_list(on), replicate]
     rows = []
     for k, g in frame.groupby(keys, sort=False):
         xs, ys = g[x].to_numpy(float), g[y].to_numpy(float)
@@ -209,7 +210,7 @@ def trend(
             k = k if isinstance(k, tuple) else (k,)
             rows.append(dict(zip(keys, k)) | {"diff": float(np.polyfit(xs, ys, 1)[0])})
     d = pd.DataFrame(rows, columns=[*keys, "diff"])
-    cells = _judge(d, _as_list(on), threshold, -1 if decreasing else 1, resolution)
+    cells = judge(d, as_list(on), threshold, -1 if decreasing else 1, resolution)
     way = "below" if decreasing else "above"
     scale = "log-log " if log else ""
     return combine(
@@ -234,10 +235,107 @@ def estimate(
         raise VerdictError("estimate needs exactly one of above= or below=")
     direction, threshold = (1, above) if above is not None else (-1, below)
     d = pd.DataFrame({"diff": np.asarray(values, float).ravel()})
-    cells = _judge(d, [], threshold, direction, resolution)
+    cells = judge(d, [], threshold, direction, resolution)
     way = "above" if direction > 0 else "below"
     return combine(
         cells, f"estimate: {what or 'the estimate'} {way} {threshold:g}, t over replicates, 95 %"
+    )
+
+
+def equivalent(
+    values, target: float, tolerance: float, *, what: str = "", resolution: float = 0.0
+) -> Verdict:
+    """One quantity measured once per replicate (``values``, e.g. a fitted exponent) equals
+    ``target`` within ``tolerance``: two one-sided t-tests at 97.5 % each (the 95 % interval inside
+    ``target ± tolerance``: *for*; the interval wholly outside it: *against*). Assumes
+    independent, roughly normal replicates."""
+    if not tolerance >= 0:
+        raise VerdictError(f"tolerance={tolerance}: give the claim's tolerance as a number >= 0")
+    d = pd.DataFrame({"diff": np.asarray(values, float).ravel()})
+    low = judge(d, [], target - tolerance, 1, resolution)  # above the lower bound
+    high = judge(d, [], target + tolerance, -1, resolution)  # below the upper bound
+    cells = low.copy()
+    if len(cells):
+        a, b = low["category"].iloc[0], high["category"].iloc[0]
+        cells["category"] = (
+            "not measured"
+            if a == "not measured"
+            else "for"
+            if a == b == "for"
+            else "against"
+            if "against" in (a, b)
+            else "undecided"
+        )
+    name = what or "the estimate"
+    return combine(
+        cells,
+        f"equivalence: {name} within {target:g} ± {tolerance:g} (two one-sided "
+        "t-tests over replicates, 95 %)",
+    )
+
+
+def lossless_earlier(
+    runs: pd.DataFrame,
+    a,
+    b,
+    full,
+    margin: float,
+    *,
+    by: str = "method",
+    on: str = "ipc",
+    pair: str = "replicate",
+    value: str = "acc",
+    resolution: float = 0.0,
+) -> Verdict:
+    """ "``a`` becomes lossless at a smaller IPC than ``b``": at every IPC (``on``) both methods are
+    tested for non-inferiority against ``full`` with ``margin`` (as :func:`non_inferiority`, paired
+    by ``pair``; ``full`` needs a row per IPC and replicate, the same training split trained with
+    the replicate's seed), Holm over all those tests per direction. With ``k_a`` the smallest IPC
+    where ``a`` is shown lossless: *holds* when ``b`` is shown to lose more than the margin at
+    ``k_a``; *does not hold* when ``b`` is shown lossless at an IPC at or below every IPC where
+    ``a`` is (``b`` no later than ``a``); else *within noise* (or *not measured*)."""
+    frames = []
+    for m in (a, b):
+        d = paired(runs, m, full, by=by, on=[on], pair=pair, value=value).assign(method=str(m))
+        frames.append(d)
+    tested = judge(pd.concat(frames, ignore_index=True), ["method", on], -margin, 1, resolution)
+    cat = tested.set_index(["method", on])["category"]
+    ipcs = sorted(tested[on].unique())
+    lossless = {m: [k for k in ipcs if cat.get((str(m), k)) == "for"] for m in (a, b)}
+    rule = (
+        f"lossless earlier: non-inferiority of {a} and {b} against {full} ({value}) above "
+        f"−{margin:g} at every {on}, one-sided 97.5 %, Holm over {len(tested)} tests"
+    )
+    ka = min(lossless[a], default=None)
+    kb = min(lossless[b], default=None)
+    if (tested["category"] == "not measured").all():
+        verdict = "not measured"
+    elif kb is not None and (ka is None or kb <= ka):
+        verdict = "does not hold"
+    elif ka is not None and cat.get((str(b), ka)) == "against":
+        verdict = "holds"
+    else:
+        verdict = "within noise"
+    shown = tested[tested["category"] != "not measured"]
+    resolution_out = (
+        float(shown["half"].max()) if verdict == "within noise" and len(shown) else (float("nan"))
+    )
+    first = lambda k: f"{on} {k}" if k is not None else "never"  # noqa: E731
+    numbers = (
+        f"lossless first at {first(ka)} ({a}) and {first(kb)} ({b}) within −{margin:g}; "
+        + "; ".join(
+            f"{r.method} {on} {r[on]}: {r.estimate:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}] {r.category}"
+            for _, r in shown.iterrows()
+        )
+    )
+    if verdict == "within noise":
+        numbers += f" · could detect a difference larger than ±{resolution_out:.2g}; none seen"
+    return Verdict(
+        verdict,
+        numbers,
+        rule,
+        tested[["cell", "n", "estimate", "lo", "hi", "half", "category"]].reset_index(drop=True),
+        resolution_out,
     )
 
 
@@ -298,120 +396,8 @@ def not_measured(numbers: str, rule: str = "not measured") -> Verdict:
 
 
 # ---------------------------------------------------------------------------------------------
-# The pieces the rules share
+# Combining cells into the claim's verdict
 # ---------------------------------------------------------------------------------------------
-
-
-def paired(
-    runs: pd.DataFrame, a, b, *, by: str, on=(), pair: str = "replicate", value: str = "acc"
-) -> pd.DataFrame:
-    """The paired differences ``a − b`` of ``value`` per cell of ``on`` and pairing key
-    ``pair``: columns ``*on``, ``pair``, ``diff``. A key present on one side only is dropped; a key
-    present twice on one side raises :class:`VerdictError` (the pairing would be ambiguous)."""
-    on = _as_list(on)
-    missing = [c for c in (by, pair, value, *on) if c not in runs.columns]
-    if missing:
-        raise VerdictError(
-            f"runs lack column(s) {missing}: pass by=/on=/pair=/value= naming columns "
-            f"of the frame ({', '.join(map(str, runs.columns))})"
-        )
-    sides = []
-    for name in (a, b):
-        side = runs[runs[by] == name]
-        dup = side[side.duplicated(on + [pair], keep=False)]
-        if len(dup):
-            keys = dup[on + [pair]].drop_duplicates().head(3).to_dict("records")
-            raise VerdictError(
-                f"{by}={name!r} has several rows for the pairing key(s) {keys}: each "
-                f"cell needs one row per {pair} (average repeats first)"
-            )
-        sides.append(side.set_index(on + [pair])[value])
-    return (sides[0] - sides[1]).dropna().rename("diff").reset_index()
-
-
-def _judge(d: pd.DataFrame, on, threshold: float, direction: int, resolution: float):
-    """:func:`test_cells` of ``d["diff"]`` for the claim "diff > threshold" (``direction`` 1) or
-    "diff < threshold" (-1): the lower claim is tested on the negated values, and the cells'
-    estimates and intervals are given back in the values' own orientation."""
-    flipped = d.assign(diff=direction * d["diff"])
-    t = direction * threshold
-    cells = test_cells(flipped, on, for_above=t, against_below=t, resolution=resolution)
-    if direction < 0 and len(cells):
-        cells[["estimate", "lo", "hi"]] = -cells[["estimate", "hi", "lo"]].to_numpy()
-    return cells
-
-
-def test_cells(
-    d: pd.DataFrame,
-    on,
-    *,
-    for_above: float,
-    against_below: float,
-    resolution: float = 0.0,
-    alpha: float = ALPHA,
-) -> pd.DataFrame:
-    """Per cell of ``on`` (all rows when empty) the one-sample t-test of ``d["diff"]``: ``n``, the
-    mean ``estimate``, the 95 % interval ``lo``..``hi``, ``half`` (the half-width at the Holm
-    family's strictest level α / (2m)), one-sided p-values for ``mean > for_above`` and ``mean <
-    against_below``, their Holm-adjusted values, and the ``category``. The sd is floored at
-    ``resolution``; fewer than :data:`MIN_PAIRS` values: not measured."""
-    on = _as_list(on)
-    groups = d.groupby(on, sort=False) if on else [((), d)]
-    rows = []
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        v = g["diff"].to_numpy(float)
-        n = len(v)
-        row = dict(zip(on, key)) | {
-            "cell": _label(on, key),
-            "n": n,
-            "estimate": float(v.mean()) if n else np.nan,
-        }
-        if n >= MIN_PAIRS:
-            se = max(float(v.std(ddof=1)), resolution) / np.sqrt(n)
-            with np.errstate(divide="ignore", invalid="ignore"):  # se = 0 without a resolution
-                t_for = (row["estimate"] - for_above) / se
-                t_against = (row["estimate"] - against_below) / se
-            row |= {
-                "se": se,
-                "df": n - 1,
-                "p_for": float(stats.t.sf(t_for, n - 1)),
-                "p_against": float(stats.t.cdf(t_against, n - 1)),
-            }
-        rows.append(row)
-    cells = pd.DataFrame(rows)
-    if cells.empty:
-        return pd.DataFrame(columns=["cell", "n", "estimate", "lo", "hi", "half", "category"])
-    for col in ("se", "df", "p_for", "p_against"):
-        if col not in cells:
-            cells[col] = np.nan
-    measured = cells["p_for"].notna()
-    m = int(measured.sum())
-    t95 = stats.t.ppf(1 - alpha / 2, cells["df"])
-    cells["lo"] = cells["estimate"] - t95 * cells["se"]
-    cells["hi"] = cells["estimate"] + t95 * cells["se"]
-    cells["half"] = stats.t.ppf(1 - alpha / (2 * max(m, 1)), cells["df"]) * cells["se"]
-    cells["p_for_holm"], cells["p_against_holm"] = np.nan, np.nan
-    if m:
-        cells.loc[measured, "p_for_holm"] = holm(cells.loc[measured, "p_for"])
-        cells.loc[measured, "p_against_holm"] = holm(cells.loc[measured, "p_against"])
-    level = alpha / 2
-    cells["category"] = np.select(
-        [~measured, cells["p_for_holm"] < level, cells["p_against_holm"] < level],
-        ["not measured", "for", "against"],
-        "undecided",
-    )
-    return cells
-
-
-def holm(p) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control for any dependence)."""
-    p = np.asarray(p, float)
-    adj, running = np.empty_like(p), 0.0
-    for rank, i in enumerate(np.argsort(p, kind="stable")):
-        running = max(running, min(1.0, (len(p) - rank) * p[i]))
-        adj[i] = running
-    return adj
 
 
 def combine(cells: pd.DataFrame, rule: str) -> Verdict:
@@ -491,17 +477,6 @@ def _interval(r) -> str:
     return f"{est} [{r.lo:+.2f}, {r.hi:+.2f}]"
 
 
-def _label(on, key) -> str:
-    return " ".join(
-        f"{k}" if c in ("arch", "model", "method", "row", "against") else f"{c} {k}"
-        for c, k in zip(on, key)
-    )
-
-
 def _holm_note(cells: pd.DataFrame) -> str:
     m = int((cells["category"] != "not measured").sum()) if len(cells) else 0
     return f", Holm over {m} cells" if m > 1 else ""
-
-
-def _as_list(on) -> list:
-    return [on] if isinstance(on, str) else list(on)

@@ -230,3 +230,44 @@ def test_describe_and_cells_json_carry_the_evidence():
     assert text.startswith("- ✓ **A > B** — *holds*") and "Holm over 2 cells" in text
     cells = pd.read_json(__import__("io").StringIO(v.cells_json()))
     assert list(cells["category"]) == ["for", "for"] and (cells["n"] == 5).all()
+
+
+def test_equivalent_is_two_one_sided_tests_over_replicates():
+    assert V.equivalent([0.49, 0.51, 0.50, 0.52], 0.5, 0.1).verdict == "holds"
+    assert V.equivalent([0.1, 0.12, 0.11, 0.09], 0.5, 0.1).verdict == "does not hold"
+    assert V.equivalent([0.3, 0.7, 0.5, 0.4], 0.5, 0.1).verdict == "within noise"
+    assert V.equivalent([0.5, 0.5], 0.5, 0.1).verdict == "not measured"
+    with pytest.raises(V.VerdictError):
+        V.equivalent([0.5] * 3, 0.5, -1)
+
+
+def _lossless(gaps_a, gaps_b, reps=5, noise=0.05):
+    """Methods A and B at three IPCs, each gap below Full given per IPC; Full varies by replicate."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for r in range(reps):
+        for ipc, ga, gb in zip((10, 20, 40), gaps_a, gaps_b):
+            full = 95 + rng.normal(0, 1)
+            rows += [
+                dict(method="Full", ipc=ipc, replicate=r, acc=full),
+                dict(method="A", ipc=ipc, replicate=r, acc=full + ga + rng.normal(0, noise)),
+                dict(method="B", ipc=ipc, replicate=r, acc=full + gb + rng.normal(0, noise)),
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_lossless_earlier_reads_the_first_lossless_ipc_of_both():
+    holds = V.lossless_earlier(_lossless([-3, 0, 0], [-3, -3, 0]), "A", "B", "Full", 0.5)
+    assert (
+        holds.verdict == "holds" and "lossless first at ipc 20 (A) and ipc 40 (B)" in holds.numbers
+    )
+    same = V.lossless_earlier(_lossless([-3, 0, 0], [-3, 0, 0]), "A", "B", "Full", 0.5)
+    assert same.verdict == "does not hold"  # lossless at the same IPC: not earlier
+    later = V.lossless_earlier(_lossless([-3, -3, 0], [-3, 0, 0]), "A", "B", "Full", 0.5)
+    assert later.verdict == "does not hold"
+    noisy = V.lossless_earlier(
+        _lossless([-3, 0, 0], [-3, -0.4, 0], noise=2.0), "A", "B", "Full", 0.5
+    )
+    assert noisy.verdict == "within noise" and noisy.resolution > 0
+    few = V.lossless_earlier(_lossless([-3, 0, 0], [-3, -3, 0], reps=2), "A", "B", "Full", 0.5)
+    assert few.verdict == "not measured"
