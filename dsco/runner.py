@@ -254,7 +254,8 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
 
     finished: list = []
     try:
-        return _execute_all(paths, jobs, execute, done, bar, finished)
+        order = longest_first(paths, [out_dir, *reference_dirs(dataset, profile)])
+        return _execute_all(paths, jobs, execute, done, bar, finished, order)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"interrupted after {len(finished)} of {len(paths)} notebooks") from None
     finally:
@@ -353,7 +354,38 @@ def stop_kernels() -> int:
     return len(kernels)
 
 
-def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
+def previous_seconds(stem: str, folders) -> float | None:
+    """How long ``stem`` took the last time it was executed: papermill's ``duration`` in the
+    metadata of its executed copy in the first of ``folders`` that has one; None if none has."""
+    for folder in folders:
+        path = Path(folder) / f"{stem}.ipynb"
+        if path.is_file():
+            try:
+                meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+            except (OSError, ValueError):
+                continue
+            if meta.get("duration"):
+                return float(meta["duration"])
+    return None
+
+
+def longest_first(paths, folders) -> list:
+    """The order in which a parallel batch submits its notebooks: the longest first by their last
+    execution (:func:`previous_seconds`), so that the short ones fill the cores at the end instead
+    of one long notebook running alone while the other cores idle (longest-processing-time-first
+    scheduling); notebooks never executed go first, in numbered order."""
+    known = {p: previous_seconds(p.stem, folders) for p in paths}
+    return sorted(paths, key=lambda p: (known[p] is not None, -(known[p] or 0.0)))
+
+
+def reference_dirs(dataset: str, profile: str) -> list:
+    """The executed notebooks shipped with the repository for ``dataset`` and ``profile`` (their
+    durations order a first batch); empty when none are shipped."""
+    folder = ROOT / "reference" / dataset / profile / "notebooks"
+    return [folder] if folder.is_dir() else []
+
+
+def _execute_all(paths, jobs, execute, done, bar, finished, order=None) -> list[Result]:
     """Run ``execute`` on every path (in order, or the setup notebooks first and then ``jobs`` at a time),
     appending each result to ``finished`` as it comes."""
     def record(result):
@@ -374,7 +406,7 @@ def _execute_all(paths, jobs, execute, done, bar, finished) -> list[Result]:
     pool = ThreadPoolExecutor(jobs)  # each call drives its own kernel
     with kernel_threads(jobs):
         try:
-            futures = {pool.submit(execute, p): p for p in paths if p not in results}
+            futures = {pool.submit(execute, p): p for p in order or paths if p not in results}
             for f in as_completed(futures):  # report each notebook when it finishes
                 try:
                     results[futures[f]] = record(f.result())

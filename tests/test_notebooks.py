@@ -177,3 +177,27 @@ def test_markdown_states_no_budget_that_could_go_stale():
                 hit = STALE.search(sentence)
                 assert hit is None or re.search(r"paper|official|§", sentence), \
                     f"{path.name}: {hit.group(0)!r} in prose; print the profile's value from ds.budget instead"
+
+
+# verdict words typed as literals, and the removed hand-made rules of dsco.paper
+VERDICT_LITERAL = re.compile(r"[\"'](holds|does not hold|within noise|holds in part|holds in most "
+                             r"cells|not measured)[\"']")
+HAND_RULES = re.compile(r"\bpaper\.(verdict|says|finding|wins|paired|paired_claims|"
+                        r"not_worse_claims|tally|by_interval|interval)\(")
+
+
+def test_no_verdict_is_computed_outside_the_rules_module():
+    """Every verdict comes from a rule of dsco.verdicts: no notebook types a verdict or calls a
+    hand-made rule, and no package module outside the rules and the scorecard names a verdict."""
+    for path in runner.notebooks():
+        for cell, _ in _cells(path):
+            if cell.cell_type == "code":
+                for pattern in (VERDICT_LITERAL, HAND_RULES):
+                    hit = pattern.search(cell.source)
+                    assert hit is None, f"{path.name} decides a verdict by hand: {hit.group(0)!r}"
+    for module in sorted((ROOT / "dsco").glob("*.py")):
+        if module.stem in ("verdicts", "cells", "scorecard"):
+            continue
+        for pattern in (VERDICT_LITERAL, HAND_RULES):
+            hit = pattern.search(module.read_text())
+            assert hit is None, f"dsco/{module.name} decides a verdict by hand: {hit.group(0)!r}"

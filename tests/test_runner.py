@@ -385,3 +385,27 @@ def test_stop_kernels_ignores_other_children():
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_parallel_batch_submits_the_longest_notebooks_first(tmp_path):
+    """Longest-processing-time first, by the last executed copies' papermill durations; notebooks
+    never executed go first; a second folder (the shipped reference) fills in."""
+    import json as _json
+
+    from dsco import runner as rn
+
+    def executed(folder, stem, seconds):
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"metadata": {"papermill": {"duration": seconds}}, "cells": []}
+        (folder / f"{stem}.ipynb").write_text(_json.dumps(meta))
+
+    paths = [tmp_path / f"{s}.ipynb" for s in ("10_a", "11_b", "12_c", "13_d")]
+    runs, shipped = tmp_path / "runs", tmp_path / "reference"
+    executed(runs, "10_a", 5.0)
+    executed(runs, "11_b", 50.0)
+    executed(shipped, "12_c", 20.0)
+    executed(shipped, "11_b", 1.0)  # the local run wins
+    assert rn.previous_seconds("11_b", [runs, shipped]) == 50.0
+    assert rn.previous_seconds("13_d", [runs, shipped]) is None
+    order = [p.stem for p in rn.longest_first(paths, [runs, shipped])]
+    assert order == ["13_d", "11_b", "12_c", "10_a"]
