@@ -6,20 +6,22 @@ samples to add, and how to hand the resulting concentrated set to others.
 - :func:`select` / :func:`concentrate` -- pick the real samples (per class by default, the official
   code's global ranking as ``per_class=False``) and append them to the synthetic set.
 - :func:`train_student`, :func:`confusion_of` / :func:`dope` -- the two steps every high-IPC notebook
-  takes: train a student on a first part and score the real set; append the most confusing real
-  samples up to a target IPC. :func:`group_distances` measures Fig. 8.
+  takes: train a student on a first part and score the real set (cached on disk: the same student
+  is trained once across notebooks); append the most confusing real samples up to a target IPC.
+  :func:`group_distances` measures Fig. 8.
 - :func:`export` / :func:`read_export` -- an ImageFolder tree of PNGs plus ``manifest.json``
   (provenance and SHA-256 of every file), readable by ``torchvision.datasets.ImageFolder``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from . import trace
+from . import ROOT, files_digest, replacing, trace
 from .backbones import sha256
 from .data import ImageSet
 
@@ -195,15 +197,67 @@ def train_student(train_set, arch: str, num_classes: int, protocol, teacher=None
     return student.cpu().eval()
 
 
+#: Where :func:`confusion_of` keeps its scores; bump the version when the student's training changes.
+CACHE_DIR = ROOT / "build" / "cache" / "confusion"
+CACHE_VERSION = 1
+
+
 def confusion_of(train_set, arch: str, real, teacher, protocol, *, seed: int = 0, device: str = "cpu",
-                 epochs: int | None = None, **arch_kwargs) -> torch.Tensor:
+                 epochs: int | None = None, cache: bool = True, cache_dir=None,
+                 **arch_kwargs) -> torch.Tensor:
     """Eq. 31 confusion score (higher = more confused) of every sample of ``real`` (a lazy FolderSet
-    too) for a student :func:`train_student` trains on ``train_set``; ``c_T`` is the teacher's class."""
+    too) for a student :func:`train_student` trains on ``train_set``; ``c_T`` is the teacher's class.
+
+    ``cache``: the scores are stored in ``build/cache/confusion/`` (or ``cache_dir``) under a SHA-256
+    of what defines them -- the first part's images and labels, ``arch`` and ``arch_kwargs``, the
+    protocol, ``epochs``, ``seed``, the real set (:func:`set_key`), the teacher's fingerprint
+    (:func:`dsco.evaluate.teacher_fingerprint`), the device type and :data:`CACHE_VERSION` -- so a
+    student shared by two notebooks (the DsCo part of one replicate, scored by the same
+    architecture) is trained once."""
+    from .evaluate import teacher_fingerprint
     from .teacher import predict_proba
 
+    name = getattr(real, "name", "")
+    path = None
+    if cache:
+        key = {"version": CACHE_VERSION, "train": _tensor_sha(train_set.x.float(), train_set.y),
+               "arch": arch, "arch_kwargs": arch_kwargs, "protocol": asdict(protocol),
+               "epochs": epochs, "seed": int(seed), "real": set_key(real), "dataset": name,
+               "teacher": teacher_fingerprint(teacher, train_set.x.float(), device),
+               "device": torch.device(device).type}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        path = Path(cache_dir or CACHE_DIR) / f"{digest[:32]}.pt"
+        if path.is_file():
+            trace.event("student", time.time(), True, arch=arch, ipc=len(train_set) / len(real.classes),
+                        seed=seed, key=digest[:32])
+            return torch.load(path, weights_only=True)
     student = train_student(train_set, arch, len(real.classes), protocol, teacher, seed=seed, device=device,
-                            epochs=epochs, dataset_name=getattr(real, "name", ""), **arch_kwargs)
-    return confusion_scores(predict_proba(student, real), predict_proba(teacher, real))
+                            epochs=epochs, dataset_name=name, **arch_kwargs)
+    scores = confusion_scores(predict_proba(student, real), predict_proba(teacher, real))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(path) as tmp:  # an interrupted run never leaves a half-written entry
+            torch.save(scores, tmp)
+    return scores
+
+
+def set_key(real) -> list:
+    """What :func:`confusion_of`'s cache key says about the scored set ``real``: its name, split and
+    size, plus a SHA-256 of its images and labels, or for a lazy FolderSet the cheap digest of its
+    files (:func:`dsco.files_digest`: paths, sizes, modification times), its labels and its
+    transform (the image size)."""
+    base = [getattr(real, "name", ""), getattr(real, "split", ""), len(real)]
+    if hasattr(real, "files"):
+        return base + [files_digest(real.files), _tensor_sha(real.y), repr(real.transform)]
+    return base + [_tensor_sha(real.x.float(), real.y)]
+
+
+def _tensor_sha(*tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def dope(synthetic: ImageSet, scores, real, target_ipc: int, exclude=None, per_class: bool = True):

@@ -226,10 +226,37 @@ def test_confusion_of_scores_every_real_sample(digits_train):
     real = digits_train.subset(torch.arange(0, 200, 4))  # 50 real samples
     clf = teacher.load_teacher()
     p = training.get_protocol("hard", "smoke", epochs=2, flip=False)
-    s = doping.confusion_of(train, "convnet", real, clf, p, seed=1, width=8)
+    s = doping.confusion_of(train, "convnet", real, clf, p, seed=1, cache=False, width=8)
     assert s.shape == (50,) and bool(((s >= -1) & (s <= 1)).all())
-    assert torch.equal(s, doping.confusion_of(train, "convnet", real, clf, p, seed=1, width=8))  # seeded
-    assert not torch.equal(s, doping.confusion_of(train, "convnet", real, clf, p, seed=2, width=8))
+    same = doping.confusion_of(train, "convnet", real, clf, p, seed=1, cache=False, width=8)
+    assert torch.equal(s, same)  # seeded
+    other = doping.confusion_of(train, "convnet", real, clf, p, seed=2, cache=False, width=8)
+    assert not torch.equal(s, other)
     # Eq. 31 of the student train_student trains, against the teacher's class
     student = doping.train_student(train, "convnet", 10, p, clf, seed=1, width=8)
     assert torch.equal(s, doping.confusion_scores(teacher.predict_proba(student, real), teacher.predict_proba(clf, real)))
+
+
+def test_confusion_of_trains_a_student_once_per_key(digits_train, tmp_path, monkeypatch):
+    from dsco import teacher, training
+
+    train = digits_train.sample_per_class(2, 0)
+    real = digits_train.subset(torch.arange(0, 200, 4))
+    clf = teacher.load_teacher()
+    p = training.get_protocol("hard", "smoke", epochs=2, flip=False)
+    trained = []
+    student = doping.train_student
+    monkeypatch.setattr(doping, "train_student", lambda *a, **k: trained.append(k) or student(*a, **k))
+    args = dict(seed=1, cache_dir=tmp_path, width=8)
+    s = doping.confusion_of(train, "convnet", real, clf, p, **args)
+    assert len(trained) == 1 and len(list(tmp_path.glob("*.pt"))) == 1
+    assert torch.equal(s, doping.confusion_of(train, "convnet", real, clf, p, **args))  # read back
+    assert len(trained) == 1
+    # what defines the scores is in the key: the seed, the first part, the scored set, the width
+    doping.confusion_of(train, "convnet", real, clf, p, **(args | {"seed": 2}))
+    doping.confusion_of(digits_train.sample_per_class(2, 1), "convnet", real, clf, p, **args)
+    doping.confusion_of(train, "convnet", real.subset(torch.arange(40)), clf, p, **args)
+    doping.confusion_of(train, "convnet", real, clf, p, **(args | {"width": 16}))
+    assert len(trained) == 5 and len(list(tmp_path.glob("*.pt"))) == 5
+    doping.confusion_of(train, "convnet", real, clf, p, **(args | {"cache": False}))
+    assert len(trained) == 6 and len(list(tmp_path.glob("*.pt"))) == 5
