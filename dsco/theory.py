@@ -426,6 +426,44 @@ def describe_set(points, targets, bandwidth: float = 1.0, means=GMM_MEANS) -> di
                 **{f"share_c{i}": s for i, s in enumerate(shares)})
 
 
+def prop1_draw(n_targets: int, n_surrogates: int, n_subsets: int, seed: int = 0):
+    """One draw of the Prop. 1 toy (notebook 11): ``(targets, init, subsets)`` -- ``n_targets``
+    points of the mixture (:func:`sample_gaussian_mixture` with ``seed``), a start of
+    ``n_surrogates`` points uniform over the targets' bounding box and ``n_subsets`` random
+    ``n_surrogates``-subsets of the targets (the yardstick of a distribution-matched set), both
+    from ``numpy.random.default_rng(seed)``. Deterministic for a seed."""
+    targets = sample_gaussian_mixture(n_targets, seed=seed)[0]
+    rng = np.random.default_rng(seed)
+    init = rng.uniform(targets.min(0), targets.max(0), size=(n_surrogates, targets.shape[1]))
+    subsets = [targets[rng.choice(n_targets, n_surrogates, replace=False)]
+               for _ in range(_check_int(n_subsets, "n_subsets"))]
+    return targets, init, subsets
+
+
+def prop1_sweep(n_targets: int, n_surrogates: int, bandwidths, fits: dict, *, seeds,
+                steps: int, lr: float = 0.05, n_subsets: int = 10) -> pd.DataFrame:
+    """The Prop. 1 comparison over replicates (notebook 11): for every seed of ``seeds`` (one
+    replicate: its own :func:`prop1_draw`) and every bandwidth, the final MMD² of every optimiser
+    of ``fits`` (``{name: optimise_surrogates kwargs}``, e.g. ``{"linear h": dict(h="linear",
+    objective="recognition")}``) run ``steps`` steps from the draw's start, beside the start's and
+    the random subsets' mean MMD². One row per seed and bandwidth: ``replicate`` (the index of the
+    seed), ``seed``, ``bandwidth``, ``start``, ``random_subset``, one column per fit and
+    ``<name>: distinct`` (:func:`distinct_positions` within 0.1 σ)."""
+    rows = []
+    for r, seed in enumerate(seeds):
+        targets, init, subsets = prop1_draw(n_targets, n_surrogates, n_subsets, seed)
+        for bw in bandwidths:
+            row = dict(replicate=r, seed=seed, bandwidth=bw, start=mmd2(init, targets, bw),
+                       random_subset=float(np.mean([mmd2(s, targets, bw) for s in subsets])))
+            for name, kw in fits.items():
+                fit = optimise_surrogates(targets, init, bandwidth=bw, steps=steps, lr=lr,
+                                          log_every=max(steps, 1), **kw)
+                row[name] = float(fit.history.mmd2.iloc[-1])
+                row[f"{name}: distinct"] = distinct_positions(fit.surrogates, 0.1 * bw)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------------------------------
 # Part 3 — far-apart samples (§3.5): recognition within r_rec, and a target that has them
 # ---------------------------------------------------------------------------------------------

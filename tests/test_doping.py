@@ -51,15 +51,51 @@ def test_dope_trigger_table_and_firing_point():
     assert doping.dope_trigger([1, 2], [0, 50], num_classes=10).fires_at is None
 
 
-def test_trigger_findings_read_a_saved_table():
-    fired = doping.dope_trigger([1, 5, 10, 20, 40], [50, 250, 400, 550, 700], num_classes=10).table
-    assert doping.trigger_findings(fired) == {
-        "the Dope Trigger fires on the schedule": ("holds", "fires at IPC 20, gain 0.75"),
-        "the marginal gains decrease along the schedule": ("holds", "3/3 steps down")}
-    rising = doping.dope_trigger([1, 2, 4], [0, 20, 70], num_classes=10).table   # gains 2.0, 2.5
-    assert doping.trigger_findings(rising) == {
-        "the Dope Trigger fires on the schedule": ("does not hold", "does not fire, last gain 2.50"),
-        "the marginal gains decrease along the schedule": ("does not hold", "0/1 steps down")}
+def _counts(curves):
+    """One row per replicate and schedule point: N_M of the replicate's curve."""
+    import pandas as pd
+
+    return pd.DataFrame([{"replicate": r, "ipc": ipc, "N": n} for r, curve in enumerate(curves)
+                         for ipc, n in curve.items()])
+
+
+def _gains(curves):
+    return doping.trigger_gains(_counts(curves), num_classes=10)
+
+
+def test_trigger_gains_stack_one_eq30_table_per_replicate():
+    gains = doping.trigger_gains(_counts([{1: 50, 5: 250, 10: 400}, {1: 40, 5: 260, 10: 380}]),
+                                 num_classes=10)
+    assert gains["replicate"].tolist() == [0, 0, 1, 1]
+    assert np.allclose(gains["gain"], [5, 3, 5.5, 2.4]) and not gains["fires"].any()
+    with pytest.raises(DopingError, match="empty"):
+        doping.trigger_gains(_counts([]), num_classes=10)
+
+
+def test_trigger_findings_judge_the_replicates_with_the_rules():
+    schedule = [1, 5, 10, 20, 40]
+    # diminishing returns, the last gain (IPC 20 -> 40, ΔM = 200) about 0.75: both claims hold
+    falling = [dict(zip(schedule, [50 + d, 250 + d, 400 + d, 550 + 2 * d, 700 + 3 * d]))
+               for d in range(5)]
+    v = doping.trigger_findings(_gains(falling))
+    fires, down = v.values()
+    assert {type(x).__name__ for x in v.values()} == {"Verdict"}
+    assert fires.verdict == "holds" and "ΔN/ΔM of IPC 20→40 below 1" in fires.rule
+    assert down.verdict == "holds" and "trend" in down.rule
+    # rising gains that never reach 1: both claims fail
+    rising = [dict(zip(schedule, [0 + d, 20 + d, 70 + 2 * d, 270 + d, 1000 + d])) for d in range(5)]
+    fires, down = doping.trigger_findings(_gains(rising)).values()
+    assert fires.verdict == "does not hold" and down.verdict == "does not hold"
+    # two replicates decide nothing
+    few = doping.trigger_findings(_gains(falling[:2]))
+    assert {x.verdict for x in few.values()} == {"not measured"}
+    # identical replicates: the count's resolution (one sample over ΔM) keeps the interval open
+    same = doping.trigger_findings(_gains([{1: 0, 2: 10, 3: 19}] * 3))
+    assert list(same.values())[0].verdict == "within noise"  # last gain 0.9 ± the floor 1/10
+    flat = doping.trigger_findings(_gains([{1: 0, 2: 10, 3: 20}] * 3))
+    assert list(flat.values())[1].verdict == "within noise"  # equal gains, floored sd: not 0/0
+    with pytest.raises(DopingError, match="trigger_gains"):
+        doping.trigger_findings(_gains(falling).drop(columns="m_to"))
 
 
 def test_dope_trigger_on_a_concave_curve():
@@ -260,3 +296,37 @@ def test_confusion_of_trains_a_student_once_per_key(digits_train, tmp_path, monk
     assert len(trained) == 5 and len(list(tmp_path.glob("*.pt"))) == 5
     doping.confusion_of(train, "convnet", real, clf, p, **(args | {"cache": False}))
     assert len(trained) == 6 and len(list(tmp_path.glob("*.pt"))) == 5
+
+
+def _two_per_class(real):
+    """A stand-in synthetic set: two blank images per class of ``real``."""
+    return ImageSet(torch.zeros(20, 1, 8, 8), torch.arange(10).repeat_interleave(2),
+                    list(real.classes), "dsco", "train")
+
+
+def test_selection_times_time_only_the_count_dependent_stages(digits_train):
+    real = digits_train
+    synthetic = _two_per_class(real)
+    scores = torch.rand(len(real), generator=torch.Generator().manual_seed(0)) * 2 - 1
+    t = doping.selection_times(scores, synthetic, real, [0, 1, 5], rounds=3)
+    assert t[["round", "doped_ipc"]].values.tolist() == [[r, k] for r in range(3)
+                                                          for k in (0, 1, 5)]
+    assert t["doped_samples"].tolist() == [0, 10, 50] * 3
+    assert np.allclose(t["seconds"], t["select_s"] + t["concentrate_s"])
+    assert (t["seconds"] > 0).all()
+    with pytest.raises(DopingError, match="at least one"):
+        doping.selection_times(scores, synthetic, real, [1], rounds=0)
+
+
+def test_stage_costs_label_once_and_time_the_selection_per_count(digits_train):
+    real = digits_train.subset(torch.arange(0, 200, 2))
+    synthetic = _two_per_class(real)
+    torch.manual_seed(0)
+    student, teacher = (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+                        for _ in range(2))
+    cost = doping.stage_costs(student, teacher, synthetic, real, [0, 1, 2], repeats=2)
+    assert list(cost.columns) == ["doped_ipc", "doped_samples", "label_s", "scores_s", "select_s",
+                                  "concentrate_s"]
+    assert cost["doped_samples"].tolist() == [0, 10, 20]
+    assert cost["label_s"].nunique() == 1 and cost["scores_s"].nunique() == 1  # timed once
+    assert (cost[["select_s", "concentrate_s"]] > 0).all().all()

@@ -129,16 +129,28 @@ def test_mean_abs_correlation_and_effective_rank_known_answers():
     assert projector.effective_rank(iso * torch.tensor([10.0] + [1e-3] * 7)[:, None]) == pytest.approx(1.0, rel=1e-3)
 
 
-def test_decay_claims_fit_a_log_log_slope_per_seed():
+def test_decay_claims_judge_the_seeds_log_log_slopes_with_the_trend_rule():
     import numpy as np
     import pandas as pd
 
     m = np.array([16, 64, 256])
-    flat = [{"curve": "c", "m": w, "seed": s, "mean |corr|": w ** (-0.1 - 0.01 * s)} for s in range(3) for w in m]
-    verdict, numbers = projector.decay_claims(pd.DataFrame(flat), "c")[
-        "the random projector's channel correlations fall as O(1/√m) (c)"]
-    assert verdict == "does not hold" and numbers.startswith("log-log slope -0.11 [-0.13, -0.09]") and "3 projector seeds" in numbers
-    steep = [{"curve": "c", "m": w, "seed": s, "mean |corr|": (1 + 0.1 * s) / np.sqrt(w)} for s in range(3) for w in m]
-    assert projector.decay_claims(pd.DataFrame(steep), "c").popitem()[1][0] == "holds"
-    one = pd.DataFrame(steep[:3])
-    assert projector.decay_claims(one, "c").popitem()[1][0] == "not measured"
+
+    def rows(exponent, seeds=3):  # one curve per projector seed, slopes spread by ±0.01
+        return pd.DataFrame([{"curve": "c", "m": w, "seed": s,
+                              "mean |corr|": 0.5 * w ** (exponent - 0.01 * s)}
+                             for s in range(seeds) for w in m])
+
+    claim, flat = projector.decay_claims(rows(-0.1), "c").popitem()
+    assert claim.startswith("the random projector's channel correlations fall as O(1/√m): "
+                            "log-log slope below -0.4 (-0.5 within 0.1; c, widths 16–256)")
+    assert type(flat).__name__ == "Verdict" and flat.verdict == "does not hold"
+    assert flat.cells.iloc[0]["estimate"] == pytest.approx(-0.11) and "log-log slope" in flat.rule
+    assert projector.decay_claims(rows(-0.5), "c").popitem()[1].verdict == "holds"
+    # slopes -0.38..-0.40: the interval straddles -0.4
+    assert projector.decay_claims(rows(-0.38), "c").popitem()[1].verdict == "within noise"
+    assert projector.decay_claims(rows(-0.5, seeds=2), "c").popitem()[1].verdict == "not measured"
+    # a stricter tolerance moves the threshold: a -0.45 slope fails "below -0.5 + 0.0"
+    strict = projector.decay_claims(rows(-0.45), "c", tolerance=0.0)
+    assert strict.popitem()[1].verdict == "does not hold"
+    with pytest.raises(ValueError, match="tolerance"):
+        projector.decay_claims(rows(-0.5), "c", tolerance=-1)

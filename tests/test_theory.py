@@ -278,3 +278,19 @@ def test_smoothed_draws_and_farthest_first_doping():
     assert np.abs(a[:, 1]).max() < 1.0   # every draw stays near a target point
     doped = T.dope_farthest(target, np.array([[0.0, 0.0]]), 2)
     assert doped.tolist() == [[0.0, 0.0], [10.0, 0.0], [1.0, 0.0]]   # the farthest first
+
+
+def test_prop1_draw_is_seeded_and_prop1_sweep_has_one_row_per_replicate_and_bandwidth():
+    targets, init, subsets = T.prop1_draw(60, 5, 3, seed=2)
+    assert targets.shape == (60, 2) and init.shape == (5, 2) and len(subsets) == 3
+    assert np.array_equal(targets, T.sample_gaussian_mixture(60, seed=2)[0])
+    assert all((s[:, None] == targets[None]).all(-1).any(1).all() for s in subsets)  # points of T
+    assert (init >= targets.min(0)).all() and (init <= targets.max(0)).all()
+    again = T.prop1_draw(60, 5, 3, seed=2)
+    assert np.array_equal(init, again[1]) and not np.array_equal(init, T.prop1_draw(60, 5, 3, 3)[1])
+    fits = {"MMD": dict(objective="mmd"), "linear h": dict(h="linear")}
+    sweep = T.prop1_sweep(60, 5, [0.5, 1.0], fits, seeds=[2, 3], steps=30, lr=0.1, n_subsets=3)
+    assert sweep[["replicate", "seed", "bandwidth"]].values.tolist() == [
+        [0, 2, 0.5], [0, 2, 1.0], [1, 3, 0.5], [1, 3, 1.0]]
+    assert {"start", "random_subset", "MMD", "linear h", "MMD: distinct"} <= set(sweep.columns)
+    assert (sweep["MMD"] < sweep["start"]).all()  # the optimiser moved towards the targets
