@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from . import trace
-from .backbones import sha256
+from .checkpoints import sha256
 from .data import ImageSet
 
 
