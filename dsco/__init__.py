@@ -4,16 +4,20 @@ The package's layers, bottom to top (README, "Layout", draws them; ``tests/test_
 checks that no module imports one that imports it back):
 
 - base: ``errors``, ``results`` (run records and result I/O), ``trace`` (a batch's trace);
-- data and models: ``data``, ``backbones``, ``projector``, ``losses``, ``architectures`` (the
-  classifiers), ``training`` (protocols and the training loop), ``teacher``, ``recipes``,
-  ``models``, ``budgets``, ``datasets`` (the registry), ``validation``;
-- the method: ``nopt``, ``surrogates``, ``doping``;
+- data and models: ``data``, ``checkpoints`` (safetensors + SHA-256 cards), ``diffusion`` (the
+  backbone interface and its DDPM step), the backbones ``digits_ddpm``, ``dit`` (DiT-XL/2 +
+  SD-VAE) and ``latent_ddpm``, ``backbones`` (their registry and the vanilla sampler),
+  ``projector``, ``losses``, ``architectures`` (the classifiers), ``training`` (protocols and the
+  training loop), ``teacher``, ``recipes``, ``models``, ``budgets``, ``datasets`` (the registry),
+  ``validation``;
+- the method: ``noise`` (NOpt's noise draws and their SGD), ``objective`` (NOpt's objective at
+  one step), ``engines`` (its two loops), ``nopt`` (``synthesize``), ``surrogates``, ``doping``;
 - evaluation and analyses: ``evaluate`` (cached evaluations and grids), ``metrics`` (MMD,
   coverage), ``theory`` (the toys of §3, App. B), ``exact_diffusion`` (§3.4's exact-score toy),
   ``laws`` (the scaling law), ``privacy``, ``boundary`` (the configuration-coverage law),
   ``discrepancy``;
 - claims and book: ``paper`` (the paper's tables), ``verdicts`` (the decision rules),
-  ``scorecard``, ``plots`` (figures), ``book``;
+  ``scorecard``, ``plots`` (figures), ``sitecheck`` (the built book's checks), ``book``;
 - commands: ``prepare`` (notebook 00), ``fixtures``, ``concentrate``, ``bench``, ``runner``,
   ``cli``.
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import backbones, nopt
+from . import backbones, diffusion, nopt
 
 PHASES = ("vanilla", "vanilla_batched", "accessible", "free")
 
@@ -97,7 +97,8 @@ def _timed(fn, device):
 
 
 def _precision(dtype) -> str:
-    """The precision name of a backbone dtype as :func:`dsco.nopt.as_dtype` returns it (None: fp32/TF32)."""
+    """The precision name of a backbone dtype as :func:`dsco.diffusion.as_dtype` returns it
+    (None: fp32/TF32)."""
     names = {torch.bfloat16: "bf16", torch.float16: "fp16"}
     return names.get(dtype) or ("tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32")
 
@@ -121,7 +122,10 @@ def forward_flops(backbone, ipc: int, classes: int, guidance: float, backbone_dt
     z = torch.randn((n, *backbone.latent_shape), generator=torch.Generator().manual_seed(0)).to(device)
     y = torch.arange(n, device=device) % backbone.num_classes
     t = int(backbone.timesteps[0])
-    step = lambda: nopt._backbone_step(backbone, z, t, y, guidance, None, backbone_dtype)  # noqa: E731
+
+    def step():
+        return diffusion.backbone_step(backbone, z, t, y, guidance, None, backbone_dtype)
+
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
@@ -144,7 +148,7 @@ def _vanilla_batched(bb, classes, ipc, seed, guidance, num_steps, batch_size, ba
     y = torch.tensor(classes, device=bb.device).repeat_interleave(ipc)
     steps = bb.timesteps
     for i, t in enumerate(steps):
-        mu, sigma = nopt._backbone_step(bb, z, t, y, guidance, batch_size, backbone_dtype)
+        mu, sigma = diffusion.backbone_step(bb, z, t, y, guidance, batch_size, backbone_dtype)
         noise = torch.cat([torch.randn(shape, generator=g) for g in gens]).to(bb.device)
         z = mu if i == len(steps) - 1 else mu + sigma * noise
     return z.cpu()
@@ -183,7 +187,7 @@ def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterati
 
     Args:
         backbone: a :data:`dsco.backbones.BACKBONES` name (``path``, ``random_weights``, ``config``
-            and ``vae_config`` go to :func:`dsco.backbones.load`, e.g. ``config=backbones.TINY_DIT``),
+            and ``vae_config`` go to :func:`dsco.backbones.load`, e.g. ``config=dit.TINY_DIT``),
             or a loaded backbone (e.g. ``ds.backbone(device)``).
         dataset: a :class:`dsco.datasets.Dataset` whose training split gives the real latents and whose
             backbone classes are conditioned on (default: the digits registry entry for ``digits-ddpm``,
@@ -254,7 +258,7 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
     classes = dataset.class_ids[:k] if dataset is not None else list(range(k))
     n_images = k * ipc
     cuda = torch.device(device).type == "cuda"
-    dtype = nopt.as_dtype(backbone_dtype)
+    dtype = diffusion.as_dtype(backbone_dtype)
     common = dict(guidance=guidance, num_steps=num_steps, iterations=iterations, engine=engine,
                   compile=compile, backbone_dtype=dtype, batch_size=batch_size, progress=progress,
                   projector=getattr(dataset, "projector", None))   # the dataset's preset, if any

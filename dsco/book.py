@@ -1,26 +1,26 @@
 """The companion's book: Jupyter Book 1.0 renders the notebooks that ``dsco run`` executed.
 
-The book never executes anything. :func:`build` takes the executed copies that the batch runner wrote
-to ``build/runs/<dataset>/<profile>/<stem>.ipynb`` and stages, under ``book/_build/src/``:
+The book never executes anything. :func:`build` takes the executed copies that the batch runner
+wrote to ``build/runs/<dataset>/<profile>/<stem>.ipynb`` and stages, under ``book/_build/src/``:
 
 * ``_config.yml`` and any other committed source in ``book/`` (copied as they are);
 * ``notebooks/<stem>.ipynb`` — one executed copy per notebook in ``notebooks/``, its setup cells
   collapsed behind a toggle (:func:`collapse_setup`);
 * ``_toc.yml`` — generated: the scorecard first, then one part per first digit of the notebook
   number (:data:`PARTS`);
-* ``scorecard.md`` — generated: every claim the executed notebooks recorded, with its verdict on every
-  dataset whose batch of the profile was run (:func:`dsco.scorecard.page`);
+* ``scorecard.md`` — generated: every claim the executed notebooks recorded, with its verdict on
+  every dataset whose batch of the profile was run (:func:`dsco.scorecard.page`);
 * ``intro.md`` — generated from the template ``book/intro.md``: the provenance of the pages
-  (dataset, profile, the ``dsco run`` command with its ``-p`` parameters, date, git commit), what the
-  dataset stands in for, its backbone and profile (``dsco.datasets``' ``describe()``), and the paper →
-  notebook map from ``book/paper_map.yml``.
+  (dataset, profile, the ``dsco run`` command with its ``-p`` parameters, date, git commit), what
+  the dataset stands in for, its backbone and profile (``dsco.datasets``' ``describe()``), and the
+  paper → notebook map from ``book/paper_map.yml``.
 
-Sphinx then writes the site to ``book/_build/html/`` with warnings as errors (a missing notebook or a
-broken cross-reference fails the build; the harmless ones are listed in ``suppress_warnings`` in
-``book/_config.yml``), and :func:`check_html` inspects the result (error output cells, missing
-images, anything loaded from a CDN). Math renders offline: MathJax 3 is installed from the npm
-registry into ``build/node/`` on first use (:func:`ensure_mathjax`) and served from the site's own
-``_static/mathjax/``.
+Sphinx then writes the site to ``book/_build/html/`` with warnings as errors (a missing notebook or
+a broken cross-reference fails the build; the harmless ones are listed in ``suppress_warnings`` in
+``book/_config.yml``), and :func:`dsco.sitecheck.check_html` inspects the result (error output
+cells, missing images, anything loaded from a CDN). Math renders offline: MathJax 3 is installed
+from the npm registry into ``build/node/`` on first use (:func:`ensure_mathjax`) and served from the
+site's own ``_static/mathjax/``.
 """
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import nbformat
 import yaml
 
 from . import ROOT, datasets, scorecard
+from .sitecheck import check_html
 
 #: Book part of a notebook, by the first digit of its number (SPEC §5).
 PARTS = {
@@ -58,20 +58,104 @@ MAP_SECTIONS = {
     "figures": "Figures",
     "beyond": "Beyond the paper",
 }
-#: The longest code line a notebook cell may show (no horizontal scrollbar in the book's column).
-CODE_LINE_LIMIT = 100
-#: Hosts that must never serve a script, stylesheet, font or image of the built site.
-CDN_MARKERS = ("cdn.jsdelivr", "unpkg.com", "googleapis", "gstatic", "cdnjs", "cloudflare",
-               "mybinder", "thebe")
+#: Tags of the cells that set a notebook up: its parameters and the ones papermill injected.
+SETUP_TAGS = ("parameters", "injected-parameters")
 
 _NAME = re.compile(r"^(\d)\d_[A-Za-z0-9_]+$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-_REMOTE = re.compile(r"^(https?:)?//", re.I)
 
 
 class BookError(RuntimeError):
     """The book cannot be built; the message names the fix."""
 
+
+def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Path | None = None,
+          notebooks_dir: str | Path | None = None, book_dir: str | Path | None = None,
+          out_dir: str | Path | None = None, node_dir: str | Path | None = None,
+          commit: str | None = None, date: str | None = None, check: bool = True,
+          quiet: bool = True, partial: bool = False) -> Path:
+    """Build the book for one dataset and profile; return the path of ``index.html``.
+
+    Defaults: executed notebooks from ``build/runs/<dataset>/<profile>/``, the notebook list from
+    ``notebooks/``, sources from ``book/``, output to ``book/_build/`` (``src/`` staged sources,
+    ``html/`` the site), MathJax under ``build/node/``. ``commit`` and ``date`` go on the intro page
+    (defaults: the current git commit, and the latest papermill end time of the notebooks).
+    With ``check`` the built pages go through :func:`dsco.sitecheck.check_html` and any problem
+    fails the build.
+    Raises :class:`BookError` with the fix in its message.
+    """
+    from .results import check_params, git_commit
+
+    check_params(dataset, profile)
+    book_dir = Path(book_dir) if book_dir is not None else ROOT / "book"
+    out_dir = Path(out_dir) if out_dir is not None else book_dir / "_build"
+    for name in ("_config.yml", "intro.md", "paper_map.yml"):
+        if not (book_dir / name).is_file():
+            raise BookError(f"{book_dir / name} is missing: restore it from git")
+    executed = executed_notebooks(dataset, profile, runs_dir, notebooks_dir, partial)
+    stems = [p.stem for p in executed]
+    static_root = ensure_mathjax(node_dir)
+
+    # Stage the sources.
+    src, html, doctrees = out_dir / "src", out_dir / "html", out_dir / ".doctrees"
+    for d in (src, html, doctrees, out_dir / "jupyter_execute"):
+        if d.exists():
+            shutil.rmtree(d)
+    skip = {"_build", "notebooks", "node_modules", ".ipynb_checkpoints", "__pycache__",
+            "_toc.yml", "paper_map.yml", "package.json", "package-lock.json"}
+    shutil.copytree(book_dir, src, ignore=lambda folder, names: [
+        n for n in names if n in skip or (Path(folder) / n).resolve() == out_dir.resolve()])
+    (src / "notebooks").mkdir()
+    for p in executed:
+        nbformat.write(collapse_setup(nbformat.read(p, as_version=4)), src / "notebooks" / p.name)
+    toc = make_toc(stems, front=["scorecard"])
+    (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    (src / "scorecard.md").write_text(scorecard.page(profile, stems), encoding="utf8")
+    paper_map = load_paper_map(book_dir / "paper_map.yml")
+    params = run_parameters(executed)
+    intro = render_intro(
+        (book_dir / "intro.md").read_text(encoding="utf8"),
+        dataset=dataset, profile=profile,
+        dataset_note=datasets.get(dataset, profile, **params).describe(),
+        date=date or _run_date(executed), commit=(commit or git_commit() or "unknown")[:12],
+        run_command=" ".join([f"dsco run --dataset {dataset} --profile {profile}",
+                              *(f"-p {k} {v}" for k, v in params.items())]),
+        n_notebooks=len(stems), paper_map=paper_map_markdown(paper_map, stems, notebook_stems(
+            Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks")))
+    (src / "intro.md").write_text(intro, encoding="utf8")
+
+    # Render with warnings as errors (keep going to report them all).
+    from jupyter_book.sphinx import build_sphinx
+
+    overrides = {
+        "extensions": _extensions(src / "_config.yml"),
+        "external_toc_path": (src / "_toc.yml").as_posix(),
+        "latex_individualpages": False,
+        "html_static_path": [static_root.as_posix()],
+    }
+    tee = _Tee(None if quiet else sys.stderr)
+    with contextlib.redirect_stderr(tee):
+        result = build_sphinx(src, html, noconfig=True, path_config=str(src / "_config.yml"),
+                              confoverrides=overrides, doctreedir=doctrees, freshenv=True,
+                              warningiserror=True, keep_going=True, quiet=quiet)
+    log = re.sub(r"\x1b\[[0-9;]*m", "", tee.getvalue())
+    if isinstance(result, BaseException):
+        raise BookError(f"the book build crashed: {result!r}\n{log}") from result
+    warnings = [line.replace(f"{src.resolve()}/", "").replace(f"{src}/", "")
+                for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    if result != 0 and not warnings:
+        warnings = log.strip().splitlines()[-5:] or [f"sphinx exited with status {result}"]
+    index = html / "index.html"
+    problems = check_html(html) if check and index.is_file() else []
+    if warnings or problems:
+        lines = [f"Sphinx warning: {w}" for w in warnings] + problems
+        raise BookError(f"the book at {html} has {len(lines)} problem(s) (broken pages; fix the "
+                        f"notebooks or book/, rerun the notebooks with `dsco run --dataset "
+                        f"{dataset} --profile {profile}`):\n" + "\n".join(lines))
+    if not index.is_file():
+        raise BookError(f"the build wrote no {index}: rerun with quiet=False to see Sphinx's "
+                        "output")
+    return index
 
 # --------------------------------------------------------------------------------------------
 # Sources
@@ -97,7 +181,8 @@ def notebook_stems(notebooks_dir: str | Path) -> list[str]:
 
 
 def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None = None,
-                       notebooks_dir: str | Path | None = None, partial: bool = False) -> list[Path]:
+                       notebooks_dir: str | Path | None = None,
+                       partial: bool = False) -> list[Path]:
     """The executed copy of every notebook in ``notebooks_dir``, in order.
 
     Raises :class:`BookError` (naming the ``dsco run`` command to run) when there are none or when
@@ -115,20 +200,17 @@ def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None =
         raise BookError(f"no executed notebooks in {run_dir}: {fix}")
     missing = [s for s in stems if not (run_dir / f"{s}.ipynb").is_file()]
     if missing and not partial:
-        raise BookError(f"no executed copy of {', '.join(missing)} in {run_dir}: {fix} (or build a partial "
-                        "book with --partial)")
+        raise BookError(f"no executed copy of {', '.join(missing)} in {run_dir}: {fix} (or build "
+                        "a partial book with --partial)")
     return [run_dir / f"{s}.ipynb" for s in stems if s not in missing]
 
 
-#: Tags of the cells that set a notebook up: its parameters and the ones papermill injected.
-SETUP_TAGS = ("parameters", "injected-parameters")
-
-
 def collapse_setup(nb):
-    """Tag the setup cells of an executed notebook ``hide-input`` (myst-nb shows their outputs and puts
-    their code behind a "Show code cell source" toggle): every code cell up to the first one after the
-    last cell tagged with one of :data:`SETUP_TAGS` -- the parameters, the injected parameters and the
-    setup cell that imports the package and resolves the dataset. Returns ``nb`` (changed in place)."""
+    """Tag the setup cells of an executed notebook ``hide-input`` (myst-nb shows their outputs and
+    puts their code behind a "Show code cell source" toggle): every code cell up to the first one
+    after the last cell tagged with one of :data:`SETUP_TAGS` -- the parameters, the injected
+    parameters and the setup cell that imports the package and resolves the dataset. Returns ``nb``
+    (changed in place)."""
     code = [c for c in nb.cells if c.cell_type == "code"]
     last = max((i for i, c in enumerate(code) if set(SETUP_TAGS) & set(c.metadata.get("tags", []))),
                default=None)
@@ -148,6 +230,9 @@ def make_toc(stems: list[str], root: str = "intro", front=()) -> dict:
         if chapters:
             parts.append({"caption": caption, "chapters": chapters})
     return {"format": "jb-book", "root": root, "parts": parts}
+
+# --------------------------------------------------------------------------------------------
+# The intro page
 
 
 def load_paper_map(path: str | Path | None = None) -> dict:
@@ -175,9 +260,9 @@ def paper_map_markdown(paper_map: dict, present: set[str] | list[str], existing=
     """MyST tables mapping each paper item to its notebook(s).
 
     A notebook in ``present`` becomes a ``{doc}`` link to ``notebooks/<stem>``; one that exists
-    (``existing``) but was not executed for this build (a partial book) reads ``not run in this build``;
-    any other reads ``planned (issue #N)``. Present notebooks that the map does not mention are listed at
-    the end.
+    (``existing``) but was not executed for this build (a partial book) reads ``not run in this
+    build``; any other reads ``planned (issue #N)``. Present notebooks that the map does not mention
+    are listed at the end.
     """
     present, existing = set(present), set(existing)
     notebooks = paper_map.get("notebooks") or {}
@@ -251,7 +336,6 @@ def _run_date(paths: list[Path]) -> str:
         return max(ends)[:16].replace("T", " ") + " UTC"
     return time.strftime("%Y-%m-%d")
 
-
 # --------------------------------------------------------------------------------------------
 # MathJax, offline
 
@@ -309,9 +393,8 @@ def _mathjax_version(pkg: Path) -> str | None:
     except (OSError, ValueError, KeyError):
         return None
 
-
 # --------------------------------------------------------------------------------------------
-# Build
+# Sphinx
 
 
 def _extensions(config_path: Path) -> list[str]:
@@ -343,175 +426,3 @@ class _Tee(io.StringIO):
 
     def isatty(self):
         return False
-
-
-def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Path | None = None,
-          notebooks_dir: str | Path | None = None, book_dir: str | Path | None = None,
-          out_dir: str | Path | None = None, node_dir: str | Path | None = None,
-          commit: str | None = None, date: str | None = None, check: bool = True,
-          quiet: bool = True, partial: bool = False) -> Path:
-    """Build the book for one dataset and profile; return the path of ``index.html``.
-
-    Defaults: executed notebooks from ``build/runs/<dataset>/<profile>/``, the notebook list from
-    ``notebooks/``, sources from ``book/``, output to ``book/_build/`` (``src/`` staged sources,
-    ``html/`` the site), MathJax under ``build/node/``. ``commit`` and ``date`` go on the intro page
-    (defaults: the current git commit, and the latest papermill end time of the notebooks).
-    With ``check`` the built pages go through :func:`check_html` and any problem fails the build.
-    Raises :class:`BookError` with the fix in its message.
-    """
-    from .results import check_params, git_commit
-
-    check_params(dataset, profile)
-    book_dir = Path(book_dir) if book_dir is not None else ROOT / "book"
-    out_dir = Path(out_dir) if out_dir is not None else book_dir / "_build"
-    for name in ("_config.yml", "intro.md", "paper_map.yml"):
-        if not (book_dir / name).is_file():
-            raise BookError(f"{book_dir / name} is missing: restore it from git")
-    executed = executed_notebooks(dataset, profile, runs_dir, notebooks_dir, partial)
-    stems = [p.stem for p in executed]
-    static_root = ensure_mathjax(node_dir)
-
-    # Stage the sources.
-    src, html, doctrees = out_dir / "src", out_dir / "html", out_dir / ".doctrees"
-    for d in (src, html, doctrees, out_dir / "jupyter_execute"):
-        if d.exists():
-            shutil.rmtree(d)
-    skip = {"_build", "notebooks", "node_modules", ".ipynb_checkpoints", "__pycache__",
-            "_toc.yml", "paper_map.yml", "package.json", "package-lock.json"}
-    shutil.copytree(book_dir, src, ignore=lambda folder, names: [
-        n for n in names if n in skip or (Path(folder) / n).resolve() == out_dir.resolve()])
-    (src / "notebooks").mkdir()
-    for p in executed:
-        nbformat.write(collapse_setup(nbformat.read(p, as_version=4)), src / "notebooks" / p.name)
-    (src / "_toc.yml").write_text(yaml.safe_dump(make_toc(stems, front=["scorecard"]), sort_keys=False))
-    (src / "scorecard.md").write_text(scorecard.page(profile, stems), encoding="utf8")
-    paper_map = load_paper_map(book_dir / "paper_map.yml")
-    params = run_parameters(executed)
-    intro = render_intro(
-        (book_dir / "intro.md").read_text(encoding="utf8"),
-        dataset=dataset, profile=profile,
-        dataset_note=datasets.get(dataset, profile, **params).describe(),
-        date=date or _run_date(executed), commit=(commit or git_commit() or "unknown")[:12],
-        run_command=" ".join([f"dsco run --dataset {dataset} --profile {profile}",
-                              *(f"-p {k} {v}" for k, v in params.items())]),
-        n_notebooks=len(stems), paper_map=paper_map_markdown(
-            paper_map, stems, notebook_stems(Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks")))
-    (src / "intro.md").write_text(intro, encoding="utf8")
-
-    # Render with warnings as errors (keep going to report them all).
-    from jupyter_book.sphinx import build_sphinx
-
-    overrides = {
-        "extensions": _extensions(src / "_config.yml"),
-        "external_toc_path": (src / "_toc.yml").as_posix(),
-        "latex_individualpages": False,
-        "html_static_path": [static_root.as_posix()],
-    }
-    tee = _Tee(None if quiet else sys.stderr)
-    with contextlib.redirect_stderr(tee):
-        result = build_sphinx(src, html, noconfig=True, path_config=str(src / "_config.yml"),
-                              confoverrides=overrides, doctreedir=doctrees, freshenv=True,
-                              warningiserror=True, keep_going=True, quiet=quiet)
-    log = re.sub(r"\x1b\[[0-9;]*m", "", tee.getvalue())
-    if isinstance(result, BaseException):
-        raise BookError(f"the book build crashed: {result!r}\n{log}") from result
-    warnings = [line.replace(f"{src.resolve()}/", "").replace(f"{src}/", "")
-                for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
-    if result != 0 and not warnings:
-        warnings = log.strip().splitlines()[-5:] or [f"sphinx exited with status {result}"]
-    index = html / "index.html"
-    problems = check_html(html) if check and index.is_file() else []
-    if warnings or problems:
-        lines = [f"Sphinx warning: {w}" for w in warnings] + problems
-        raise BookError(f"the book at {html} has {len(lines)} problem(s) (broken pages; fix the "
-                        f"notebooks or book/, rerun the notebooks with `dsco run --dataset "
-                        f"{dataset} --profile {profile}`):\n" + "\n".join(lines))
-    if not index.is_file():
-        raise BookError(f"the build wrote no {index}: rerun with quiet=False to see Sphinx's output")
-    return index
-
-
-# --------------------------------------------------------------------------------------------
-# Check the built site
-
-
-def check_html(html_dir: str | Path) -> list[str]:
-    """Problems in a built site, one line each (empty list: none). Every page is parsed and flagged for:
-
-    * an error output cell: myst-nb renders a notebook error output as a ``div`` with classes
-      ``output traceback`` (a stream to stderr is ``output stderr`` and is *not* an error: warnings
-      and text progress bars go there); a cell tagged ``raises-exception`` (an error shown on
-      purpose, which papermill also lets pass) is exempt; papermill's "An Exception was
-      encountered" banner is flagged too;
-    * an ``<img>`` whose local file is missing (``data:`` URIs are fine);
-    * a local ``<script src>`` or ``<link href>`` whose file is missing;
-    * anything loaded from the network: a remote ``src`` (script, img, iframe, source, ...), a remote
-      ``<link href>``, a CDN host (:data:`CDN_MARKERS`) in an inline script or style, a remote
-      ``url(...)`` / ``@import`` in the site's CSS; plain hyperlinks (``<a href>``) are fine;
-    * math (``class="math"``) on a page that does not load the local MathJax;
-    * a code line of a cell's input longer than :data:`CODE_LINE_LIMIT` characters (the page would need
-      a horizontal scrollbar).
-    """
-    from bs4 import BeautifulSoup
-
-    html_dir = Path(html_dir)
-    if not (html_dir / "index.html").is_file():
-        return [f"{html_dir}: no index.html (the book was not built)"]
-    problems: list[str] = []
-    pages = [p for p in sorted(html_dir.rglob("*.html"))
-             if not {"_static", "_sources", "_images"} & set(p.relative_to(html_dir).parts)]
-    for page in pages:
-        rel = page.relative_to(html_dir).as_posix()
-        soup = BeautifulSoup(page.read_text(encoding="utf8", errors="replace"), "html.parser")
-
-        def local_missing(url):
-            path = unquote(urlsplit(url).path)
-            return bool(path) and not (page.parent / path).exists()
-
-        for div in soup.select("div.output.traceback"):
-            cell = div.find_parent("div", class_="cell")
-            if cell is not None and "tag_raises-exception" in cell.get("class", []):
-                continue  # an error the notebook shows on purpose (papermill lets it pass too)
-            first = next((ln for ln in div.get_text().splitlines() if ln.strip()), "")
-            last = next((ln for ln in reversed(div.get_text().splitlines()) if ln.strip()), "")
-            problems.append(f"{rel}: error output cell: {last.strip() or first.strip()}")
-        if soup.find(id="papermill-error-cell") or "An Exception was encountered at" in soup.get_text():
-            problems.append(f"{rel}: papermill error banner (the notebook failed while executing)")
-
-        for tag in soup.find_all(src=True):
-            src = tag["src"].strip()
-            if src.startswith("data:"):
-                continue
-            if _REMOTE.match(src):
-                problems.append(f"{rel}: <{tag.name}> loads {src} from the network")
-            elif local_missing(src):
-                what = "image" if tag.name == "img" else f"<{tag.name}> source"
-                problems.append(f"{rel}: missing {what} {src}")
-        for tag in soup.find_all("link", href=True):
-            href = tag["href"].strip()
-            if _REMOTE.match(href):
-                problems.append(f"{rel}: <link rel={' '.join(tag.get('rel', []))}> loads {href} "
-                                f"from the network")
-            elif {"stylesheet", "preload", "icon"} & set(tag.get("rel", [])) and local_missing(href):
-                problems.append(f"{rel}: missing stylesheet/asset {href}")
-        for tag in soup.find_all(["script", "style"]):
-            text = tag.string or ""
-            for marker in CDN_MARKERS:
-                if marker in text:
-                    problems.append(f"{rel}: inline <{tag.name}> mentions {marker} (a CDN)")
-        # the cell papermill injects holds the user's own values (paths of any length), not authored code
-        for pre in soup.select("div.cell:not(.tag_injected-parameters) div.cell_input pre"):
-            widest = max((len(line) for line in pre.get_text().splitlines()), default=0)
-            if widest > CODE_LINE_LIMIT:
-                problems.append(f"{rel}: a code line of {widest} characters (over {CODE_LINE_LIMIT}: "
-                                "wrap it, e.g. ruff format --line-length 100)")
-        if soup.select(".math"):
-            scripts = [s["src"] for s in soup.find_all("script", src=True)]
-            if not any("mathjax" in s.lower() and not _REMOTE.match(s) for s in scripts):
-                problems.append(f"{rel}: page has math but does not load the local MathJax")
-
-    for css in sorted((html_dir / "_static").rglob("*.css")) if (html_dir / "_static").is_dir() else []:
-        text = css.read_text(encoding="utf8", errors="replace")
-        for m in re.finditer(r"(@import\s+(url\()?|url\()\s*['\"]?((https?:)?//[^'\")\s]+)", text):
-            problems.append(f"{css.relative_to(html_dir).as_posix()}: CSS loads {m.group(3)}")
-    return problems

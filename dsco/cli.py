@@ -172,12 +172,12 @@ def main(argv=None) -> int:
                       else fixtures.make(out, args.dataset, seed=args.seed))
             print(f"dsco fixtures: wrote {out}; run the batch with\n  {fixtures.command(args.dataset, params)}")
         elif args.command == "bench":
-            from . import backbones, bench
+            from . import bench, digits_ddpm, dit
 
             if args.tiny and not args.random_weights:
                 raise ValueError("--tiny needs --random-weights")
-            tiny = {"digits-ddpm": (backbones.TINY_UNET, None),
-                    "dit-xl-2-256": (backbones.TINY_DIT, backbones.TINY_VAE)}.get(args.backbone, (None, None))
+            tiny = {"digits-ddpm": (digits_ddpm.TINY_UNET, None),
+                    "dit-xl-2-256": (dit.TINY_DIT, dit.TINY_VAE)}.get(args.backbone, (None, None))
             dataset, backbone = None, args.backbone
             if args.dataset:
                 from . import datasets

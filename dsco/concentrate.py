@@ -52,7 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import datasets, doping, nopt, replacing, surrogates
-from .backbones import sha256
+from .checkpoints import sha256
 from .data import ImageSet
 
 #: How many bytes one image takes on disk at most (PNG of C×H×W uint8 plus headers), for the space check.

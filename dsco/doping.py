@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from . import ROOT, files_digest, replacing, trace
-from .backbones import sha256
+from .checkpoints import sha256
 from .data import ImageSet
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: The tiny DiT and VAE: the test configurations of dsco.backbones, with DiT's 1,000 ImageNet classes.
+#: The tiny DiT and VAE: the test configurations of dsco.dit, with DiT's 1,000 ImageNet classes.
 TINY_IMAGE_SIZE = 8
 
 
@@ -52,11 +52,12 @@ def tiny_checkpoints(folder, num_classes: int = 10, seed: int = 0) -> dict:
     import torch
     from timm.models import save_for_hf
 
-    from . import backbones
+    from . import backbones, dit
 
     folder = Path(folder)
     bb = backbones.load("dit-xl-2-256", random_weights=True, seed=seed,
-                        config=dict(backbones.TINY_DIT, num_embeds_ada_norm=1000), vae_config=backbones.TINY_VAE)
+                        config=dict(dit.TINY_DIT, num_embeds_ada_norm=1000),
+                        vae_config=dit.TINY_VAE)
     bb.model.save_pretrained(folder / "dit")
     bb.vae.save_pretrained(folder / "vae")
     with torch.random.fork_rng(devices=[]):

@@ -67,7 +67,7 @@ def load_teacher(ds, device: str = "cpu"):
         return teacher_mod.load_teacher(f"{recipe_prefix(ds, 'teacher')}_teacher.safetensors",
                                         device=device)
     if recipe["kind"] == "shipped":
-        from .backbones import MODELS_DIR
+        from .checkpoints import MODELS_DIR
         return teacher_mod.load_teacher(MODELS_DIR / recipe["file"], device=device)
     path = ds.params.get("teacher_path") or teacher_file(ds)
     if not Path(path).exists():
@@ -91,7 +91,7 @@ def recipe_prefix(ds, part: str | None = None) -> Path:
     notebook 00."""
     recipe = ds.entry.backbone
     if recipe["kind"] == "shipped":
-        from .backbones import MODELS_DIR
+        from .checkpoints import MODELS_DIR
         return MODELS_DIR / recipe["prefix"]
     prefix = model_prefix(ds)
     if part and not Path(f"{prefix}_{part}.safetensors").is_file():

@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import ROOT, backbones, recipes
+from . import ROOT, backbones, digits_ddpm, recipes
 from . import teacher as teacher_mod
 from .data import encode_class
 from .recipes import reconstruction  # noqa: F401  (notebook 00 calls it as prepare.reconstruction)
@@ -60,13 +60,13 @@ def backbone(ds, device: str = "cpu", retrain: bool = False, seed: int = 0):
         train = ds.train()
         if ds.profile == "smoke" or retrain:
             sub = train.subset(torch.arange(m["backbone_subset"] or len(train)))
-            new, hist = backbones.train_digits_ddpm(sub, epochs=m["backbone_epochs"], seed=seed, device=device,
-                                                    progress=False)
+            new, hist = digits_ddpm.train_digits_ddpm(sub, epochs=m["backbone_epochs"], seed=seed,
+                                                      device=device, progress=False)
             target = SMOKE_MODELS / f"{ds.name}_ddpm_smoke.safetensors" if not retrain else None
-            backbones.save_digits_ddpm(new, hist, target, data_split=_split(ds))
-            info.update(history=hist, trained_to=str(target or backbones.DIGITS_WEIGHTS))
+            digits_ddpm.save_digits_ddpm(new, hist, target, data_split=_split(ds))
+            info.update(history=hist, trained_to=str(target or digits_ddpm.DIGITS_WEIGHTS))
         bb = ds.backbone(device)
-        info["card"] = json.loads(backbones.DIGITS_WEIGHTS.with_suffix(".json").read_text())
+        info["card"] = json.loads(digits_ddpm.DIGITS_WEIGHTS.with_suffix(".json").read_text())
         return bb, info
     start = time.perf_counter()
     bb = ds.backbone(device)

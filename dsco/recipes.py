@@ -17,8 +17,8 @@ three quality bars:
    report: reconstruction PSNR and the teacher's accuracy on reconstructed test images
    (:func:`reconstruction`);
 3. the **latent DDPM**, a ``UNet2DModel`` with a null class for classifier-free guidance, trained on the
-   scaled posterior means (:func:`dsco.backbones.train_ddpm`): the share of guided samples (guidance 4)
-   that the teacher classifies as their class.
+   scaled posterior means (:func:`dsco.digits_ddpm.train_ddpm`): the share of guided samples
+   (guidance 4) that the teacher classifies as their class.
 
 :data:`MNIST` is the shipped recipe's settings; :data:`TINY` a seconds-long recipe for tests and the
 ``smoke`` profile.
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from . import backbones
+from . import backbones, checkpoints, diffusion, digits_ddpm, latent_ddpm
 from . import teacher as teacher_mod
 
 #: The shipped ``mnist`` recipe (28-px images -> 32 -> a 4×8×8 latent): ≈ 0.7 M autoencoder and ≈ 4.4 M
@@ -93,8 +93,10 @@ def train(ds, prefix, settings: dict | None = None, seed: int = 0, device: str =
                                  test_accuracy=teacher_mod.accuracy(clf, ds.test().x, ds.test().y))
     v, d = s["vae"], s["ddpm"]
     side = latent_side(train_set.x.shape[-1], len(v["block_out_channels"]), len(d["config"]["block_out_channels"]))
-    base = dict(backbones.DIGITS_UNET, **d["config"], sample_size=side // 2 ** (len(v["block_out_channels"]) - 1),
-                in_channels=v["latent_channels"], out_channels=v["latent_channels"], num_class_embeds=ds.num_classes + 1)
+    base = dict(digits_ddpm.DIGITS_UNET, **d["config"],
+                sample_size=side // 2 ** (len(v["block_out_channels"]) - 1),
+                in_channels=v["latent_channels"], out_channels=v["latent_channels"],
+                num_class_embeds=ds.num_classes + 1)
     if "vae" in parts:
         vae_config = dict(in_channels=train_set.x.shape[1], out_channels=train_set.x.shape[1], sample_size=side,
                           latent_channels=v["latent_channels"], block_out_channels=tuple(v["block_out_channels"]),
@@ -103,25 +105,30 @@ def train(ds, prefix, settings: dict | None = None, seed: int = 0, device: str =
                           up_block_types=("UpDecoderBlock2D",) * len(v["block_out_channels"]))
         vae, vhist = train_autoencoder(train_set, vae_config, epochs=v["epochs"], batch_size=v["batch_size"],
                                        lr=v["lr"], kl_weight=v["kl_weight"], seed=seed, device=device, progress=progress)
-        probe = backbones.LatentDDPM(backbones.build_digits_unet(base), vae, 1.0, train_set.x.shape[1:])  # scale 1
+        probe = latent_ddpm.LatentDDPM(digits_ddpm.build_digits_unet(base), vae, 1.0,
+                                       train_set.x.shape[1:])  # scale 1
         z = _batched(probe.encode, train_set.x)
-        backbones.save_checkpoint(vae, f"{prefix}_vae.safetensors", dict(
+        checkpoints.save_checkpoint(vae, f"{prefix}_vae.safetensors", dict(
             model="AutoencoderKL", vae_config=_jsonable(vae_config), scaling_factor=float(1 / z.std()),
             image_shape=list(train_set.x.shape[1:]), data_split=split, training=vhist,
             created=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     if "ddpm" in parts:
         vcard = json.loads(Path(f"{prefix}_vae.json").read_text())
-        vae, _ = backbones.load_checkpoint(f"{prefix}_vae.safetensors", lambda c: AutoencoderKL(**c["vae_config"]),
-                                           "retrain the autoencoder (parts=('vae', 'ddpm'))")
+        vae, _ = checkpoints.load_checkpoint(f"{prefix}_vae.safetensors",
+                                             lambda c: AutoencoderKL(**c["vae_config"]),
+                                             "retrain the autoencoder (parts=('vae', 'ddpm'))")
         scale = vcard["scaling_factor"]
-        probe = backbones.LatentDDPM(backbones.build_digits_unet(base), vae, scale, train_set.x.shape[1:])
+        probe = latent_ddpm.LatentDDPM(digits_ddpm.build_digits_unet(base), vae, scale,
+                                       train_set.x.shape[1:])
         z = _batched(probe.encode, train_set.x)
         latents = type(train_set)(z, train_set.y.clone(), list(train_set.classes), ds.name, "train")
-        bb, dhist = backbones.train_ddpm(latents, d["epochs"], batch_size=d["batch_size"], lr=d["lr"], seed=seed,
-                                         device=device, progress=progress, base=base,
-                                         wrap=lambda unet: backbones.LatentDDPM(unet, vae, scale, train_set.x.shape[1:]))
-        backbones.save_checkpoint(bb.model, f"{prefix}_ddpm.safetensors", dict(
-            model="UNet2DModel (latent)", unet_config=_jsonable(base), scheduler=dict(backbones.make_scheduler().config),
+        bb, dhist = digits_ddpm.train_ddpm(
+            latents, d["epochs"], batch_size=d["batch_size"], lr=d["lr"], seed=seed, device=device,
+            progress=progress, base=base,
+            wrap=lambda unet: latent_ddpm.LatentDDPM(unet, vae, scale, train_set.x.shape[1:]))
+        checkpoints.save_checkpoint(bb.model, f"{prefix}_ddpm.safetensors", dict(
+            model="UNet2DModel (latent)", unet_config=_jsonable(base),
+            scheduler=dict(diffusion.make_scheduler().config),
             null_class=bb.null_class, data_split=split, training={k: v for k, v in dhist.items() if k != "loss"},
             loss_curve=[round(v, 5) for v in dhist["loss"]], created=time.strftime("%Y-%m-%dT%H:%M:%S%z")))
     return check(ds, prefix, s, seed, device, progress)
@@ -174,7 +181,7 @@ def train_autoencoder(train_set, config: dict, *, epochs: int = 30, batch_size: 
     from diffusers import AutoencoderKL
     from tqdm.auto import tqdm
 
-    x = backbones.pad_centred(train_set.x.float(), config["sample_size"])
+    x = latent_ddpm.pad_centred(train_set.x.float(), config["sample_size"])
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .backbones import MODELS_DIR, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoints import MODELS_DIR, CheckpointError, load_checkpoint, save_checkpoint
 
 TEACHER_WEIGHTS = MODELS_DIR / "digits_teacher.safetensors"
 #: Architecture of the digits teacher (input 1×8×8 in [-1, 1]).
@@ -281,7 +281,7 @@ def save_timm_teacher(model: TimmTeacher, history: dict, folder) -> Path:
 
     from timm.models import save_for_hf
 
-    from .backbones import sha256
+    from .checkpoints import sha256
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -86,9 +86,9 @@ def _check_class_sizes(ds) -> None:
 
 def _check_backbone_config(ds) -> None:
     """The DiT's and the VAE's configuration files (no weights) fit the dataset."""
-    from . import backbones
+    from . import dit
 
-    cfg, vae = backbones.dit_configs(ds.params["backbone_path"], ds.params.get("vae_path"))
+    cfg, vae = dit.dit_configs(ds.params["backbone_path"], ds.params.get("vae_path"))
     factor = 2 ** (len(vae["block_out_channels"]) - 1)
     shape = (cfg["in_channels"], cfg["sample_size"], cfg["sample_size"])
     check_backbone_shape(ds, cfg["num_embeds_ada_norm"], shape, factor,

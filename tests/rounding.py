@@ -88,19 +88,19 @@ def float64_backbone(bb):
     in float32 from the same generators (so the draws are the same) and is promoted by the first
     float64 operation it meets; the schedule's coefficients stay the float32 constants both runs share.
     """
-    from dsco import backbones
+    from dsco import digits_ddpm, dit
 
     bb64 = copy.deepcopy(bb)
     bb64.model.double()
-    if isinstance(bb64, backbones.DiT):
+    if isinstance(bb64, dit.DiT):
         bb64.vae.double()
 
         def _forward(self, z, t, y):
             t = torch.full((z.shape[0],), int(t), dtype=torch.long, device=z.device)
             return self.model(z.double(), timestep=t, class_labels=y).sample
-    elif isinstance(bb64, backbones.DigitsDDPM):
+    elif isinstance(bb64, digits_ddpm.DigitsDDPM):
         def _forward(self, z, t, y):
-            return backbones.DigitsDDPM._forward(self, z.double(), t, y)
+            return digits_ddpm.DigitsDDPM._forward(self, z.double(), t, y)
     else:
         raise TypeError(f"no float64 path for {type(bb).__name__}")
     bb64._forward = types.MethodType(_forward, bb64)

@@ -5,7 +5,7 @@ import pytest
 import rounding
 import torch
 
-from dsco import backbones, bench, cli
+from dsco import backbones, bench, cli, digits_ddpm, dit
 
 TINY = dict(classes=2, ipc=1, iterations=2, num_steps=2, n_templates=2)
 
@@ -34,7 +34,8 @@ def test_vanilla_batched_follows_the_noise_contract():
     """All classes in one forward against class by class: other batch shapes, so equal up to float rounding
     (tests/rounding.py): the tiny random UNet takes latents to |z| ~ 500, its float32-vs-float64 error is
     3.9e-4 (tolerance 1.9e-2), another seed moves the result by ~600."""
-    bb = backbones.load("digits-ddpm", random_weights=True, config=backbones.TINY_UNET, num_steps=3)
+    bb = backbones.load("digits-ddpm", random_weights=True, config=digits_ddpm.TINY_UNET,
+                        num_steps=3)
     ref, _ = backbones.sample(bb, [1, 4], 2, seed=3, num_steps=3, progress=False)
     z = bench._vanilla_batched(bb, [1, 4], 2, 3, 4.0, 3, 256, None)
     ref64, _ = backbones.sample(rounding.float64_backbone(bb), [1, 4], 2, seed=3, num_steps=3, progress=False)
@@ -61,12 +62,13 @@ def test_run_with_a_loaded_backbone_and_a_dataset(nette_ds, tmp_path, monkeypatc
     real, note = bench._real_latents(bb, nette_ds, [0, 1], 3, 0)
     assert sorted(real) == nette_ds.class_ids[:2] == [0, 217] and real[217].shape == (3, 4, 4, 4)
     with pytest.raises(ValueError, match="only apply with random_weights"):
-        bench.run(bb, dataset=nette_ds, config=backbones.TINY_DIT)
+        bench.run(bb, dataset=nette_ds, config=dit.TINY_DIT)
 
 
 def test_run_tiny_random_dit_and_reference_engine():
-    report = bench.run("dit-xl-2-256", **TINY, random_weights=True, config=backbones.TINY_DIT,
-                       vae_config=backbones.TINY_VAE, phases=("vanilla", "accessible"), engine="reference")
+    report = bench.run("dit-xl-2-256", **TINY, random_weights=True, config=dit.TINY_DIT,
+                       vae_config=dit.TINY_VAE, phases=("vanilla", "accessible"),
+                       engine="reference")
     rows = {r["phase"]: r for r in report["rows"]}
     assert set(rows) == {"vanilla", "accessible"} and rows["accessible"]["engine"] == "reference"
     assert report["settings"]["random_weights"] and "stand-in" in report["settings"]["real_latents"]

@@ -16,8 +16,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from dsco import ROOT
-from dsco import book, results, scorecard
+from dsco import ROOT, book, results, scorecard, sitecheck
 from dsco import verdicts as V
 
 pytestmark = pytest.mark.slow
@@ -139,7 +138,7 @@ def test_intro_map_links_present_and_marks_missing_as_planned(good_book):
 
 def test_check_html_finds_no_problems_in_a_good_book(good_book):
     index, _ = good_book
-    assert book.check_html(index.parent) == []
+    assert sitecheck.check_html(index.parent) == []
 
 
 def test_math_and_figures_are_local(good_book):
@@ -179,12 +178,12 @@ def test_check_html_flags_missing_image_and_cdn(good_book, tmp_path):
                    '<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Lato">'
                    "</head>")
     page.write_text(text.replace("</body>", '<a href="https://arxiv.org/abs/2603.27987">paper</a></body>'))
-    problems = book.check_html(html)
+    problems = sitecheck.check_html(html)
     assert any("missing image" in p and img in p for p in problems)
     assert any("cdn.jsdelivr.net" in p for p in problems)
     assert any("fonts.googleapis.com" in p for p in problems)
     assert not any("arxiv.org" in p for p in problems)  # a plain hyperlink is fine
-    assert book.check_html(tmp_path / "nowhere") != []
+    assert sitecheck.check_html(tmp_path / "nowhere") != []
 
 
 def test_broken_reference_and_error_output_fail_the_build(bad_book):
@@ -202,23 +201,24 @@ def test_check_html_flags_a_code_line_that_needs_a_scrollbar(good_book, tmp_path
     html = tmp_path / "html"
     shutil.copytree(index.parent, html)
     page = html / "notebooks" / "10_occupancy_table13.html"
-    assert book.check_html(html) == []   # the rendered input cells: short lines
+    assert sitecheck.check_html(html) == []   # the rendered input cells: short lines
     text = page.read_text()
     assert '<div class="cell_input' in text and "<pre><span></span>" in text
     page.write_text(text.replace("<pre><span></span>", "<pre><span></span># " + "x" * 111 + "\n", 1))
-    assert book.check_html(html) == ["notebooks/10_occupancy_table13.html: a code line of 113 characters (over "
-                                     "100: wrap it, e.g. ruff format --line-length 100)"]
+    assert sitecheck.check_html(html) == [
+        "notebooks/10_occupancy_table13.html: a code line of 113 characters (over 100: wrap it, "
+        "e.g. ruff format --line-length 100)"]
     # a user's long path in the cell papermill injects is not authored code
     at = text.index('<pre><span></span>')
     cell = text.rindex('<div class="cell ', 0, at) + len('<div class="cell ')
     page.write_text(text[:cell] + "tag_injected-parameters " + text[cell:at] + "<pre><span></span>root = '/"
                     + "x" * 111 + "'\n" + text[at + len("<pre><span></span>"):])
-    assert book.check_html(html) == []
+    assert sitecheck.check_html(html) == []
 
 
 def test_check_html_flags_error_output(bad_book):
     html, _ = bad_book
-    problems = book.check_html(html)
+    problems = sitecheck.check_html(html)
     assert len(problems) == 1, problems  # the raises-exception cell in 10_... is exempt
     assert problems[0].startswith("notebooks/21_nopt_fig5_fig6.html: error output cell")
 

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from dsco import backbones, data, datasets, models, nopt, teacher, training
-from dsco.backbones import CheckpointError
+from dsco import backbones, data, datasets, dit, models, nopt, teacher, training
+from dsco.checkpoints import CheckpointError
 from dsco.datasets import DatasetError
 
 
@@ -267,8 +267,8 @@ def test_check_root_missing_wnids_lists_them(nette_params, tmp_path):
 
 
 def test_check_backbone_with_wrong_class_count(nette_params, tmp_path):
-    bb = backbones.load("dit-xl-2-256", random_weights=True, config=backbones.TINY_DIT,
-                        vae_config=backbones.TINY_VAE)
+    bb = backbones.load("dit-xl-2-256", random_weights=True, config=dit.TINY_DIT,
+                        vae_config=dit.TINY_VAE)
     assert bb.num_classes == 10  # TINY_DIT: num_embeds_ada_norm=10
     bb.model.save_pretrained(tmp_path / "dit10")
     ds = datasets.get("imagenette", **{**nette_params, "backbone_path": str(tmp_path / "dit10")})
@@ -290,7 +290,8 @@ def test_check_latent_and_image_size_mismatch(nette_params):
 def test_check_vae_with_other_latent_channels(nette_params, tmp_path):
     from diffusers import AutoencoderKL
 
-    AutoencoderKL(**dict(backbones.SD_VAE, **backbones.TINY_VAE, latent_channels=8)).save_pretrained(tmp_path / "vae8")
+    AutoencoderKL(**dict(dit.SD_VAE, **dit.TINY_VAE, latent_channels=8)).save_pretrained(
+        tmp_path / "vae8")
     with pytest.raises(DatasetError) as e:
         datasets.get("imagenette", **{**nette_params, "vae_path": str(tmp_path / "vae8")}).check()
     one_line_error(e, "8 latent channels but the DiT expects 4", "-p vae_path")

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from torchvision.datasets import ImageFolder
 
-from dsco import backbones, data, fixtures
+from dsco import backbones, data, dit, fixtures
 from dsco import teacher as T
 
 
@@ -30,7 +30,7 @@ def test_checkpoints_load_as_a_user_download(nette_params):
     assert nette_params["image_size"] == fixtures.TINY_IMAGE_SIZE == 8
     bb = backbones.load("dit-xl-2-256", nette_params["backbone_path"], vae_path=nette_params["vae_path"],
                         local_files_only=True)
-    assert isinstance(bb, backbones.DiT) and bb.num_classes == 1000 and bb.latent_shape == (4, 4, 4)
+    assert isinstance(bb, dit.DiT) and bb.num_classes == 1000 and bb.latent_shape == (4, 4, 4)
     assert bb.latent_shape[1] * bb.image_factor == nette_params["image_size"]
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert bb.decode(bb.encode(x)).shape == (2, 3, 8, 8)

@@ -1,11 +1,13 @@
-"""Tests for dsco.nopt (noise-optimised synthesis, §4.1) on tiny backbones."""
+"""Tests for dsco.nopt (noise-optimised synthesis, §4.1) and its engines (dsco.engines) on tiny
+backbones."""
+
 import math
 
 import pytest
 import rounding
 import torch
 
-from dsco import backbones, nopt
+from dsco import backbones, digits_ddpm, dit, nopt, projector
 
 STEPS = 5
 
@@ -13,14 +15,15 @@ STEPS = 5
 @pytest.fixture(scope="module")
 def digits_bb():
     """The shipped digits DDPM if present, else a tiny random-weights one (same code path)."""
-    if backbones.DIGITS_WEIGHTS.is_file():
+    if digits_ddpm.DIGITS_WEIGHTS.is_file():
         return backbones.load("digits-ddpm")
-    return backbones.load("digits-ddpm", random_weights=True, config=backbones.TINY_UNET)
+    return backbones.load("digits-ddpm", random_weights=True, config=digits_ddpm.TINY_UNET)
 
 
 @pytest.fixture(scope="module")
 def digits_bb64(digits_bb):
-    """The same backbone in float64 (the reference that rounding-derived tolerances are measured against)."""
+    """The same backbone in float64 (the reference that rounding-derived tolerances are measured
+    against)."""
     return rounding.float64_backbone(digits_bb)
 
 
@@ -38,27 +41,32 @@ def run(bb, mode, seed=0, classes=(2,), ipc=4, **kw):
 
 
 def test_mode_none_equals_vanilla_sampler_bit_for_bit(digits_bb):
-    ref, ref_labels = backbones.sample(digits_bb, [1, 7], 3, seed=5, num_steps=STEPS, progress=False)
+    ref, ref_labels = backbones.sample(
+        digits_bb, [1, 7], 3, seed=5, num_steps=STEPS, progress=False
+    )
     for engine in nopt.ENGINES:
-        z, labels, log = nopt.synthesize(digits_bb, [1, 7], 3, "none", 5, num_steps=STEPS, progress=False,
-                                         engine=engine)
+        z, labels, log = nopt.synthesize(
+            digits_bb, [1, 7], 3, "none", 5, num_steps=STEPS, progress=False, engine=engine
+        )
         assert torch.equal(z, ref) and torch.equal(labels, ref_labels)
-        assert log.empty and log.attrs["engine"] == "reference"  # nothing to optimise: sample's loop
+        # nothing to optimise: sample's loop
+        assert log.empty and log.attrs["engine"] == "reference"
 
 
-# Equivalence of the engines (issue 7). The batched engine runs the backbone on all classes at once, the
-# projector on all classes' candidates at once (forward and backward; per-class projectors as one grouped
-# convolution) and maps the loss terms over classes with vmap: other batch shapes than the reference's, so
-# the two engines agree up to float rounding, not bit for bit (the exactness contract, tests/rounding.py),
-# and the noise optimisation carries that rounding along. The tolerance is derived in each test from the
-# reference engine run in float64 (backbone and projector in float64): measured here, on latents of
-# magnitude ~1.4, the float32-vs-float64 error is 4e-6–7e-6 (tolerance 50× that, 2e-4–4e-4) and the engines
-# differ by 4e-6–1.2e-5 at the default batch_size (by 0 with batch_size = ipc, whose float32-vs-float64
-# error is 1.2e-5–2.3e-5), another seed by more than 1.
-# The free mode runs at λ_maxoc = 1 here: at the paper's λ_maxoc = 10 with lr 0.1 these 8 SGD iterations
-# amplify rounding about 600-fold (float32-vs-float64 3.6e-3), so a rounding-derived tolerance (0.18) would
-# be within 10× of the effect of another seed; λ_maxoc = 1 keeps every term and code path and a
-# well-conditioned run (6e-6).
+# Equivalence of the engines (issue 7). The batched engine runs the backbone on all classes at once,
+# the projector on all classes' candidates at once (forward and backward; per-class projectors as
+# one grouped convolution) and maps the loss terms over classes with vmap: other batch shapes than
+# the reference's, so the two engines agree up to float rounding, not bit for bit (the exactness
+# contract, tests/rounding.py), and the noise optimisation carries that rounding along. The
+# tolerance is derived in each test from the reference engine run in float64 (backbone and projector
+# in float64): measured here, on latents of magnitude ~1.4, the float32-vs-float64 error is
+# 4e-6–7e-6 (tolerance 50× that, 2e-4–4e-4) and the engines differ by 4e-6–1.2e-5 at the default
+# batch_size (by 0 with batch_size = ipc, whose float32-vs-float64 error is 1.2e-5–2.3e-5), another
+# seed by more than 1.
+# The free mode runs at λ_maxoc = 1 here: at the paper's λ_maxoc = 10 with lr 0.1 these 8 SGD
+# iterations amplify rounding about 600-fold (float32-vs-float64 3.6e-3), so a rounding-derived
+# tolerance (0.18) would be within 10× of the effect of another seed; λ_maxoc = 1 keeps every term
+# and code path and a well-conditioned run (6e-6).
 FREE_EQ = {"lambda_maxoc": 1.0}
 #: The log columns both engines must fill identically (the logged values agree up to rounding).
 KEYS = ["class", "step", "t", "t_ref", "iterations"]
@@ -66,12 +74,13 @@ KEYS = ["class", "step", "t", "t_ref", "iterations"]
 
 def _projector64(seed):
     """The default digits projector of ``seed`` in float64 (promoting its float32 inputs)."""
-    return rounding.float64_module(nopt.projector_mod.for_latents((1, 8, 8), seed=seed))
+    return rounding.float64_module(projector.for_latents((1, 8, 8), seed=seed))
 
 
 def _engines_agree(bb, bb64, mode, **kw):
-    """Run both engines (float32) and the reference in float64 and the reference with another seed; check the
-    engines agree within the rounding-derived tolerance and another seed lies far outside it."""
+    """Run both engines (float32) and the reference in float64 and the reference with another seed;
+    check the engines agree within the rounding-derived tolerance and another seed lies far outside
+    it."""
     ref = run(bb, mode, engine="reference", **kw)
     fast = run(bb, mode, engine="batched", **kw)
     ref64 = run(bb64, mode, engine="reference", projector=_projector64, **kw)
@@ -86,20 +95,31 @@ def _engines_agree(bb, bb64, mode, **kw):
 @pytest.mark.parametrize("mode", ["accessible", "free"])
 @pytest.mark.parametrize("per_class", [False, True])
 def test_batched_engine_equals_reference(digits_bb, digits_bb64, real, mode, per_class):
-    kw = dict(classes=(0, 3, 7), ipc=2, real_latents=real, projector_per_class=per_class,
-              **(FREE_EQ if mode == "free" else {}))
+    kw = dict(
+        classes=(0, 3, 7),
+        ipc=2,
+        real_latents=real,
+        projector_per_class=per_class,
+        **(FREE_EQ if mode == "free" else {}),
+    )
     ref, fast = _engines_agree(digits_bb, digits_bb64, mode, **kw)
     assert fast[2].attrs["engine"] == "batched" and ref[2].attrs["engine"] == "reference"
     assert torch.equal(ref[1], fast[1]) and list(ref[2].columns) == list(fast[2].columns)
     assert ref[2][KEYS].equals(fast[2][KEYS])
-    # the logged objective agrees to a relative 1 % (a check of the logging: measured ≤ 5e-5 relative here,
-    # far inside; the latents above carry the rounding-derived check)
+    # the logged objective agrees to a relative 1 % (a check of the logging: measured ≤ 5e-5
+    # relative here, far inside; the latents above carry the rounding-derived check)
     for col in ("total_first", "total_last"):
-        assert torch.allclose(torch.tensor(fast[2][col].values), torch.tensor(ref[2][col].values), rtol=1e-2, atol=1e-3)
+        assert torch.allclose(
+            torch.tensor(fast[2][col].values),
+            torch.tensor(ref[2][col].values),
+            rtol=1e-2,
+            atol=1e-3,
+        )
     if not per_class:
-        # backbone one class at a time (batch_size = ipc): the backbone's batch shapes are the reference's and
-        # only the NOpt batching differs -- still other shapes for the projector, so equal up to rounding (on
-        # the development CPU these two happened to agree bit for bit; that is not guaranteed elsewhere)
+        # backbone one class at a time (batch_size = ipc): the backbone's batch shapes are the
+        # reference's and only the NOpt batching differs -- still other shapes for the projector, so
+        # equal up to rounding (on the development CPU these two happened to agree bit for bit; that
+        # is not guaranteed elsewhere)
         kw.update(real_latents={c: real[c][:6] for c in (0, 3, 7)}, n_templates=4, batch_size=2)
         ref1, fast1 = _engines_agree(digits_bb, digits_bb64, mode, **kw)
         assert ref1[2][KEYS].equals(fast1[2][KEYS])
@@ -115,41 +135,9 @@ def test_early_stop_is_labelled_and_engines_agree(digits_bb, digits_bb64, real):
     assert (ref[2]["iterations"] == fast[2]["iterations"]).all()
 
 
-def test_stack_projectors_equals_each_projector():
-    # a grouped convolution over classes, one batch over classes, a vmap: other shapes than each projector
-    # on its own class, so equal up to float rounding (tests/rounding.py)
-    projs = [nopt.projector_mod.make("digits", seed=s) for s in range(3)]
-    x = torch.randn(3, 2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    ref = torch.stack([p(x[k]) for k, p in enumerate(projs)])
-    tol = rounding.tolerance(ref, torch.stack([rounding.float64_module(p)(x[k]) for k, p in enumerate(projs)]))
-    rounding.assert_within(nopt.stack_projectors(projs)(x), ref, tol, "grouped convolution")
-    rounding.assert_distinct(torch.stack([p(x[k]) for k, p in enumerate(projs[::-1])]), ref, tol, "other projectors")
-    same = nopt.channels_last(projs[0])  # the layout the engines run a shared projector in
-    shared_ref = torch.stack([same(xk) for xk in x])
-    tol_shared = rounding.tolerance(shared_ref, torch.stack([rounding.float64_module(projs[0])(xk) for xk in x]))
-    rounding.assert_within(nopt.stack_projectors([projs[0]] * 3)(x), shared_ref, tol_shared, "classes as one batch")
-    wrapped = [torch.nn.Sequential(torch.nn.Identity(), p) for p in projs]  # not plain: vmap path
-    rounding.assert_within(nopt.stack_projectors(wrapped)(x), ref, tol, "vmap")
-
-
-def test_channels_last_is_the_same_function_and_leaves_the_module_alone():
-    proj = nopt.projector_mod.make("digits", seed=1)
-    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    fast = nopt.channels_last(proj)
-    tol = rounding.tolerance(proj(x), rounding.float64_module(proj)(x))  # another layout: another kernel
-    assert fast is not proj
-    rounding.assert_within(fast(x), proj(x), tol, "channels-last")
-    rounding.assert_distinct(fast(x.flip(0)), proj(x), tol, "other inputs")
-    assert all(p.is_contiguous() for p in proj.parameters())  # the original keeps its layout
-    identity = torch.nn.Identity()  # nothing to re-lay-out: returned as it is
-    assert nopt.channels_last(identity) is identity
-
-
-def test_as_dtype_and_engine_errors(digits_bb):
-    assert nopt.as_dtype("bf16") is torch.bfloat16 and nopt.as_dtype("fp32") is None
-    assert nopt.as_dtype(torch.float32) is None and nopt.as_dtype(None) is None
+def test_engine_and_option_errors(digits_bb):
     with pytest.raises(ValueError, match="backbone_dtype"):
-        nopt.as_dtype("int8")
+        run(digits_bb, "none", backbone_dtype="int8")
     with pytest.raises(ValueError, match="engine"):
         run(digits_bb, "none", engine="turbo")
     with pytest.raises(ValueError, match="early_stop"):
@@ -173,13 +161,19 @@ def test_accessible_reduces_alignment_at_every_step(digits_bb, real):
     # so there the noise barely moves the sample and the reality term dominates (change < 1 %)
     moving = log["sigma"] > 0.05
     assert moving.sum() == 2 * (STEPS - 2)
-    assert (log["align_last"] < log["align_first"])[moving].all(), log[["step", "align_first", "align_last"]]
+    assert (log["align_last"] < log["align_first"])[moving].all(), log[
+        ["step", "align_first", "align_last"]
+    ]
     last = log[~moving]
     assert ((last["align_last"] - last["align_first"]).abs() < 0.01 * last["align_first"]).all()
-    assert (log["t_ref"] == log["t"].shift(-1).where(log["step"] < STEPS - 2, 0)).all()  # sample's level
+    assert (
+        log["t_ref"] == log["t"].shift(-1).where(log["step"] < STEPS - 2, 0)
+    ).all()  # sample's level
     # total = reality + lambda_align * N * align (Eq. 19-21)
     expected = log["reality_last"] + 5e-4 * 4 * log["align_last"]
-    assert torch.allclose(torch.tensor(log["total_last"].values), torch.tensor(expected.values), rtol=1e-6)
+    assert torch.allclose(
+        torch.tensor(log["total_last"].values), torch.tensor(expected.values), rtol=1e-6
+    )
 
 
 def test_free_mode_runs_and_lowers_its_loss(digits_bb, tmp_path):
@@ -188,7 +182,7 @@ def test_free_mode_runs_and_lowers_its_loss(digits_bb, tmp_path):
     assert {"maxoc_first", "stats_last", "reality_last"} <= set(log.columns)
     assert (log["total_last"] < log["total_first"]).all()
     assert len(list(tmp_path.glob("templates-*.pt"))) == 1
-    nopt._MEMORY_CACHE.clear()  # the second run reads the disk cache and reproduces the first
+    nopt.MEMORY_CACHE.clear()  # the second run reads the disk cache and reproduces the first
     z2, _, log2 = run(digits_bb, "free", iterations=10, template_cache=tmp_path)
     assert torch.equal(z, z2) and log.equals(log2)
 
@@ -206,22 +200,22 @@ def test_template_stats_are_written_atomically(digits_bb, tmp_path, monkeypatch)
 
     def interrupted(obj, f, *args, **kwargs):
         save(obj, f, *args, **kwargs)
-        raise KeyboardInterrupt   # after the bytes are out, before the entry is complete
+        raise KeyboardInterrupt  # after the bytes are out, before the entry is complete
 
     kw = dict(num_steps=STEPS, n_templates=4, batch_size=4, cache_dir=tmp_path)
-    nopt._MEMORY_CACHE.clear()
+    nopt.MEMORY_CACHE.clear()
     monkeypatch.setattr(torch, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
         nopt.template_stats(digits_bb, 2, 0, **kw)
-    assert not list(tmp_path.iterdir())   # neither the entry nor a temporary file
+    assert not list(tmp_path.iterdir())  # neither the entry nor a temporary file
     monkeypatch.undo()
-    nopt._MEMORY_CACHE.clear()
+    nopt.MEMORY_CACHE.clear()
     mean, _ = nopt.template_stats(digits_bb, 2, 0, **kw)
     written = list(tmp_path.iterdir())
     assert len(written) == 1 and written[0].name.startswith("templates-")
     assert written[0].suffix == ".pt"
-    nopt._MEMORY_CACHE.clear()
-    assert torch.equal(nopt.template_stats(digits_bb, 2, 0, **kw)[0], mean)   # read back
+    nopt.MEMORY_CACHE.clear()
+    assert torch.equal(nopt.template_stats(digits_bb, 2, 0, **kw)[0], mean)  # read back
 
 
 def test_all_terms_off_equals_vanilla(digits_bb, real):
@@ -236,55 +230,58 @@ def test_loss_switches_change_the_objective(digits_bb, real):
     base = run(digits_bb, "accessible", real_latents=real)
     no_real = run(digits_bb, "accessible", reality=False, real_latents=real)
     assert not torch.equal(base[0], no_real[0])
-    assert torch.allclose(torch.tensor(no_real[2]["total_last"].values),
-                          torch.tensor((5e-4 * 4 * no_real[2]["align_last"]).values), rtol=1e-6)
+    assert torch.allclose(
+        torch.tensor(no_real[2]["total_last"].values),
+        torch.tensor((5e-4 * 4 * no_real[2]["align_last"]).values),
+        rtol=1e-6,
+    )
     only_stats = run(digits_bb, "free", reality=False, maxoc=False, lambda_stats=2.0)
-    assert torch.allclose(torch.tensor(only_stats[2]["total_first"].values),
-                          torch.tensor((2.0 * only_stats[2]["stats_first"]).values), rtol=1e-6)
-    scaled = run(digits_bb, "free", reality=False, maxoc=False, lambda_stats=2.0, stats_scale_hw=True)
-    assert torch.allclose(torch.tensor(scaled[2]["total_first"].values),
-                          torch.tensor((2.0 * 4 * scaled[2]["stats_first"]).values), rtol=1e-6)  # K·L = 2·2
+    assert torch.allclose(
+        torch.tensor(only_stats[2]["total_first"].values),
+        torch.tensor((2.0 * only_stats[2]["stats_first"]).values),
+        rtol=1e-6,
+    )
+    scaled = run(
+        digits_bb, "free", reality=False, maxoc=False, lambda_stats=2.0, stats_scale_hw=True
+    )
+    assert torch.allclose(  # K·L = 2·2
+        torch.tensor(scaled[2]["total_first"].values),
+        torch.tensor((2.0 * 4 * scaled[2]["stats_first"]).values),
+        rtol=1e-6,
+    )
 
 
 def test_free_mode_ipc1_has_no_maxoc(digits_bb):
     z, _, log = run(digits_bb, "free", ipc=1)
-    assert z.shape == (1, 1, 8, 8) and log["maxoc_first"].isna().all() and log["total_last"].notna().all()
+    assert (
+        z.shape == (1, 1, 8, 8)
+        and log["maxoc_first"].isna().all()
+        and log["total_last"].notna().all()
+    )
 
 
 def test_official_switches(digits_bb, real):
     base = run(digits_bb, "accessible", real_latents=real, classes=(1,))
-    noisier = run(digits_bb, "accessible", real_latents=real, classes=(1,), targets_one_step_noisier=True)
+    noisier = run(
+        digits_bb, "accessible", real_latents=real, classes=(1,), targets_one_step_noisier=True
+    )
     assert (noisier[2]["t_ref"] == noisier[2]["t"]).all()
     assert not torch.equal(base[0], noisier[0])
-    per_class = run(digits_bb, "accessible", real_latents=real, classes=(1,), projector_per_class=True)
+    per_class = run(
+        digits_bb, "accessible", real_latents=real, classes=(1,), projector_per_class=True
+    )
     assert not torch.equal(base[0], per_class[0])  # projector seeded 0 + 1 instead of 0
     # per class: the projector of class 1 is seeded 0 + 1 -- the same as forcing a seed-1 projector
-    forced = run(digits_bb, "accessible", real_latents=real, classes=(1,),
-                 projector=lambda s: nopt.projector_mod.make("digits", seed=1))
+    forced = run(
+        digits_bb,
+        "accessible",
+        real_latents=real,
+        classes=(1,),
+        projector=lambda s: projector.make("digits", seed=1),
+    )
     assert torch.equal(per_class[0], forced[0])
     lhs = run(digits_bb, "accessible", real_latents=real, classes=(1,), latin_hypercube=True)
     assert torch.isfinite(lhs[0]).all() and not torch.equal(base[0], lhs[0])
-
-
-def test_lhs_normal_is_a_stratified_normal_sample():
-    g = torch.Generator().manual_seed(0)
-    x = nopt.lhs_normal((5, 2, 3), g)
-    q = torch.special.ndtri((torch.arange(5, dtype=torch.float64) + 0.5) / 5).float()
-    assert x.shape == (5, 2, 3)
-    for col in x.reshape(5, -1).T:  # each coordinate is a permutation of the 5 quantiles
-        assert torch.equal(col.sort().values, q)
-    assert torch.equal(x, nopt.lhs_normal((5, 2, 3), torch.Generator().manual_seed(0)))
-    assert (nopt.lhs_normal((1, 4), g) == 0).all()
-
-
-def test_n_diffused_and_aux_generators():
-    assert nopt.n_diffused(13, 4) == 68  # >= 5 * 13, multiple of 4
-    assert nopt.n_diffused(2, 10) == 50  # >= 5 * N
-    assert nopt.n_diffused(20, 10) == 100
-    a = torch.randn(3, generator=nopt.aux_generator(0, 1, "targets"))
-    assert torch.equal(a, torch.randn(3, generator=nopt.aux_generator(0, 1, "targets")))
-    assert not torch.equal(a, torch.randn(3, generator=nopt.aux_generator(0, 1, "templates")))
-    assert not torch.equal(a, torch.randn(3, generator=backbones.class_generator(0, 1)))
 
 
 def test_errors_name_the_fix(digits_bb, real):
@@ -305,15 +302,26 @@ def test_errors_name_the_fix(digits_bb, real):
 
 
 def test_tiny_dit_end_to_end_through_decode():
-    bb = backbones.load("dit-xl-2-256", random_weights=True, config=backbones.TINY_DIT,
-                        vae_config=backbones.TINY_VAE)
+    bb = backbones.load(
+        "dit-xl-2-256", random_weights=True, config=dit.TINY_DIT, vae_config=dit.TINY_VAE
+    )
     g = torch.Generator().manual_seed(0)
     images = torch.rand((6, 3, 8, 8), generator=g) * 2 - 1
     z_real = bb.encode(images)
     assert tuple(z_real.shape[1:]) == bb.latent_shape
     for mode in ("accessible", "free"):
-        z, labels, log = nopt.synthesize(bb, [4], 3, mode, 0, num_steps=4, iterations=4, n_templates=6,
-                                         real_latents={4: z_real}, progress=False)
+        z, labels, log = nopt.synthesize(
+            bb,
+            [4],
+            3,
+            mode,
+            0,
+            num_steps=4,
+            iterations=4,
+            n_templates=6,
+            real_latents={4: z_real},
+            progress=False,
+        )
         assert z.shape == (3, *bb.latent_shape) and len(log) == 3
         assert all(math.isfinite(v) for v in log["total_last"])
         x = bb.decode(z)
@@ -322,7 +330,10 @@ def test_tiny_dit_end_to_end_through_decode():
 
 @pytest.mark.parametrize("engine", nopt.ENGINES)
 def test_a_diverging_optimisation_names_the_class_and_the_step(digits_bb, real, engine):
-    with pytest.raises(nopt.NOptDiverged, match=r"class 3: non-finite (noise|latent) at denoising step \d+ .*lower lr "
-                                                r"\(now 1e\+12\)") as err:
+    with pytest.raises(
+        nopt.NOptDiverged,
+        match=r"class 3: non-finite (noise|latent) at denoising step \d+ .*lower lr "
+        r"\(now 1e\+12\)",
+    ) as err:
         run(digits_bb, "accessible", classes=(3, 7), real_latents=real, lr=1e12, engine=engine)
     assert err.value.cls == 3 and isinstance(err.value, FloatingPointError)

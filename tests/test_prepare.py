@@ -4,13 +4,14 @@ offline fixture, with and without a user teacher."""
 import pytest
 import torch
 
-from dsco import ROOT, backbones, data, datasets, models, prepare
+from dsco import ROOT, backbones, checkpoints, data, datasets, digits_ddpm, models, prepare
 from dsco import teacher as T
 
 
 def _shipped_state():
     """Size and modification time of every file in data/models/ (what the smoke profile must not touch)."""
-    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(backbones.MODELS_DIR.iterdir())}
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(checkpoints.MODELS_DIR.iterdir())}
 
 
 @pytest.fixture
@@ -29,13 +30,14 @@ def test_digits_smoke_trains_into_build_models_only(smoke_models):
     assert (smoke_models / "digits_teacher_smoke.json").is_file()
     assert clf is ds.teacher() and info["test_accuracy"] >= 0.97  # the shipped teacher is what is used
     assert info["source"] == "data/models/digits_teacher.safetensors"
-    assert info["card"]["sha256"] == backbones.sha256(T.TEACHER_WEIGHTS) and info["parameters"] > 0
+    assert info["card"]["sha256"] == checkpoints.sha256(T.TEACHER_WEIGHTS)
+    assert info["parameters"] > 0
     bb, info = prepare.backbone(ds)
     assert info["recipe"] == "shipped" and info["name"] == "digits-ddpm"
     assert len(info["history"]["loss"]) == ds.budget.models["backbone_epochs"]
     assert info["trained_to"] == str(smoke_models / "digits_ddpm_smoke.safetensors")
     assert (smoke_models / "digits_ddpm_smoke.safetensors").is_file() and bb is ds.backbone()
-    assert info["card"]["sha256"] == backbones.sha256(backbones.DIGITS_WEIGHTS)
+    assert info["card"]["sha256"] == checkpoints.sha256(digits_ddpm.DIGITS_WEIGHTS)
     assert _shipped_state() == before  # data/models/ untouched
     smoke = backbones.load("digits-ddpm", smoke_models / "digits_ddpm_smoke.safetensors")  # a valid checkpoint
     assert smoke.num_classes == 10

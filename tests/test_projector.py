@@ -99,7 +99,7 @@ def test_for_latents_refuses_a_shape_without_a_preset():
 
 
 def test_the_tiny_dit_keeps_the_projector_it_had():
-    """4×4×4 (backbones.TINY_DIT, the offline ImageNette fixture) is known: the latent preset, the
+    """4×4×4 (dit.TINY_DIT, the offline ImageNette fixture) is known: the latent preset, the
     very weights it got before as "the digits widths with in_channels=4"."""
     p = projector.for_latents((4, 4, 4), seed=2)
     before = projector.make("digits", seed=2, in_channels=4)

@@ -1,10 +1,21 @@
-"""The latent recipe (dsco.recipes, backbones.LatentDDPM), the mnist loader and the shipped mnist models."""
+"""The latent recipe (dsco.recipes, dsco.latent_ddpm.LatentDDPM), the mnist loader and the shipped
+mnist models."""
 import json
 
 import pytest
 import torch
 
-from dsco import backbones, data, datasets, fixtures, models, prepare, recipes
+from dsco import (
+    backbones,
+    checkpoints,
+    data,
+    datasets,
+    fixtures,
+    latent_ddpm,
+    models,
+    prepare,
+    recipes,
+)
 from dsco import teacher as teacher_mod
 
 
@@ -29,7 +40,8 @@ def test_train_writes_three_hash_checked_models_and_a_report(trained, folder_ds)
     prefix, report = trained
     for part in ("teacher", "vae", "ddpm"):
         card = json.loads(prefix.with_name(f"{prefix.name}_{part}.json").read_text())
-        assert card["sha256"] == backbones.sha256(prefix.with_name(f"{prefix.name}_{part}.safetensors"))
+        weights = prefix.with_name(f"{prefix.name}_{part}.safetensors")
+        assert card["sha256"] == checkpoints.sha256(weights)
         assert card["data_split"]["dataset"] == "folder" and "wall_time_s" in card["training"]
     assert set(report) >= {"teacher_accuracy", "psnr_db", "teacher_accuracy_reconstructed", "consistency"}
     assert 0 <= report["consistency"] <= 1 and report["psnr_db"] > 0
@@ -60,7 +72,7 @@ def test_a_corrupt_latent_checkpoint_is_refused(trained, tmp_path):
     for f in prefix.parent.glob(f"{prefix.name}_*"):
         shutil.copy(f, tmp_path / f.name.replace(prefix.name, "m"))
     (tmp_path / "m_ddpm.safetensors").write_bytes(b"broken")
-    with pytest.raises(backbones.CheckpointError, match="SHA-256"):
+    with pytest.raises(checkpoints.CheckpointError, match="SHA-256"):
         backbones.load("latent-ddpm", copy)
     with pytest.raises(ValueError, match="needs path="):
         backbones.load("latent-ddpm")
@@ -68,10 +80,12 @@ def test_a_corrupt_latent_checkpoint_is_refused(trained, tmp_path):
 
 def test_retraining_one_part_keeps_the_others(trained, folder_ds):
     prefix, _ = trained
-    before = {p: backbones.sha256(prefix.with_name(f"{prefix.name}_{p}.safetensors")) for p in ("vae", "ddpm")}
+    before = {p: checkpoints.sha256(prefix.with_name(f"{prefix.name}_{p}.safetensors"))
+              for p in ("vae", "ddpm")}
     report = recipes.train(folder_ds, prefix, dict(recipes.TINY, teacher=dict(epochs=1, shift=1)), parts=("teacher",),
                            progress=False)
-    after = {p: backbones.sha256(prefix.with_name(f"{prefix.name}_{p}.safetensors")) for p in ("vae", "ddpm")}
+    after = {p: checkpoints.sha256(prefix.with_name(f"{prefix.name}_{p}.safetensors"))
+             for p in ("vae", "ddpm")}
     assert before == after and json.loads(prefix.with_name(f"{prefix.name}_teacher.json").read_text())["training"]["epochs"] == 1
     assert report["teacher_accuracy"] == teacher_mod.accuracy(teacher_mod.load_teacher(
         prefix.with_name(f"{prefix.name}_teacher.safetensors")), folder_ds.test())
@@ -101,8 +115,9 @@ def test_mnist_loader_splits_the_shipped_digits():
 def test_the_shipped_mnist_recipe_loads_and_meets_its_bars():
     ds = datasets.get("mnist", "smoke")
     bb, clf = ds.backbone(), ds.teacher()
-    assert isinstance(bb, backbones.LatentDDPM) and bb.latent_shape == (4, 8, 8) and bb.image_shape == (1, 28, 28)
-    report = json.loads((backbones.MODELS_DIR / "mnist_report.json").read_text())
+    assert isinstance(bb, latent_ddpm.LatentDDPM) and bb.latent_shape == (4, 8, 8)
+    assert bb.image_shape == (1, 28, 28)
+    report = json.loads((checkpoints.MODELS_DIR / "mnist_report.json").read_text())
     bars = ds.entry.bars
     assert report["teacher_accuracy"] >= bars["teacher"] and report["consistency"] >= bars["consistency"]
     assert 100 * (report["teacher_accuracy"] - report["teacher_accuracy_reconstructed"]) <= bars["reconstruction_drop"]

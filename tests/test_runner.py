@@ -283,10 +283,11 @@ def test_dataset_parameters_are_checked_before_anything_runs(dsfolder, tmp_path,
 
 
 def test_a_backbone_of_the_wrong_class_count_is_refused(dsfolder, tmp_path, nette):
-    from dsco import backbones
+    from dsco import backbones, dit
 
     folder = dsfolder
-    bb = backbones.load("dit-xl-2-256", random_weights=True, config=backbones.TINY_DIT, vae_config=backbones.TINY_VAE)
+    bb = backbones.load("dit-xl-2-256", random_weights=True, config=dit.TINY_DIT,
+                        vae_config=dit.TINY_VAE)
     bb.model.save_pretrained(tmp_path / "dit10")   # 10 classes: not conditioned on ImageNet-1k
     with pytest.raises(runner.RunError, match="the backbone has 10 classes but imagenette needs 1000"):
         run(folder, tmp_path, dataset="imagenette", extra={**nette, "backbone_path": str(tmp_path / "dit10")})

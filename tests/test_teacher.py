@@ -7,10 +7,8 @@ import pytest
 import rounding
 import torch
 
-from dsco import backbones as B
-from dsco import data
+from dsco import checkpoints, data
 from dsco import teacher as T
-
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +49,7 @@ def test_shipped_teacher_verifies_hash_and_is_accurate(digits):
     _, test = digits
     model = T.load_teacher()
     card = json.loads(T.TEACHER_WEIGHTS.with_suffix(".json").read_text())
-    assert card["sha256"] == B.sha256(T.TEACHER_WEIGHTS)
+    assert card["sha256"] == checkpoints.sha256(T.TEACHER_WEIGHTS)
     assert T.accuracy(model, test.x, test.y) >= 0.97
     assert T.TEACHER_WEIGHTS.stat().st_size < 5_000_000
 
@@ -64,7 +62,7 @@ def test_load_teacher_hash_mismatch(tmp_path):
     data_ = bytearray(path.read_bytes())
     data_[-1] ^= 0xFF
     path.write_bytes(bytes(data_))
-    with pytest.raises(B.CheckpointError, match="SHA-256"):
+    with pytest.raises(checkpoints.CheckpointError, match="SHA-256"):
         T.load_teacher(path)
 
 
@@ -136,17 +134,18 @@ def test_timm_teacher_bad_checkpoints(tmp_path, nette_params):
     import timm
     from safetensors.torch import save_file
 
-    with pytest.raises(B.CheckpointError, match="has 10 classes, the dataset 5: pass a teacher trained"):
+    with pytest.raises(checkpoints.CheckpointError,
+                       match="has 10 classes, the dataset 5: pass a teacher trained"):
         T.load_timm_teacher(nette_params["teacher_path"], "resnet18", 5)
     narrow = timm.create_model("resnet18", pretrained=False, num_classes=10, **NARROW)
     save_file(narrow.state_dict(), str(tmp_path / "narrow.safetensors"))  # a file keeps no model_args
-    with pytest.raises(B.CheckpointError) as e:
+    with pytest.raises(checkpoints.CheckpointError) as e:
         T.load_timm_teacher(tmp_path / "narrow.safetensors", "resnet18", 10)
     assert "is not a timm resnet18 checkpoint" in str(e.value) and "\n" not in str(e.value)
     save_file({"w": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(B.CheckpointError, match="has no 'fc.weight'"):
+    with pytest.raises(checkpoints.CheckpointError, match="has no 'fc.weight'"):
         T.timm_num_classes(tmp_path / "other.safetensors")
-    with pytest.raises(B.CheckpointError, match="no teacher checkpoint"):
+    with pytest.raises(checkpoints.CheckpointError, match="no teacher checkpoint"):
         T.load_timm_teacher(tmp_path / "missing", "resnet18")
 
 
@@ -162,7 +161,8 @@ def test_train_and_save_timm_teacher_round_trip(nette_params, tmp_path):
     assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "training.json"}
     assert [p.name for p in folder.parent.iterdir()] == ["teacher"]  # no partial folder left behind
     card = json.loads((folder / "training.json").read_text())
-    assert card["sha256"] == B.sha256(folder / "model.safetensors") and card["loss_curve"] == [round(hist["loss"][0], 5)]
+    assert card["sha256"] == checkpoints.sha256(folder / "model.safetensors")
+    assert card["loss_curve"] == [round(hist["loss"][0], 5)]
     loaded = T.load_timm_teacher(folder, "resnet18", 10)
     x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert torch.equal(loaded(x), model(x))  # same weights, same computation
