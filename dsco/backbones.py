@@ -22,9 +22,8 @@ are equal up to float rounding, not bit for bit (another batch shape may take an
 kernel, which rounds differently in the last bits). Bit-equality holds only for the same
 computation: same seed, same classes, same batch shapes, same machine.
 
-The interface's names (:class:`Backbone`, :func:`make_scheduler`, :data:`NUM_TRAIN_TIMESTEPS`, from
-:mod:`dsco.diffusion`) and :func:`train_digits_ddpm` (from :mod:`dsco.digits_ddpm`, notebook 00's
-training) are also names of this module, for code that subclasses or trains a backbone through it.
+:func:`train_digits_ddpm` (from :mod:`dsco.digits_ddpm`) is also a name of this module: notebook
+00 retrains the digits backbone through it.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .diffusion import NUM_TRAIN_TIMESTEPS, Backbone, make_scheduler  # noqa: F401  (the interface)
+from .diffusion import Backbone
 from .digits_ddpm import load_digits, train_digits_ddpm  # noqa: F401  (notebook 00 trains)
 from .dit import load_dit
 from .latent_ddpm import load_latent

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import backbones, nopt
+from . import backbones, diffusion, nopt
 from .metrics import set_distance
 from .theory import GMM_MEANS, GMM_SCALES, GMM_WEIGHTS, check_mixture, sample_gaussian_mixture
 
@@ -86,12 +86,12 @@ class SamplingBias:
     logs: pd.DataFrame
 
 
-class GaussianMixtureDiffusion(backbones.Backbone):
+class GaussianMixtureDiffusion(diffusion.Backbone):
     """An exact-score diffusion backbone for an isotropic Gaussian mixture in ``D`` dimensions.
 
     A point is a latent of shape ``(D, 1, 1)``, so :func:`dsco.backbones.sample` and
     :func:`dsco.nopt.synthesize` run on it unchanged. The step's μ and σ are those of every
-    backbone (:meth:`dsco.backbones.Backbone.mean_std`: diffusers' ``DDPMScheduler``, 1000 linear
+    backbone (:meth:`dsco.diffusion.Backbone.mean_std`: diffusers' ``DDPMScheduler``, 1000 linear
     steps, ``linspace`` respacing, ``fixed_small`` variance); only the ε-prediction is replaced by
     the exact ``−√(1−ᾱ_t) ∇log p_t(z)`` of the noisy mixture. One class (``num_classes = 1``); the
     guidance scale is accepted and ignored. Computations run in float64, outputs are float32.
@@ -109,7 +109,7 @@ class GaussianMixtureDiffusion(backbones.Backbone):
     def __init__(self, means=GMM_MEANS, scales=GMM_SCALES, weights=GMM_WEIGHTS,
                  num_steps: int = 50):
         means, scales, weights = check_mixture(means, scales, weights)
-        sched = backbones.make_scheduler("fixed_small")
+        sched = diffusion.make_scheduler("fixed_small")
         model = _GMMEpsilon(means, scales, weights, sched.alphas_cumprod)
         self.dim = means.shape[1]
         self.trace = None
@@ -130,9 +130,9 @@ class GaussianMixtureDiffusion(backbones.Backbone):
 
     def _check_t(self, t) -> int:
         t = int(t)
-        if not 0 <= t < backbones.NUM_TRAIN_TIMESTEPS:
+        if not 0 <= t < diffusion.NUM_TRAIN_TIMESTEPS:
             raise ValueError(f"t={t}: use a training timestep in "
-                             f"0..{backbones.NUM_TRAIN_TIMESTEPS - 1}")
+                             f"0..{diffusion.NUM_TRAIN_TIMESTEPS - 1}")
         return t
 
     def log_prob(self, z: torch.Tensor, t) -> torch.Tensor:

@@ -137,13 +137,13 @@ FRAMEWORK = [
     (
         "diffuse",
         "encode + diffuse the\ntarget latents (accessible)",
-        ["backbones.Backbone.encode", "backbones.Backbone.q_sample"],
+        ["diffusion.Backbone.encode", "diffusion.Backbone.q_sample"],
     ),
     ("templates", "step-wise templates\n(data-free)", ["nopt.template_stats"]),
     (
         "model",
         "diffusion model:\n$\\mu_t, \\sigma_t$ from $z_{t+1}$",
-        ["backbones.Backbone.mean_std"],
+        ["diffusion.Backbone.mean_std"],
     ),
     ("noise", "noise $\\epsilon_t \\sim \\mathcal{N}(0, I)$,\noptimised", ["nopt.synthesize"]),
     (
@@ -157,7 +157,7 @@ FRAMEWORK = [
         ["losses.channel_ot_loss", "losses.max_occupation_loss", "losses.stats_loss"],
     ),
     ("reality", "reality constraint\n$L_{reality}(\\epsilon_t)$", ["losses.reality_loss"]),
-    ("decode", "decoder", ["backbones.Backbone.decode"]),
+    ("decode", "decoder", ["diffusion.Backbone.decode"]),
     ("synthetic", "synthetic set $\\mathcal{S}$", ["surrogates.make"]),
     ("trigger", "Dope Trigger\n$\\Delta N / \\Delta M \\leq 1$", ["doping.dope_trigger"]),
     ("doping", "Doping: the far-apart\nreal samples", ["doping.confusion_scores", "doping.select"]),

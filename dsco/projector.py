@@ -117,7 +117,7 @@ def make(name: str = "digits", seed: int = 0, device="cpu", **overrides) -> Rand
 #: The latent shape each preset is made for.
 SHAPES = {"paper": (4, 32, 32), "digits": (1, 8, 8), "latent": (4, 8, 8)}
 #: Every latent shape NOpt has a default projector for: each preset's own shape, and the 4×4×4
-#: latents of the package's tiny random DiT (``dsco.backbones.TINY_DIT``: tests and the offline
+#: latents of the package's tiny random DiT (``dsco.dit.TINY_DIT``: tests and the offline
 #: ImageNette stand-in of :mod:`dsco.fixtures`), which get the "latent" preset.
 KNOWN_SHAPES = {**{shape: name for name, shape in SHAPES.items()}, (4, 4, 4): "latent"}
 

@@ -105,10 +105,8 @@ def test_retrain_hints_name_an_existing_notebook(tmp_path):
 
 
 def test_the_registry_hands_out_the_interface_and_the_digits_training():
-    """Names notebooks and dsco.exact_diffusion read from this module: one object, two names."""
-    assert backbones.Backbone is diffusion.Backbone
-    assert backbones.make_scheduler is diffusion.make_scheduler
-    assert backbones.NUM_TRAIN_TIMESTEPS == diffusion.NUM_TRAIN_TIMESTEPS == 1000
+    """The name notebook 00 reads from this module: one object, two names."""
+    assert diffusion.NUM_TRAIN_TIMESTEPS == 1000
     assert backbones.train_digits_ddpm is digits_ddpm.train_digits_ddpm
     assert set(backbones.BACKBONES) == {"digits-ddpm", "dit-xl-2-256", "latent-ddpm"}
     assert backbones.BACKBONES["dit-xl-2-256"] is dit.load_dit
