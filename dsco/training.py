@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from .architectures import EvaluateError
+from .architectures import EvaluateError, channels_last
 
 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, protocol: Protocol,
@@ -57,6 +57,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, protocol: Pr
         raise EvaluateError("train_model needs a resolved protocol: pass resolve(protocol, "
                             "dataset, channels)")
     model.to(device).train()
+    layout = torch.channels_last if channels_last(model) else torch.contiguous_format
     augment = make_augment(protocol)
     mix = make_cutmix(protocol, num_classes)
     opt = _optimizer(protocol, model.parameters())
@@ -66,7 +67,7 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, protocol: Pr
     for epoch in tqdm(range(1, epochs + 1), desc="epochs", leave=False, disable=not progress):
         for idx in _batches(len(x), protocol.batch_size):
             xb, targets = mix(augment(x[idx]), y[idx])
-            xb, targets = xb.to(device), targets.to(device)
+            xb, targets = xb.to(device, memory_format=layout), targets.to(device)
             logits = model(xb)
             if protocol.labels == "soft":
                 with torch.no_grad():

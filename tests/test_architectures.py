@@ -87,3 +87,24 @@ def test_budget_widths_build_narrower_models():
             size = [sum(p.numel() for p in m.parameters()) for m in (narrow, full)]
             assert size[0] < size[1], (profile, arch)
             assert narrow(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_timm_models_come_channels_last_and_the_own_families_do_not():
+    """The faster layout per family on a CPU (measured in architectures.channels_last); a channels-
+    last model gives the same logits as its contiguous copy up to float rounding."""
+    import copy
+
+    x = torch.randn(4, 1, 8, 8)
+    small = {"timm_resnet18": dict(channels=(8, 16, 32, 64), stem_width=8), "efficientnet_b0": {}}
+    for name, kwargs in small.items():
+        m = arc.build(name, 10, (1, 8, 8), seed=0, **kwargs).eval()
+        assert arc.channels_last(m)
+        assert m.conv_stem.weight.is_contiguous(memory_format=torch.channels_last) \
+            if name == "efficientnet_b0" else m.layer1[0].conv1.weight.is_contiguous(
+                memory_format=torch.channels_last)
+        plain = copy.deepcopy(m).to(memory_format=torch.contiguous_format)
+        with torch.no_grad():
+            a, b = m(x.contiguous(memory_format=torch.channels_last)), plain(x)
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    for name in ("convnet", "resnet_ap10"):
+        assert not arc.channels_last(arc.build(name, 10, (1, 8, 8), seed=0, width=8))
