@@ -289,14 +289,16 @@ class _Tracer:
         self.rows.append({"notebook": stem, "status": status, "start": started, "end": time.time()})
 
     def close(self) -> Path:
-        import platform
         import shutil
 
         from . import trace
 
         cpu = self.sampler.stop()
+        width = max((len(r) for r in cpu), default=2)
         meta = self.meta | {"wall_s": time.time() - self.meta["started"], "cores": os.cpu_count(),
-                            "cpu": platform.processor() or platform.machine(),
+                            "cpu_columns": ["t", *(f"core {i}" for i in range(width - 2)),
+                                            "batch cores"],
+                            "machine": trace.machine(),
                             "kernel_threads": os.environ.get("OMP_NUM_THREADS")
                             or max(1, len(os.sched_getaffinity(0)) // self.meta["jobs"])}
         try:

@@ -61,8 +61,10 @@ def event(kind: str, t0: float, cached: bool, **fields) -> None:
 
 
 class Sampler(threading.Thread):
-    """A daemon thread that samples every core's busy share (psutil, percent) every ``interval``
-    seconds into ``rows`` (``[time, core 0, core 1, ...]``) until :meth:`stop`."""
+    """A daemon thread that samples, every ``interval`` seconds until :meth:`stop`, every core's
+    busy share (psutil, percent; the whole machine's load) and how many cores the batch itself
+    used (the CPU time of this process and its descendants per wall second): ``rows`` of
+    ``[time, core 0, core 1, ..., batch cores]``."""
 
     def __init__(self, interval: float = 2.0):
         super().__init__(daemon=True)
@@ -72,13 +74,55 @@ class Sampler(threading.Thread):
         import psutil
 
         psutil.cpu_percent(percpu=True)  # the first call only sets the reference point
+        last = (time.time(), batch_cpu_seconds())
         while not self._done.wait(self.interval):
-            self.rows.append([time.time(), *psutil.cpu_percent(percpu=True)])
+            now = (time.time(), batch_cpu_seconds())
+            cores = (now[1] - last[1]) / max(now[0] - last[0], 1e-9)
+            self.rows.append([now[0], *psutil.cpu_percent(percpu=True), round(cores, 3)])
+            last = now
 
     def stop(self) -> list:
         self._done.set()
         self.join(timeout=2 * self.interval)
         return self.rows
+
+
+def machine() -> dict:
+    """The machine a batch ran on: CPU model (``/proc/cpuinfo``), cores, memory, Python and torch
+    versions and torch's CPU capability (the widest SIMD kernels it uses)."""
+    import platform
+
+    import psutil
+    import torch
+
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(
+        psutil.virtual_memory().total / 2 ** 30, 1), "python": platform.python_version(),
+        "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def batch_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process, of its finished children, and of its live
+    descendants (the kernels and their training workers)."""
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in me.children(recursive=True):
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:  # it ended meanwhile (its time moves to its parent's children)
+            continue
+    return total
 
 
 def write(path, meta: dict, notebooks: list[dict], cpu: list, folder) -> Path:
@@ -118,8 +162,9 @@ def load(path) -> Trace:
     t0 = blob["meta"]["started"]
     nbs = pd.DataFrame(blob["notebooks"], columns=["notebook", "status", "start", "end"])
     nbs[["start", "end"]] -= t0
-    cores = max((len(r) - 1 for r in blob["cpu"]), default=0)
-    cpu = pd.DataFrame(blob["cpu"], columns=["t"] + [f"core {i}" for i in range(cores)])
+    width = max((len(r) for r in blob["cpu"]), default=1)
+    columns = blob["meta"].get("cpu_columns") or ["t"] + [f"core {i}" for i in range(width - 1)]
+    cpu = pd.DataFrame(blob["cpu"], columns=columns)
     cpu["t"] -= t0
     ev = pd.DataFrame(blob["events"])
     if ev.empty:
@@ -227,10 +272,17 @@ def timeline(trace: Trace, title: str = ""):
         gridspec_kw={"height_ratios": [1.2, max(len(nbs), 1) * 0.25]},
     )
     minutes = trace.cpu["t"] / 60
-    for col in trace.cpu.columns[1:]:
-        top.plot(minutes, trace.cpu[col].rolling(5, min_periods=1).mean(), lw=1, label=col)
+    cores = [c for c in trace.cpu.columns if c.startswith("core ")]
+    for col in cores:
+        top.plot(minutes, trace.cpu[col].rolling(5, min_periods=1).mean(), lw=0.8, alpha=0.6,
+                 label=f"{col} (machine)")
+    if "batch cores" in trace.cpu:
+        share = 100 * trace.cpu["batch cores"] / max(len(cores), 1)
+        top.plot(minutes, share.rolling(5, min_periods=1).mean(), lw=1.4, color="k",
+                 label="the batch (share of all cores)")
     top.set(ylabel="busy %", ylim=(0, 105), title=title or "cores and notebooks over the batch")
     top.legend(fontsize=7, loc="lower right", ncol=len(trace.cpu.columns) - 1)
+    top.set_ylim(0, 110)
     for i, nb in nbs.iterrows():
         low.barh(i, (nb.end - nb.start) / 60, left=nb.start / 60, height=0.7, color="tab:blue")
         low.text(nb.end / 60, i, f" {nb.notebook[:2]}", va="center", fontsize=7)

@@ -1,0 +1,65 @@
+"""A batch's trace: what the runner and the kernels record, and how it is read."""
+
+import json
+import time
+
+import pytest
+
+from dsco import runner, trace
+
+from test_runner import make_notebook
+
+EVENTS = """from dsco import trace
+import time
+for key in ("a", "b", "a"):  # "a" twice: computed again instead of read back
+    t0 = time.time()
+    time.sleep(0.05)
+    trace.event("train", t0, False, arch="convnet", ipc=1.0, key=key)
+trace.event("synth", time.time(), True, method="dsco", ipc=1.0, key="s")
+"""
+
+
+@pytest.fixture(autouse=True)
+def fixed_sources(monkeypatch):
+    monkeypatch.setattr(runner, "sources_digest", lambda: "0" * 64)
+
+
+def test_event_is_a_no_op_outside_a_traced_batch(tmp_path, monkeypatch):
+    monkeypatch.delenv(trace.FOLDER_VAR, raising=False)
+    trace.event("train", time.time(), False, arch="x")  # nothing to write to, nothing raised
+    monkeypatch.setenv(trace.FOLDER_VAR, str(tmp_path))
+    monkeypatch.setenv(trace.NOTEBOOK_VAR, "31_x")
+    trace.event("synth", time.time() - 1, False, method="dsco", ipc=1)
+    rows = [json.loads(line) for f in tmp_path.glob("events-*.jsonl") for line in f.open()]
+    assert len(rows) == 1 and rows[0]["notebook"] == "31_x" and rows[0]["t1"] - rows[0]["t0"] >= 1
+    with pytest.raises(ValueError, match="unknown trace event kind"):
+        trace.event("lunch", time.time(), False)
+
+
+def test_a_traced_batch_records_notebooks_cores_and_what_the_kernels_computed(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    make_notebook(nbs / "00_setup.ipynb", "x = 1")
+    make_notebook(nbs / "10_work.ipynb", EVENTS)
+    make_notebook(nbs / "20_idle.ipynb", "import time\ntime.sleep(2.5)")
+    path = tmp_path / "trace.json"
+    runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, jobs=2,
+               trace=path)
+    t = trace.load(path)
+    assert list(t.notebooks["notebook"]) == ["00_setup", "10_work", "20_idle"]
+    assert (t.notebooks["status"] == "executed").all() and t.wall_s >= 2.5
+    assert "batch cores" in t.cpu and len(t.cpu) >= 1 and (t.cpu["batch cores"] >= 0).all()
+    rows = trace.by_notebook(t).set_index("notebook")
+    assert rows.loc["10_work", "trainings"] == 3 and rows.loc["10_work", "sets_cached"] == 1
+    assert rows.loc["10_work", "training_s"] >= 0.15 and rows.loc["20_idle", "trainings"] == 0
+    assert rows.loc["20_idle", "other_s"] >= 2.5
+    trained = trace.trainings(t).iloc[0]
+    assert (trained["arch"], trained["runs"]) == ("convnet", 3)
+    again = trace.repeated(t)
+    assert again[["kind", "times", "notebooks"]].values.tolist() == [["train", 2, "10_work"]]
+    fig = trace.timeline(t, "tiny")
+    assert len(fig.axes) == 2
+    # a rerun skips every notebook (cached) and says so in its trace
+    runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, jobs=2,
+               trace=path)
+    assert set(trace.load(path).notebooks["status"]) == {"skipped"}
