@@ -154,6 +154,13 @@ def _vanilla_batched(bb, classes, ipc, seed, guidance, num_steps, batch_size, ba
     return z.cpu()
 
 
+#: Stand-in real latents per class where there is no data (random-weights DiT): the full-scale class
+#: size, since NOpt's accessible-mode alignment targets grow with it (ImageNet-1k's classes hold up
+#: to 1,300 training images, ImageNette's about 950). Reports recorded with 100 stand-ins (before
+#: Dec. 2026) under-state the full-scale cost of that mode; :func:`recorded` says so.
+STAND_IN_CLASS_SIZE = 1300
+
+
 def _real_latents(bb, dataset, classes, n_real, seed):
     """Real latents per class from ``dataset``'s training split (the first ``n_real`` images, encoded by
     the backbone) keyed by the backbone's class, or seeded standard-normal stand-ins where there is no
@@ -170,7 +177,7 @@ def _real_latents(bb, dataset, classes, n_real, seed):
                                                      encoder_id=nopt.fingerprint(bb))
         return out, f"{dataset.name} training images"
     g = torch.Generator().manual_seed(seed)
-    m = n_real or 100
+    m = n_real or STAND_IN_CLASS_SIZE
     return ({c: torch.randn((m, *bb.latent_shape), generator=g) for c in classes},
             f"{m} standard-normal stand-in latents per class (timing depends on shapes only)")
 
@@ -199,7 +206,7 @@ def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterati
         engine, compile, backbone_dtype: NOpt's engine (``"batched"`` / ``"reference"``), the
             compiled inner loop and the backbone forward's autocast dtype (None = fp32).
         n_real: real latents per class for the accessible mode (default: all training images of
-            the class; 100 stand-ins without a dataset). n_templates: data-free templates per class (200).
+            the class; :data:`STAND_IN_CLASS_SIZE` stand-ins without a dataset). n_templates: data-free templates per class (200).
         threads: ``torch.set_num_threads`` for the run (restored afterwards).
         peak: the device's peak TFLOP/s for the FLOP/s ratio (default: :func:`peak_tflops`).
         flops: time and count one backbone forward (default: on CUDA only).
@@ -340,9 +347,11 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
 
 
 def recorded(folder=None) -> pd.DataFrame:
-    """Every benchmark report recorded in ``folder`` (default ``data/bench/``), one row per phase: file,
-    device, date, backbone, engine, iterations, threads, dtype, phase, wall seconds, seconds per image,
-    peak memory and NOpt ÷ vanilla."""
+    """Every benchmark report recorded in ``folder`` (default ``data/bench/``), one row per phase:
+    file, device, date, backbone, engine, iterations, threads, dtype, phase, wall seconds, seconds
+    per image, peak memory, NOpt ÷ vanilla and ``real_per_class``: the real latents per class
+    NOpt's accessible mode aligned to, and ``scale``: "under-states (stand-ins)" on the accessible
+    row of a report timed with fewer stand-ins than :data:`STAND_IN_CLASS_SIZE`, else "full"."""
     from . import ROOT
 
     rows = []
@@ -351,11 +360,18 @@ def recorded(folder=None) -> pd.DataFrame:
         if "rows" not in rep:   # another benchmark's record (e.g. dsco concentrate's scale-out)
             continue
         s, e = rep["settings"], rep["environment"]
+        real = str(s.get("real_latents", ""))
+        stand_in = real.split(" ")[0]
+        per_class = int(stand_in) if stand_in.isdigit() else None
+        small = bool(per_class and per_class < STAND_IN_CLASS_SIZE)
         rows += [{"file": path.name, "device": e["device_name"], "date": e["date"][:10], "backbone": s["backbone"],
                   "engine": s["engine"], "iterations": s["iterations"], "threads": e.get("threads"),
                   "dtype": e["backbone_dtype"], "phase": r["phase"], "wall_s": r["wall_s"],
                   "s_per_image": r["s_per_image"], "peak_mem_mb": r["peak_mem_mb"],
-                  "nopt_over_vanilla": r.get("nopt_over_vanilla")} for r in rep["rows"]]
+                  "nopt_over_vanilla": r.get("nopt_over_vanilla"),
+                  "real_per_class": per_class or real,
+                  "scale": "under-states (stand-ins)" if small and r["phase"] == "accessible"
+                  else "full"} for r in rep["rows"]]
     return pd.DataFrame(rows)
 
 

@@ -124,8 +124,10 @@ def imagenet_paper(low, high, trigger, trigger_ipc, cross, hours) -> Budget:
     note)."""
     return Budget(
         note=f"the paper's own settings (full widths, the paper's epochs and App. D protocol): it "
-             f"wants a GPU; {hours} on one H100-class GPU, estimated from the benchmark recorded "
-             f"2026-11 on one H100 (0.66 s per NOpt image, data/bench/dit_xl2_h100_bf16.json)",
+             f"wants a GPU; at least {hours} on one H100-class GPU, estimated from the benchmark "
+             f"recorded 2026-11 on one H100 (0.66 s per NOpt image, data/bench/"
+             f"dit_xl2_h100_bf16.json), which timed NOpt with 100 stand-in real latents per class: "
+             f"aligning to a full class (about 950–1,300 images) costs more, not yet measured",
         nopt=dict(iterations=200, num_steps=50, diffusion_repeats=5, n_templates=200),
         sweep_nopt=dict(iterations=200, num_steps=50, diffusion_repeats=5, n_templates=200),
         train="full", replicates=5, widths={"convnet": {"depth": 6}}, timm={},

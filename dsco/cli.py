@@ -117,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
                    help="torch.compile the NOpt inner loop (optionally an inductor mode, e.g. reduce-overhead)")
     c.add_argument("--backbone-dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    c.add_argument("--n-real", type=int, default=None, help="real latents per class (accessible mode)")
+    c.add_argument("--n-real", type=int, default=None, help="real latents per class (accessible mode; default: the class size)")
     c.add_argument("--n-templates", type=int, default=200, help="templates per class (free mode)")
     c.add_argument("--threads", type=int, default=None, help="torch threads for the run")
     c.add_argument("--peak-tflops", type=float, default=None, help="device peak for the FLOP/s ratio")

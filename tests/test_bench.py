@@ -68,11 +68,29 @@ def test_run_with_a_loaded_backbone_and_a_dataset(nette_ds, tmp_path, monkeypatc
 def test_run_tiny_random_dit_and_reference_engine():
     report = bench.run("dit-xl-2-256", **TINY, random_weights=True, config=dit.TINY_DIT,
                        vae_config=dit.TINY_VAE, phases=("vanilla", "accessible"),
-                       engine="reference")
+                       engine="reference", n_real=20)
     rows = {r["phase"]: r for r in report["rows"]}
     assert set(rows) == {"vanilla", "accessible"} and rows["accessible"]["engine"] == "reference"
-    assert report["settings"]["random_weights"] and "stand-in" in report["settings"]["real_latents"]
+    assert report["settings"]["random_weights"]
+    assert report["settings"]["real_latents"].startswith("20 standard-normal stand-in")
     assert report["forward"] is None  # counted on CUDA only unless flops=True
+
+
+def test_stand_ins_default_to_the_full_scale_class_size_and_old_reports_are_labelled(tmp_path):
+    class Shape:
+        latent_shape = (4, 4, 4)
+
+    real, note = bench._real_latents(Shape(), None, [0, 1], None, seed=0)
+    assert [len(v) for v in real.values()] == [bench.STAND_IN_CLASS_SIZE] * 2 == [1300, 1300]
+    assert note.startswith("1300 standard-normal")
+    report = bench.run("digits-ddpm", classes=2, ipc=1, iterations=1, num_steps=2,
+                       phases=("vanilla", "accessible"), n_templates=2)
+    for n, name in ((100, "old.json"), (1300, "full.json")):
+        report["settings"]["real_latents"] = f"{n} standard-normal stand-in latents per class"
+        (tmp_path / name).write_text(__import__("json").dumps(report))
+    rows = bench.recorded(tmp_path).set_index(["file", "phase"])["scale"]
+    assert rows[("old.json", "accessible")] == "under-states (stand-ins)"
+    assert rows[("old.json", "vanilla")] == rows[("full.json", "accessible")] == "full"
 
 
 def test_peak_table_and_errors():
