@@ -95,8 +95,8 @@ def test_cells(
         if n >= MIN_PAIRS:
             se = max(float(v.std(ddof=1)), resolution) / np.sqrt(n)
             with np.errstate(divide="ignore", invalid="ignore"):  # se = 0 without a resolution
-                t_for = (row["estimate"] - for_above) / se
-                t_against = (row["estimate"] - against_below) / se
+                t_for = np.nan_to_num((row["estimate"] - for_above) / se, nan=0.0)
+                t_against = np.nan_to_num((row["estimate"] - against_below) / se, nan=0.0)
             row |= {
                 "se": se,
                 "df": n - 1,

@@ -205,7 +205,10 @@ def _one_run(x, y, test, arch, arch_kwargs, p, epochs, run_seed, num_classes, te
 
 
 def _tensors(data, what: str):
-    """(x, y, classes, dataset name) of an ImageSet-like set or an (x, y) pair."""
+    """(x, y, classes, dataset name) of an ImageSet-like set, an (x, y) pair or a
+    :class:`dsco.surrogates.Surrogate` (its ``data``)."""
+    if hasattr(data, "data") and hasattr(data, "method"):  # a Surrogate: what make_all returns
+        data = data.data
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
         classes, name = None, ""

@@ -26,7 +26,7 @@ SMOKE = "smoke"
 #: What the page says above a smoke scorecard.
 SMOKE_BANNER = (
     "**Smoke profile: nothing here is a finding.** The smoke sizes (a few NOpt "
-    "iterations, one replicate, tens of optimiser steps) test that every notebook runs; "
+    "iterations, few replicates, tens of optimiser steps) test that every notebook runs; "
     "every verdict reads *not measured (smoke)*. Build the book of the `paper` profile "
     "for the verdicts."
 )

@@ -144,8 +144,9 @@ def non_inferiority(
     cells = judge(d, on, -margin if higher else margin, 1 if higher else -1, resolution)
     return combine(
         cells,
-        f"non-inferiority: paired {a} − {b} ({value}) above −{margin:g} "
-        f"(one-sided 97.5 %){_holm_note(cells)}",
+        f"non-inferiority: paired {a} − {b} ({value}) "
+        + (f"above −{margin:g} " if higher else f"below +{margin:g} (lower is better) ")
+        + f"(one-sided 97.5 %){_holm_note(cells)}",
     )
 
 
@@ -334,7 +335,7 @@ def lossless_earlier(
         verdict,
         numbers,
         rule,
-        tested[["cell", "n", "estimate", "lo", "hi", "half", "category"]].reset_index(drop=True),
+        public(tested),
         resolution_out,
     )
 
@@ -446,7 +447,7 @@ def combine(cells: pd.DataFrame, rule: str) -> Verdict:
         verdict,
         " · ".join(parts),
         rule,
-        cells[["cell", "n", "estimate", "lo", "hi", "half", "category"]].reset_index(drop=True),
+        public(cells),
         resolution if verdict == "within noise" else float("nan"),
     )
 
@@ -471,10 +472,21 @@ MARKS = {
 
 
 def _interval(r) -> str:
-    est = f"{r.estimate:+.2f}" if abs(r.estimate) < 10 else f"{r.estimate:+.1f}"
-    if pd.isna(r.lo):
-        return est
-    return f"{est} [{r.lo:+.2f}, {r.hi:+.2f}]"
+    """``"+x [lo, hi]"`` with as many digits as the interval's scale needs (0.1 for points of
+    accuracy, three significant ones for a small MMD²)."""
+    values = [v for v in (r.estimate, r.lo, r.hi) if pd.notna(v)]
+    scale = max((abs(v) for v in values), default=0.0)
+    fmt = "+.1f" if scale >= 10 else "+.2f" if scale >= 0.1 else "+.2g"
+    est = format(r.estimate, fmt)
+    return est if pd.isna(r.lo) else f"{est} [{format(r.lo, fmt)}, {format(r.hi, fmt)}]"
+
+
+def public(cells: pd.DataFrame) -> pd.DataFrame:
+    """A claim's cells as a :class:`Verdict` keeps them: the cell's key columns (e.g. ``model``,
+    ``ipc``: a notebook can join the categories back to its table), ``cell``, ``n``, ``estimate``,
+    ``lo``, ``hi``, ``half`` and ``category`` (the tests' internals dropped)."""
+    internal = {"se", "df", "p_for", "p_against", "p_for_holm", "p_against_holm"}
+    return cells[[c for c in cells.columns if c not in internal]].reset_index(drop=True)
 
 
 def _holm_note(cells: pd.DataFrame) -> str:

@@ -353,3 +353,12 @@ def test_mnist_is_an_embedded_latent_dataset():
     ds = datasets.get("mnist", "paper")
     assert ds.image_shape == (1, 28, 28) and ds.budget.replicates == 5 and ds.archs["low"] == ["convnet"]
     assert ds.max_ipc() <= int(ds.train().counts().min()) and ds.ipc_map("high") == {70: 210, 130: 390, 230: 690, 330: 990}
+
+
+def test_budget_reads_a_profile_without_resolving_the_dataset():
+    assert datasets.budget("digits", "paper").replicates == 5
+    assert datasets.budget("mnist") is datasets.REGISTRY["mnist"].budgets["smoke"]
+    with pytest.raises(DatasetError, match="unknown dataset 'cifar'"):
+        datasets.budget("cifar")
+    with pytest.raises(DatasetError, match="unknown profile 'fast'"):
+        datasets.budget("digits", "fast")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dsco import evaluate as ev
-from dsco import training
+from dsco import datasets, surrogates, training
 from dsco.architectures import build
 from dsco.data import load
 
@@ -182,6 +182,11 @@ def test_grid_replicates_train_each_set_once_with_its_own_seed(tmp_path):
         one = ev.evaluate(sets[("random", 1, r)], "convnet", p, repeats=1, seed=5 + r,
                           progress=False, cache_dir=tmp_path, test_set=test, width=8)
         assert one.cached == [True] and one.accs == [df.acc[r]]  # the same training
+    made = surrogates.make_all(["random"], [1], 5, replicates=3, dataset=datasets.get("digits"),
+                               cache_dir=tmp_path / "sets", progress=False)
+    again = ev.grid(made, ["convnet"], p, seed=5, names=("method", "ipc", "replicate"),
+                    progress=False, test_set=test, cache_dir=tmp_path, width=8)
+    assert again.acc.tolist() == df.acc.tolist() and again.cached.all()  # Surrogates taken as sets
     with pytest.raises(ev.EvaluateError, match="trained once"):
         ev.grid(sets, ["convnet"], p, repeats=2, names=("method", "ipc", "replicate"),
                 test_set=test, progress=False)

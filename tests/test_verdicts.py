@@ -271,3 +271,20 @@ def test_lossless_earlier_reads_the_first_lossless_ipc_of_both():
     assert noisy.verdict == "within noise" and noisy.resolution > 0
     few = V.lossless_earlier(_lossless([-3, 0, 0], [-3, -3, 0], reps=2), "A", "B", "Full", 0.5)
     assert few.verdict == "not measured"
+
+
+def test_identical_replicates_on_the_threshold_are_undecided_not_unmeasured():
+    v = V.estimate([0.5, 0.5, 0.5], above=0.5)  # sd 0 and no resolution: t = 0/0
+    assert v.verdict == "within noise"
+    assert V.estimate([0.7, 0.7, 0.7], above=0.5).verdict == "holds"
+
+
+def test_cells_keep_their_key_columns_and_small_numbers_keep_their_digits():
+    v = V.superiority(_runs(3.0), "A", "B")
+    assert list(v.cells[["arch", "ipc"]].itertuples(index=False, name=None)) == [
+        ("convnet", 1), ("convnet", 10)]
+    tiny = V.estimate([0.0041, 0.0043, 0.0039, 0.0042], above=0)
+    assert "+0.0041 [" in tiny.numbers
+    lower = V.non_inferiority(_runs(0.1, noise=0.1), "A", "B", 0.5, on=("arch", "ipc"),
+                              higher=False)
+    assert "below +0.5 (lower is better)" in lower.rule and lower.verdict == "holds"
