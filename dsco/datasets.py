@@ -54,6 +54,16 @@ PROFILES = ("smoke", "paper")
 PARAMS = ("root", "backbone_path", "vae_path", "teacher_path", "image_size")
 
 
+def budget(name: str, profile: str = "smoke"):
+    """The :class:`dsco.budgets.Budget` of dataset ``name`` in ``profile`` (what the notebooks that
+    need no data, the toys of §3, read their sizes from)."""
+    if name not in REGISTRY:
+        raise DatasetError(f"unknown dataset {name!r}: use one of {', '.join(REGISTRY)}")
+    if profile not in PROFILES:
+        raise DatasetError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    return REGISTRY[name].budgets[profile]
+
+
 def get(name: str, profile: str = "smoke", **params) -> Dataset:
     """The registry entry ``name`` resolved for ``profile`` and the user's ``params`` (see
     :data:`PARAMS`).
