@@ -42,7 +42,8 @@ from .training import Protocol, epochs_for, get_protocol, peak_mem_mb, resolve, 
 
 CACHE_DIR = ROOT / "build" / "cache" / "evaluate"
 #: Bump when the training code changes in a way that changes numbers (invalidates the cache).
-CACHE_VERSION = 2  # 2: timm models train in the channels-last layout (equal up to rounding)
+#: 2: timm models train in the channels-last layout, optimisers are fused (equal up to rounding).
+CACHE_VERSION = 2
 
 
 def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: int = 5,
