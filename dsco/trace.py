@@ -103,9 +103,14 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(
-        psutil.virtual_memory().total / 2 ** 30, 1), "python": platform.python_version(),
-        "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def batch_cpu_seconds() -> float:
@@ -274,12 +279,22 @@ def timeline(trace: Trace, title: str = ""):
     minutes = trace.cpu["t"] / 60
     cores = [c for c in trace.cpu.columns if c.startswith("core ")]
     for col in cores:
-        top.plot(minutes, trace.cpu[col].rolling(5, min_periods=1).mean(), lw=0.8, alpha=0.6,
-                 label=f"{col} (machine)")
+        top.plot(
+            minutes,
+            trace.cpu[col].rolling(5, min_periods=1).mean(),
+            lw=0.8,
+            alpha=0.6,
+            label=f"{col} (machine)",
+        )
     if "batch cores" in trace.cpu:
         share = 100 * trace.cpu["batch cores"] / max(len(cores), 1)
-        top.plot(minutes, share.rolling(5, min_periods=1).mean(), lw=1.4, color="k",
-                 label="the batch (share of all cores)")
+        top.plot(
+            minutes,
+            share.rolling(5, min_periods=1).mean(),
+            lw=1.4,
+            color="k",
+            label="the batch (share of all cores)",
+        )
     top.set(ylabel="busy %", ylim=(0, 105), title=title or "cores and notebooks over the batch")
     top.legend(fontsize=7, loc="lower right", ncol=len(trace.cpu.columns) - 1)
     top.set_ylim(0, 110)
@@ -289,5 +304,57 @@ def timeline(trace: Trace, title: str = ""):
     low.set(yticks=range(len(nbs)), yticklabels=nbs["notebook"].str[:24], xlabel="minutes")
     low.invert_yaxis()
     low.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def summary(trace: Trace) -> dict:
+    """One row for a table of traces: label, date, commit, wall minutes, the summed notebook time
+    in synthesis, training and the rest (core-minutes), the cores the batch used on average, the
+    notebooks executed and the trainings and sets computed."""
+    nbs = by_notebook(trace)
+    cpu = trace.cpu
+    return {
+        "trace": trace.meta.get("label", ""),
+        "date": trace.meta.get("date", ""),
+        "commit": str(trace.meta.get("commit", ""))[:12],
+        "wall_min": round(trace.wall_s / 60, 1),
+        "synthesis_min": round(float(nbs["synthesis_s"].sum()) / 60, 1),
+        "training_min": round(float(nbs["training_s"].sum()) / 60, 1),
+        "other_min": round(float(nbs["other_s"].sum()) / 60, 1),
+        "batch_cores": round(float(cpu["batch cores"].mean()), 2) if "batch cores" in cpu else None,
+        "notebooks": int((nbs["status"] == "executed").sum()),
+        "trainings": int(nbs["trainings"].sum()),
+        "sets": int(nbs["sets"].sum()),
+    }
+
+
+def shares(trace: Trace, title: str = ""):
+    """Every executed notebook's wall time split into synthesis, training and the rest (stacked
+    horizontal bars, longest first). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    nbs = by_notebook(trace)
+    nbs = nbs[nbs["status"] == "executed"].sort_values("wall_s")
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * len(nbs)))
+    left = pd.Series(0.0, index=nbs.index)
+    for col, colour in (
+        ("synthesis_s", "tab:orange"),
+        ("training_s", "tab:blue"),
+        ("other_s", "tab:gray"),
+    ):
+        ax.barh(
+            nbs["notebook"].str[:26],
+            nbs[col] / 60,
+            left=left / 60,
+            color=colour,
+            label=col.removesuffix("_s"),
+        )
+        left += nbs[col]
+    ax.set(
+        xlabel="minutes (wall, in the notebook)", title=title or "where each notebook's time goes"
+    )
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

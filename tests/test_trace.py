@@ -63,3 +63,15 @@ def test_a_traced_batch_records_notebooks_cores_and_what_the_kernels_computed(tm
     runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, jobs=2,
                trace=path)
     assert set(trace.load(path).notebooks["status"]) == {"skipped"}
+
+
+def test_the_recorded_before_trace_reads_and_sums(tmp_path):
+    """The digits paper batch's trace shipped in data/bench: every notebook, its time split."""
+    from dsco import ROOT
+
+    t = trace.load(ROOT / "data" / "bench" / "batch_digits_paper_before.json")
+    row = trace.summary(t)
+    assert row["notebooks"] == 25 and row["trainings"] > 100 and row["wall_min"] > 60
+    assert row["synthesis_min"] + row["training_min"] + row["other_min"] > row["wall_min"]  # 2 cores
+    fig = trace.shares(t, "before")
+    assert len(fig.axes[0].patches) == 3 * 25
