@@ -70,8 +70,8 @@ def test_a_method_that_never_reaches_the_target_has_no_line_and_is_not_measured(
 
 
 def test_fit_recovers_a_line_needs_three_points_and_reads_a_flat_law_as_slope_0():
-    curve = pd.DataFrame({"method": ["X"] * 4 + ["Y"] * 2 + ["Z"] * 3, "H": [1, 2, 3, 4, 1, 2, 1, 2, 3],
-                          "ipc": [3, 5, 7, 9, 1, 2, 1, 1, 1]})
+    curve = pd.DataFrame({"method": ["X"] * 4 + ["Y"] * 2 + ["Z"] * 3,
+                          "H": [1, 2, 3, 4, 1, 2, 1, 2, 3], "ipc": [3, 5, 7, 9, 1, 2, 1, 1, 1]})
     f = boundary.fit(curve).set_index("method")
     assert f.loc["X", "a"] == pytest.approx(2) and f.loc["X", "b"] == pytest.approx(1)
     assert f.loc["X", "r2"] == pytest.approx(1) and f.loc["X", "n"] == 4
@@ -121,15 +121,16 @@ def test_claims_judge_the_slope_difference_over_replicates():
     assert worse.verdict == "does not hold"
     few = boundary.claims(boundary.fit(boundary.law(_replicated_req(0.5, replicates=2))))[claim]
     assert few.verdict == "not measured"
-    flat = pd.DataFrame([{"replicate": r, "method": m, "a": 0.0} for r in range(5) for m in ("DsCo", "Random")])
+    flat = pd.DataFrame([{"replicate": r, "method": m, "a": 0.0}
+                         for r in range(5) for m in ("DsCo", "Random")])
     assert boundary.claims(flat, resolution=0.1)[claim].verdict == "within noise"
 
 
 def test_requirements_per_replicate_use_their_own_full_data_accuracy():
-    runs = pd.concat([_runs().assign(replicate=0),
-                      _runs().assign(replicate=1, acc=lambda d: d["acc"].where(d["method"] != "full", 50.0))])
-    req = boundary.requirements(runs, fraction=0.9, per_replicate=True).set_index(["replicate", "config",
-                                                                                   "method"])
+    low_full = _runs().assign(replicate=1, acc=lambda d: d["acc"].where(d["method"] != "full", 50))
+    runs = pd.concat([_runs().assign(replicate=0), low_full])
+    req = boundary.requirements(runs, fraction=0.9, per_replicate=True)
+    req = req.set_index(["replicate", "config", "method"])
     assert req.loc[(0, "a", "DsCo"), "target"] == 90 and req.loc[(1, "a", "DsCo"), "target"] == 45
     assert req.loc[(1, "a", "Random"), "required"] < req.loc[(0, "a", "Random"), "required"]
     pooled = boundary.requirements(runs, fraction=0.9)

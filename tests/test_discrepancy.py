@@ -1,5 +1,5 @@
-"""Distances between a surrogate set and the real data (dsco.discrepancy), their rank correlation with
-accuracy within an IPC, and the claims judged on them."""
+"""Distances between a surrogate set and the real data (dsco.discrepancy), their rank correlation
+with accuracy within an IPC, and the claims judged on them."""
 import math
 from types import SimpleNamespace
 
@@ -63,8 +63,8 @@ def test_measures_has_one_deterministic_row_per_set_and_bounded_real_subsample()
     real = _split(30, 0)
     sets = {("a", 2): real.sample_per_class(2, seed=0), ("b", 5): _surrogate(_split(5, 3, shift=0.1), "b", 5)}
     first = D.measures(sets, real, max_real=10, seed=1)
-    assert list(first.columns) == ["method", "ipc", "replicate", "mmd_pixel", "energy_pixel", "coverage_pixel",
-                                   "images"]
+    assert list(first.columns) == ["method", "ipc", "replicate", "mmd_pixel", "energy_pixel",
+                                   "coverage_pixel", "images"]
     assert first[["method", "ipc", "images"]].values.tolist() == [["a", 2, 6], ["b", 5, 15]]
     pd.testing.assert_frame_equal(first, D.measures(sets, real, max_real=10, seed=1), check_exact=True)   # same call
     assert not first.equals(D.measures(sets, real, max_real=10, seed=2))               # another subsample
@@ -85,8 +85,8 @@ def test_teacher_features_on_digits_rank_a_real_subset_above_noise():
                           subset.y, subset.classes)
     table = D.measures({("random", 5): subset, ("noise", 5): noise}, real,
                        features=D.penultimate(load_teacher()), max_real=60).set_index("method")
-    assert list(table.columns) == ["ipc", "replicate", "mmd_pixel", "energy_pixel", "coverage_pixel", "mmd_feature",
-                                   "images"]
+    assert list(table.columns) == ["ipc", "replicate", "mmd_pixel", "energy_pixel",
+                                   "coverage_pixel", "mmd_feature", "images"]
     for column, (_, direction) in D.MEASURES.items():   # the real subset is closer by every measure
         assert direction * (table.loc["random", column] - table.loc["noise", column]) > 0, column
 
@@ -137,7 +137,7 @@ def test_penultimate_rejects_unsupported_models():
 
 def test_measures_keeps_the_replicate_of_a_three_part_key():
     real = _split(30, 0)
-    sets = {("a", 2, 0): real.sample_per_class(2, seed=0), ("a", 2, 1): real.sample_per_class(2, seed=1)}
+    sets = {("a", 2, r): real.sample_per_class(2, seed=r) for r in (0, 1)}
     table = D.measures(sets, real, max_real=10)
     assert table["replicate"].tolist() == [0, 1] and table["method"].tolist() == ["a", "a"]
     assert table.loc[0, "mmd_pixel"] != table.loc[1, "mmd_pixel"]
@@ -152,7 +152,8 @@ def _table(closer_is_better=True, replicates=5, ipcs=(1, 2, 4), seed=0):
         for ipc in ipcs:
             for k, method in enumerate(["A", "B", "C", "D"]):
                 mmd = 1.0 / ipc + 0.1 * k + 0.02 * rng.standard_normal()
-                acc = 50 + 10 * np.log2(ipc) + (-1 if closer_is_better else 1) * 30 * (mmd - 1 / ipc)
+                sign = -1 if closer_is_better else 1
+                acc = 50 + 10 * np.log2(ipc) + sign * 30 * (mmd - 1 / ipc)
                 rows.append({"method": method, "ipc": ipc, "replicate": r, "mmd_pixel": mmd,
                              "coverage_pixel": -mmd, "acc": acc + 0.1 * rng.standard_normal()})
     return pd.DataFrame(rows)
@@ -161,7 +162,7 @@ def _table(closer_is_better=True, replicates=5, ipcs=(1, 2, 4), seed=0):
 def test_within_ipc_ranks_the_sets_of_one_ipc_and_orients_each_measure():
     out = D.within_ipc(_table()).set_index(["measure", "replicate"])
     assert out.loc["mmd_pixel", "rho"].tolist() == pytest.approx([1.0] * 5)   # lower is closer
-    assert out.loc["coverage_pixel", "rho"].tolist() == pytest.approx([1.0] * 5)   # higher is closer
+    assert out.loc["coverage_pixel", "rho"].tolist() == pytest.approx([1.0] * 5)  # higher: closer
     assert (out["ipcs"] == 3).all() and (out["sets"] == 4).all()
     assert out.loc[("mmd_pixel", 0), "label"] == D.MEASURES["mmd_pixel"][0]
     flat = _table().assign(acc=1.0)                                # accuracy does not vary: no rho

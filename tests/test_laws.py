@@ -50,5 +50,5 @@ def test_claims_judge_the_exponent_by_equivalence_over_replicates():
              "within ±0.25")
     assert found[claim].verdict == "holds"
     assert laws.claims(laws.fit_replicates(_runs(1.5)))[claim].verdict == "does not hold"  # 1/k^1.5
-    assert laws.claims(laws.fit_replicates(_runs(0.5, replicates=2)))[claim].verdict == "not measured"
-    assert laws.claims(laws.fit_replicates(_runs(0.5, ks=(1, 2, 5))))[claim].verdict == "not measured"
+    for few in (_runs(0.5, replicates=2), _runs(0.5, ks=(1, 2, 5))):
+        assert laws.claims(laws.fit_replicates(few))[claim].verdict == "not measured"
