@@ -346,6 +346,69 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
     return report
 
 
+def replicate_ratios(backbone, classes: int, ipc: int, iterations: int, num_steps: int,
+                     guidance: float, device: str = "cpu", *, replicates: int, seed: int = 0,
+                     **options) -> pd.DataFrame:
+    """The cost of DsCo's NOpt against plain sampling per set, on ``replicates`` replicates:
+    replicate ``r`` times the phases ``vanilla`` and ``accessible`` of :func:`run` with the seed
+    ``seed + r`` (every other argument as there, ``options`` included). One row per replicate:
+    ``replicate``, ``ipc``, ``vanilla_s``, ``nopt_s`` (wall seconds) and ``nopt_over_vanilla``."""
+    rows = []
+    for r in range(int(replicates)):
+        report = run(backbone, classes, ipc, iterations, num_steps, guidance, device,
+                     phases=["vanilla", "accessible"], seed=seed + r, **options)
+        wall = {row["phase"]: row["wall_s"] for row in report["rows"]}
+        rows.append({"replicate": r, "ipc": int(ipc), "vanilla_s": wall["vanilla"],
+                     "nopt_s": wall["accessible"],
+                     "nopt_over_vanilla": wall["accessible"] / wall["vanilla"]})
+    return pd.DataFrame(rows)
+
+
+#: What :func:`make_alone` runs in its fresh interpreter (the arguments come as JSON in argv[1]).
+_ALONE = """
+import json, sys
+import torch
+from dsco import datasets, surrogates
+a = json.loads(sys.argv[1])
+if a["threads"]:
+    torch.set_num_threads(a["threads"])
+ds = datasets.get(a["dataset"], a["profile"], **a["params"])
+surrogates.make(a["method"], a["ipc"], a["seed"], dataset=ds, device=a["device"],
+                cache_dir=a["cache_dir"], progress=False, **a["options"])
+"""
+
+
+def make_alone(ds, method: str, ipc: int, seed: int, *, cache_dir, device: str = "cpu",
+               threads: int | None = None, **options):
+    """:func:`dsco.surrogates.make` of one set in a fresh Python process, so that the set's cost
+    -- above all its peak memory, which on the CPU is the process's peak resident set since it
+    started (``ru_maxrss``) -- is that of this one run and inherits no earlier run's peak (what
+    ``dsco bench`` gets by running each benchmark in its own process). The child builds the set
+    into ``cache_dir`` (a folder of its own per setting compared: the cache key leaves out how a
+    set is computed, e.g. the NOpt ``engine``) and this process reads it back from there, with the
+    child's cost (``Surrogate.cost()``). A set already in ``cache_dir`` is read back with the cost
+    of the fresh process that made it. On the CPU the peak includes the interpreter, torch, the
+    data and the backbone, the same for every setting. ``ds``: a :class:`dsco.datasets.Dataset`
+    (rebuilt in the child from its name, profile and parameters); ``options`` go to ``make``."""
+    import subprocess
+    import sys
+
+    from . import ROOT, surrogates
+
+    args = dict(dataset=ds.name, profile=ds.profile, params=ds.params, method=method,
+                ipc=int(ipc), seed=int(seed), device=device, threads=threads,
+                cache_dir=str(cache_dir), options=options)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", _ALONE, json.dumps(args, default=str)], cwd=ROOT,
+                          env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"making {method} IPC {ipc} seed {seed} in a fresh process failed "
+                           f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return surrogates.make(method, ipc, seed, dataset=ds, device=device, cache_dir=cache_dir,
+                           progress=False, **options)
+
+
 def recorded(folder=None) -> pd.DataFrame:
     """Every benchmark report recorded in ``folder`` (default ``data/bench/``), one row per phase:
     file, device, date, backbone, engine, iterations, threads, dtype, phase, wall seconds, seconds

@@ -124,3 +124,24 @@ def test_cli_benches_a_registry_dataset_on_its_own_backbone(nette_params, tmp_pa
     report = json.loads(out.read_text())
     assert report["settings"]["dataset"] == "imagenette" and report["settings"]["real_latents"] == "imagenette training images"
     assert cli.main(["bench", "-p", "root", "/x"]) == 2 and "add --dataset" in capsys.readouterr().err
+
+
+def test_make_alone_builds_the_set_in_a_fresh_process_and_reads_it_back(tmp_path):
+    from dsco import datasets, surrogates
+
+    ds = datasets.get("digits", "smoke")
+    s = bench.make_alone(ds, "random", 1, 3, cache_dir=tmp_path, threads=1)
+    assert s.cached and len(list(tmp_path.glob("*.pt"))) == 1      # made by the child, read back
+    assert s.peak_mem_mb > 0 and s.wall_s >= 0 and len(s.data) == ds.num_classes
+    here = surrogates.make("random", 1, 3, dataset=ds, cache=False, progress=False)
+    assert torch.equal(s.data.x, here.data.x)                       # the same set as made here
+    with pytest.raises(RuntimeError, match="fresh process failed"):
+        bench.make_alone(ds, "nope", 1, 0, cache_dir=tmp_path)
+
+
+def test_replicate_ratios_time_nopt_against_sampling_once_per_replicate():
+    out = bench.replicate_ratios("digits-ddpm", 2, 1, 2, 2, 4.0, replicates=2, seed=5, n_real=4)
+    assert out["replicate"].tolist() == [0, 1] and (out["ipc"] == 1).all()
+    assert (out["vanilla_s"] > 0).all() and (out["nopt_s"] > 0).all()
+    ratio = (out["nopt_s"] / out["vanilla_s"]).tolist()
+    assert out["nopt_over_vanilla"].tolist() == pytest.approx(ratio)

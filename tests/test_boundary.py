@@ -57,23 +57,26 @@ def test_requirements_law_and_fit():
         boundary.requirements(_runs(), fraction=1.5)
 
 
-def test_a_method_that_never_reaches_the_target_is_not_measured():
-    req = pd.DataFrame({"method": ["Random", "DsCo"] * 3, "config": list("aabbcc"),
-                        "required": [1.0, math.inf, 2.0, math.inf, 3.0, math.inf]})
-    curve = boundary.law(req)
-    fits = boundary.fit(curve)
-    assert list(fits["method"]) == ["Random", "DsCo"] and math.isnan(fits.set_index("method").loc["DsCo", "a"])
-    found = boundary.claims(curve, fits, req, draws=20)
-    assert found["required IPC grows linearly with H (DsCo)"][0] == "not measured"
-    assert found["DsCo's slope is below Random's"][0] == "not measured"
+def test_a_method_that_never_reaches_the_target_has_no_line_and_is_not_measured():
+    rows = []
+    for r in range(4):
+        for c, need in zip("abc", (1.0, 2.0, 3.0)):
+            rows += [{"replicate": r, "config": c, "method": "Random", "required": need},
+                     {"replicate": r, "config": c, "method": "DsCo", "required": math.inf}]
+    fits = boundary.fit(boundary.law(pd.DataFrame(rows)))
+    assert fits[fits["method"] == "DsCo"]["a"].isna().all() and len(fits) == 8
+    (claim, v), = boundary.claims(fits).items()
+    assert claim.startswith("DsCo's slope is below Random's") and v.verdict == "not measured"
 
 
-def test_fit_recovers_a_line_and_needs_three_points():
-    curve = pd.DataFrame({"method": ["X"] * 4 + ["Y"] * 2, "H": [1, 2, 3, 4, 1, 2], "ipc": [3, 5, 7, 9, 1, 2]})
+def test_fit_recovers_a_line_needs_three_points_and_reads_a_flat_law_as_slope_0():
+    curve = pd.DataFrame({"method": ["X"] * 4 + ["Y"] * 2 + ["Z"] * 3,
+                          "H": [1, 2, 3, 4, 1, 2, 1, 2, 3], "ipc": [3, 5, 7, 9, 1, 2, 1, 1, 1]})
     f = boundary.fit(curve).set_index("method")
     assert f.loc["X", "a"] == pytest.approx(2) and f.loc["X", "b"] == pytest.approx(1)
     assert f.loc["X", "r2"] == pytest.approx(1) and f.loc["X", "n"] == 4
     assert math.isnan(f.loc["Y", "a"])
+    assert f.loc["Z", "a"] == 0 and f.loc["Z", "b"] == 1 and math.isnan(f.loc["Z", "r2"])
 
 
 def test_law_samples_subsets_when_there_are_many():
@@ -93,19 +96,52 @@ def test_evaluate_pool_trains_every_set_and_the_full_split_under_every_configura
     assert runs["acc"].between(0, 100).all()
 
 
-def test_claims_and_slope_gap_judge_the_fits():
+def _replicated_req(dsco_factor, replicates=5, seed=0):
+    """Required IPCs per replicate for six configurations: Random's grow by 3 per configuration,
+    DsCo's by ``dsco_factor`` × that, each with a little replicate noise."""
+    rng = np.random.default_rng(seed)
     rows = []
-    for i, c in enumerate("abcdef"):            # DsCo needs half of Random's IPC under every configuration
-        rows += [{"config": c, "method": "Random", "required": 2.0 + 3 * i},
-                 {"config": c, "method": "DsCo", "required": 1.0 + 1.5 * i}]
-    req = pd.DataFrame(rows)
-    curve = boundary.law(req)
-    found = boundary.claims(curve, boundary.fit(curve), req, draws=50)
-    assert found["required IPC grows linearly with H (Random)"][0] in ("holds", "does not hold")
-    verdict, numbers = found["DsCo's slope is below Random's"]
-    assert verdict == "holds" and "95 % bootstrap over 6 configurations" in numbers
-    gap = boundary.slope_gap(req, draws=50)
-    assert gap["hi"] < 0 and gap["lo"] <= gap["diff"] <= gap["hi"] and gap["draws"] == 50
-    same = req.assign(required=np.where(req["method"] == "DsCo", req["required"] * 2, req["required"]))
-    assert boundary.claims(boundary.law(same), boundary.fit(boundary.law(same)), same, draws=50)[
-        "DsCo's slope is below Random's"][0] in ("within noise", "does not hold")
+    for r in range(replicates):
+        for i, c in enumerate("abcdef"):
+            rows += [{"replicate": r, "config": c, "method": "Random",
+                      "required": 2.0 + 3 * i + 0.3 * rng.standard_normal()},
+                     {"replicate": r, "config": c, "method": "DsCo",
+                      "required": 1.0 + dsco_factor * 3 * i + 0.3 * rng.standard_normal()}]
+    return pd.DataFrame(rows)
+
+
+def test_claims_judge_the_slope_difference_over_replicates():
+    from dsco.verdicts import Verdict
+
+    fits = boundary.fit(boundary.law(_replicated_req(0.5)))
+    assert set(fits.columns) == {"replicate", "method", "a", "b", "r2", "n"} and len(fits) == 10
+    (claim, v), = boundary.claims(fits).items()
+    assert isinstance(v, Verdict) and v.verdict == "holds" and "5 replicates" in v.numbers
+    worse = boundary.claims(boundary.fit(boundary.law(_replicated_req(2.0))))[claim]
+    assert worse.verdict == "does not hold"
+    few = boundary.claims(boundary.fit(boundary.law(_replicated_req(0.5, replicates=2))))[claim]
+    assert few.verdict == "not measured"
+    flat = pd.DataFrame([{"replicate": r, "method": m, "a": 0.0}
+                         for r in range(5) for m in ("DsCo", "Random")])
+    assert boundary.claims(flat, resolution=0.1)[claim].verdict == "within noise"
+
+
+def test_requirements_per_replicate_use_their_own_full_data_accuracy():
+    low_full = _runs().assign(replicate=1, acc=lambda d: d["acc"].where(d["method"] != "full", 50))
+    runs = pd.concat([_runs().assign(replicate=0), low_full])
+    req = boundary.requirements(runs, fraction=0.9, per_replicate=True)
+    req = req.set_index(["replicate", "config", "method"])
+    assert req.loc[(0, "a", "DsCo"), "target"] == 90 and req.loc[(1, "a", "DsCo"), "target"] == 45
+    assert req.loc[(1, "a", "Random"), "required"] < req.loc[(0, "a", "Random"), "required"]
+    pooled = boundary.requirements(runs, fraction=0.9)
+    assert "replicate" not in pooled and len(pooled) == 4
+
+
+def test_evaluate_pool_with_replicates_trains_the_full_split_once_per_replicate(tmp_path):
+    ds = datasets.get("digits", "smoke")
+    made = surrogates.make_all(["random"], [1], 0, replicates=2, dataset=ds, progress=False)
+    pool = boundary.configurations(["convnet"], optimisers=["SGD"], augment=(False,))
+    runs = boundary.evaluate_pool({k: s.data for k, s in made.items()}, ds.train(), pool, ds,
+                                  cache_dir=tmp_path, progress=False)
+    assert sorted(zip(runs["method"], runs["replicate"], runs["run_seed"])) == [
+        ("full", 0, 0), ("full", 1, 1), ("random", 0, 0), ("random", 1, 1)]

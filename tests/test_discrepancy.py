@@ -1,4 +1,5 @@
-"""Distances between a surrogate set and the real data (dsco.discrepancy), and their rank correlation with accuracy."""
+"""Distances between a surrogate set and the real data (dsco.discrepancy), their rank correlation
+with accuracy within an IPC, and the claims judged on them."""
 import math
 from types import SimpleNamespace
 
@@ -62,7 +63,8 @@ def test_measures_has_one_deterministic_row_per_set_and_bounded_real_subsample()
     real = _split(30, 0)
     sets = {("a", 2): real.sample_per_class(2, seed=0), ("b", 5): _surrogate(_split(5, 3, shift=0.1), "b", 5)}
     first = D.measures(sets, real, max_real=10, seed=1)
-    assert list(first.columns) == ["method", "ipc", "mmd_pixel", "energy_pixel", "coverage_pixel", "images"]
+    assert list(first.columns) == ["method", "ipc", "replicate", "mmd_pixel", "energy_pixel",
+                                   "coverage_pixel", "images"]
     assert first[["method", "ipc", "images"]].values.tolist() == [["a", 2, 6], ["b", 5, 15]]
     pd.testing.assert_frame_equal(first, D.measures(sets, real, max_real=10, seed=1), check_exact=True)   # same call
     assert not first.equals(D.measures(sets, real, max_real=10, seed=2))               # another subsample
@@ -83,7 +85,8 @@ def test_teacher_features_on_digits_rank_a_real_subset_above_noise():
                           subset.y, subset.classes)
     table = D.measures({("random", 5): subset, ("noise", 5): noise}, real,
                        features=D.penultimate(load_teacher()), max_real=60).set_index("method")
-    assert list(table.columns) == ["ipc", "mmd_pixel", "energy_pixel", "coverage_pixel", "mmd_feature", "images"]
+    assert list(table.columns) == ["ipc", "replicate", "mmd_pixel", "energy_pixel",
+                                   "coverage_pixel", "mmd_feature", "images"]
     for column, (_, direction) in D.MEASURES.items():   # the real subset is closer by every measure
         assert direction * (table.loc["random", column] - table.loc["noise", column]) > 0, column
 
@@ -132,51 +135,60 @@ def test_penultimate_rejects_unsupported_models():
         D.penultimate(nn.Sequential(nn.Linear(4, 2), nn.ReLU()))
 
 
-def test_rank_correlation_of_a_monotone_sequence_and_its_interval():
-    r = D.rank_correlation([1, 2, 3, 4, 5, 6], [10, 20, 25, 40, 41, 90])
-    assert r["rho"] == pytest.approx(1.0) and r["n"] == 6 and r["lo"] <= r["rho"] <= r["hi"]
-    assert D.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1])["rho"] == pytest.approx(-1.0)
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=30), rng.normal(size=30)
-    noisy = D.rank_correlation(a, a + b, draws=500, seed=1)
-    assert noisy["lo"] < noisy["rho"] < noisy["hi"] and noisy == D.rank_correlation(a, a + b, draws=500, seed=1)
-    assert D.rank_correlation([1, 2, np.nan, 3], [3, 2, 5, 1])["n"] == 3   # NaN pairs dropped
-    with pytest.raises(ValueError, match="at least 3 pairs"):
-        D.rank_correlation([1, 2], [2, 1])
-    with pytest.raises(ValueError, match="equal length"):
-        D.rank_correlation([1, 2, 3], [1, 2])
+def test_measures_keeps_the_replicate_of_a_three_part_key():
+    real = _split(30, 0)
+    sets = {("a", 2, r): real.sample_per_class(2, seed=r) for r in (0, 1)}
+    table = D.measures(sets, real, max_real=10)
+    assert table["replicate"].tolist() == [0, 1] and table["method"].tolist() == ["a", "a"]
+    assert table.loc[0, "mmd_pixel"] != table.loc[1, "mmd_pixel"]
 
 
-def test_correlations_orients_each_measure_towards_closer_is_better():
-    table = pd.DataFrame({"mmd_pixel": [0.9, 0.5, 0.4, 0.1], "coverage_pixel": [0.1, 0.3, 0.6, 0.8],
-                          "energy_pixel": [1.0, 3.0, 2.0, 4.0], "acc": [0.2, 0.5, 0.6, 0.9]})
-    out = D.correlations(table, draws=200)
-    assert out["measure"].tolist() == ["mmd_pixel", "coverage_pixel", "energy_pixel"]   # ties keep MEASURES order
-    by = out.set_index("measure")
-    assert by.loc["coverage_pixel", ["rho", "oriented"]].tolist() == pytest.approx([1, 1])   # higher is closer
-    assert by.loc["mmd_pixel", ["rho", "oriented"]].tolist() == pytest.approx([-1, 1])       # lower is closer
-    assert by.loc["energy_pixel", ["rho", "oriented"]].tolist() == pytest.approx([0.8, -0.8])
-    assert by.loc["coverage_pixel", "label"] == D.MEASURES["coverage_pixel"][0] and (by["n"] == 4).all()
-    custom = D.correlations(table.rename(columns={"acc": "top1"}), "top1", {"energy_pixel": ("E", +1)}, draws=50)
-    assert custom["oriented"].iloc[0] > 0 and custom["label"].iloc[0] == "E"
+def _table(closer_is_better=True, replicates=5, ipcs=(1, 2, 4), seed=0):
+    """Four methods per IPC and replicate; accuracy falls with the MMD² (or rises when not
+    ``closer_is_better``), plus the IPC's own effect on both (which within-IPC ranks ignore)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for r in range(replicates):
+        for ipc in ipcs:
+            for k, method in enumerate(["A", "B", "C", "D"]):
+                mmd = 1.0 / ipc + 0.1 * k + 0.02 * rng.standard_normal()
+                sign = -1 if closer_is_better else 1
+                acc = 50 + 10 * np.log2(ipc) + sign * 30 * (mmd - 1 / ipc)
+                rows.append({"method": method, "ipc": ipc, "replicate": r, "mmd_pixel": mmd,
+                             "coverage_pixel": -mmd, "acc": acc + 0.1 * rng.standard_normal()})
+    return pd.DataFrame(rows)
+
+
+def test_within_ipc_ranks_the_sets_of_one_ipc_and_orients_each_measure():
+    out = D.within_ipc(_table()).set_index(["measure", "replicate"])
+    assert out.loc["mmd_pixel", "rho"].tolist() == pytest.approx([1.0] * 5)   # lower is closer
+    assert out.loc["coverage_pixel", "rho"].tolist() == pytest.approx([1.0] * 5)  # higher: closer
+    assert (out["ipcs"] == 3).all() and (out["sets"] == 4).all()
+    assert out.loc[("mmd_pixel", 0), "label"] == D.MEASURES["mmd_pixel"][0]
+    flat = _table().assign(acc=1.0)                                # accuracy does not vary: no rho
+    assert D.within_ipc(flat, measures=["mmd_pixel"])["rho"].isna().all()
     with pytest.raises(ValueError, match="accuracy_column"):
-        D.correlations(table, "accuracy")
+        D.within_ipc(_table(), "accuracy")
     with pytest.raises(ValueError, match="unknown measures"):
-        D.correlations(table, measures=["acc_gap"])
+        D.within_ipc(_table(), measures=["acc_gap"])
+
+
+def test_claims_judge_the_fixed_measure_by_rules_over_replicates():
+    from dsco.verdicts import Verdict
+
+    found = D.claims(_table(), "A", "B")
+    prop1, closer = found
+    assert all(isinstance(v, Verdict) for v in found.values())
+    assert "kernel MMD² (pixels)" in prop1 and "A is closer than B" in closer
+    assert found[prop1].verdict == "holds" and found[closer].verdict == "holds"
+    assert len(found[closer].cells) == 3                                     # one cell per IPC
+    assert D.claims(_table(), "B", "A")[closer.replace("A is closer than B", "B is closer than A")
+                                         ].verdict == "does not hold"
+    assert D.claims(_table(closer_is_better=False), "A", "B")[prop1].verdict == "does not hold"
+    few = D.claims(_table(replicates=2), "A", "B")
+    assert {v.verdict for v in few.values()} == {"not measured"}
 
 
 def test_measures_directions_are_signs():
     assert {d for _, d in D.MEASURES.values()} == {-1, 1} and D.MEASURES["coverage_pixel"][1] == 1
     assert all(isinstance(label, str) and not math.isnan(d) for label, d in D.MEASURES.values())
-
-
-def test_claims_read_the_best_measure_and_compare_two_methods():
-    table = pd.DataFrame({"method": ["A", "B"] * 3, "ipc": [1, 1, 2, 2, 4, 4],
-                          "mmd_pixel": [0.5, 0.9, 0.3, 0.6, 0.1, 0.4], "acc": [60, 40, 70, 55, 80, 65]})
-    corr = D.correlations(table, draws=200)
-    found = D.claims(table, corr, "A", "B")
-    verdict, numbers = found["a discrepancy to the real data predicts downstream accuracy (Prop. 1)"]
-    assert verdict in ("holds", "within noise") and "kernel MMD² (pixels)" in numbers and "6 sets" in numbers
-    assert found["A is closer to the data than B in kernel MMD² (pixels)"][0] == "holds"
-    assert D.claims(table, corr, "B", "A")["B is closer to the data than A in kernel MMD² (pixels)"][0] \
-        == "does not hold"

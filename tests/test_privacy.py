@@ -49,13 +49,43 @@ def test_closest_pairs_finds_the_copies_first():
     assert len(synth) == len(real) == 3 and (dist[1:] >= dist[:-1]).all()
 
 
-def test_claims_judge_the_share_difference_against_the_draws():
+def test_replicate_keys_get_their_own_paired_references():
+    train, test = _split(30, 0), _split(10, 1)
+    fresh = _split(10, 2)
+    table = privacy.audit({("a", 10, 0): fresh, ("b", 10, 0): fresh, ("a", 10, 1): fresh}, train,
+                          test, draws=5, seed=0)
+    assert list(table["replicate"]) == [0, 0, 1]
+    same, other = table["closer_to_train"].iloc[:2], table["closer_to_train"].iloc[2]
+    assert same.iloc[0] == same.iloc[1]            # one replicate: the same training references
+    assert other != same.iloc[0]                   # another replicate: other references
+    two = privacy.audit({("a", 10): fresh}, train, test, draws=5, seed=0)
+    assert two.loc[0, "replicate"] == 0 and two.loc[0, "closer_to_train"] == same.iloc[0]
+
+
+def _audit(shift, replicates=5, noise=0.01):
+    import numpy as np
     import pandas as pd
 
-    audit = pd.DataFrame({"method": ["DsCo", "DiT†"] * 2, "ipc": [1, 1, 10, 10],
-                          "closer_to_train": [0.9, 0.5, 0.8, 0.5], "closer_to_train_std": [0.02] * 4})
-    verdict, numbers = privacy.claims(audit)["DsCo sits closer to the training images than DiT†"]
-    assert verdict == "holds" and "IPC 1: +0.40 [+0.34, +0.46]" in numbers
-    noisy = audit.assign(closer_to_train_std=0.3)
-    assert privacy.claims(noisy)["DsCo sits closer to the training images than DiT†"][0] == "within noise"
-    assert privacy.claims(audit, "DiT†", "DsCo")["DiT† sits closer to the training images than DsCo"][0] == "does not hold"
+    rng = np.random.default_rng(0)
+    rows = []
+    for r in range(replicates):
+        for ipc in (1, 10):
+            base = 0.5 + 0.02 * rng.standard_normal()
+            rows += [{"method": "DiT†", "ipc": ipc, "replicate": r, "closer_to_train": base},
+                     {"method": "DsCo", "ipc": ipc, "replicate": r,
+                      "closer_to_train": base + shift + noise * rng.standard_normal()}]
+    return pd.DataFrame(rows)
+
+
+def test_claims_judge_no_added_memorisation_by_non_inferiority_over_replicates():
+    from dsco.verdicts import Verdict
+
+    (claim, v), = privacy.claims(_audit(0.0), margin=0.05).items()
+    assert isinstance(v, Verdict) and claim.startswith("NOpt's alignment adds no memorisation")
+    assert "within +0.05 of DiT†'s" in claim
+    assert v.verdict == "holds" and len(v.cells) == 2              # one cell per IPC
+    assert privacy.claims(_audit(0.2), margin=0.05)[claim].verdict == "does not hold"  # copies
+    assert privacy.claims(_audit(-0.2), margin=0.05)[claim].verdict == "holds"  # farther: fine
+    noisy = privacy.claims(_audit(0.0, noise=0.3), margin=0.05)[claim]
+    assert noisy.verdict == "within noise" and noisy.resolution > 0.05
+    assert privacy.claims(_audit(0.0, replicates=2))[claim].verdict == "not measured"
