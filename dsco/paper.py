@@ -10,11 +10,11 @@ Notebooks use :func:`table` to print the paper's value beside this project's, e.
     paper = dsco.paper.table(1)
     paper[(paper.method == "DsCo") & (paper.model == "ResNet-18")]
 
-and :func:`side_by_side` to line both up on shared key columns. The comparison helpers every table
-notebook shares: :func:`pivot` (long ``mean``/``std`` cells -> a wide ``"m ± s"`` table), :func:`bold_best`
-(the paper's bold), :func:`difference` (a − b ± √(s_a² + s_b²) per cell: gains, gaps, drops),
-:func:`wins` / :func:`verdict` (how many cells a claim holds in), :func:`says` (a difference as text,
-"within noise" where it is), :func:`sweep` (the ablation tables' paper-beside-ours layout).
+and :func:`side_by_side` to line both up on shared key columns. The display helpers every table
+notebook shares: :func:`pivot` (long ``mean``/``std`` cells -> a wide ``"m ± s"`` table),
+:func:`bold_best` (the paper's bold), :func:`difference` (a − b ± √(s_a² + s_b²) per cell: gains,
+gaps, drops), :func:`sweep` (the ablation tables' paper-beside-ours layout). They describe; no
+verdict is computed here (every claim is judged by a rule of :mod:`dsco.verdicts`).
 """
 from __future__ import annotations
 
@@ -148,113 +148,6 @@ def difference(long: pd.DataFrame, a, b, by: str = "method", on=("model", "ipc")
     sy = y["std"] if "std" in y else np.nan
     out = pd.DataFrame({"diff": x["mean"] - y["mean"], "std": np.sqrt(sx ** 2 + sy ** 2)})
     return out.dropna(subset=["diff"]).reset_index()
-
-
-def wins(long: pd.DataFrame, a, b, by: str = "method", on=("model", "ipc")) -> tuple[int, int]:
-    """``(cells where a's mean is above b's, cells compared)``."""
-    d = difference(long, a, b, by, on)
-    return int((d["diff"] > 0).sum()), len(d)
-
-
-def verdict(k: int, n: int) -> str:
-    """"holds" (every cell), "holds in most cells" or "does not hold"."""
-    return "holds" if n and k == n else ("holds in most cells" if k > n / 2 else "does not hold")
-
-
-def finding(k: int, n: int, what: str = "cells") -> tuple[str, str]:
-    """A claim counted over ``n`` comparisons of which ``k`` went its way: ``(verdict, "k/n what")``, the
-    form :func:`dsco.plots.carries_over` compares across datasets."""
-    return verdict(k, n), f"{k}/{n} {what}"
-
-
-def paired(runs: pd.DataFrame, a, b, by: str = "method", on=("model", "ipc"), pair: str = "run_seed",
-           value: str = "acc") -> pd.DataFrame:
-    """``a − b`` per cell of ``on`` from the individual trainings of a :func:`dsco.evaluate.grid` result,
-    paired by ``pair`` (the trainings of two methods with the same seed share initial weights and batch
-    order): the mean paired difference ``diff``, its 95 % t-interval ``lo``..``hi`` (NaN with one pair),
-    the pairs ``n`` and ``verdict``: "a better" / "b better" when the interval excludes 0, else "within
-    noise" (also with a single pair: one training decides nothing)."""
-    from scipy import stats
-
-    on = [on] if isinstance(on, str) else list(on)
-    x = runs[runs[by] == a].set_index(on + [pair])[value]
-    y = runs[runs[by] == b].set_index(on + [pair])[value]
-    d = (x - y).dropna().groupby(level=on, sort=False)
-    out = d.agg(diff="mean", sd="std", n="size").reset_index()
-    half = stats.t.ppf(0.975, (out["n"] - 1).clip(lower=1)) * out["sd"] / np.sqrt(out["n"])
-    half = half.where(out["n"] > 1)
-    out["lo"], out["hi"] = out["diff"] - half, out["diff"] + half
-    out["verdict"] = np.where(out["lo"] > 0, "a better", np.where(out["hi"] < 0, "b better", "within noise"))
-    return out.drop(columns="sd")
-
-
-def paired_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model", "ipc"), pair: str = "run_seed",
-                  value: str = "acc") -> dict:
-    """``{"a > b": (verdict, numbers)}`` for every ``(a, b)`` of ``pairs`` from :func:`paired`: "holds" when
-    a is significantly better in every cell, "holds in most cells" in more than half, "within noise" when
-    no cell is significantly worse, else "does not hold"; the numbers count the cells each way."""
-    out = {}
-    for a, b in pairs:
-        p = paired(runs, a, b, by, on, pair, value)
-        better, worse, n = int((p["verdict"] == "a better").sum()), int((p["verdict"] == "b better").sum()), len(p)
-        v = tally(better, worse, n)
-        out[f"{a} > {b}"] = (v, f"{better}/{n} better, {worse} worse (paired 95 %, {_trainings(p)})")
-    return out
-
-
-def not_worse_claims(runs: pd.DataFrame, pairs, by: str = "method", on=("model",), pair: str = "run_seed",
-                     value: str = "acc", margin: float = 0.5) -> dict:
-    """``{"a loses nothing against b": (verdict, numbers)}`` for every ``(a, b)`` of ``pairs`` (a lossless
-    claim, a non-inferiority test) from :func:`paired`. A cell of ``on`` is "not worse" when its 95 %
-    interval of a − b lies above ``-margin`` (default 0.5 points: the paper counts DsCo's 0.4-point losses
-    in Table 6 as lossless) and "worse" when it lies below 0; the rest, and every single training, are
-    undecided. The verdict counts them with :func:`tally`: "holds" when every cell is not worse, "within
-    noise" when none is either, "does not hold" when a cell is worse and fewer than half are not."""
-    on = [on] if isinstance(on, str) else list(on)
-    out = {}
-    for a, b in pairs:
-        p = paired(runs, a, b, by, on, pair, value)
-        fine, worse, n = int((p["lo"] > -margin).sum()), int((p["hi"] < 0).sum()), len(p)
-        cells = "; ".join(f"{' '.join(str(r[c]) for c in on)} {interval(r)}" for _, r in p.iterrows())
-        out[f"{a} loses nothing against {b}"] = (
-            tally(fine, worse, n),
-            f"{fine}/{n} within {margin} points, {worse} worse (paired 95 %, {_trainings(p)}): {cells}")
-    return out
-
-
-def _trainings(p: pd.DataFrame) -> str:
-    """``"k training(s)"``: the fewest pairs behind a cell of a :func:`paired` frame (0 without cells)."""
-    t = int(p["n"].min()) if len(p) else 0
-    return f"{t} training{'' if t == 1 else 's'}"
-
-
-def by_interval(lo: float, hi: float) -> str:
-    """The verdict of a claim "x > 0" from the 95 % interval ``lo``..``hi`` of x: "holds" when the interval
-    lies above 0, "does not hold" when below, "within noise" when it covers 0."""
-    return "holds" if lo > 0 else "does not hold" if hi < 0 else "within noise"
-
-
-def tally(better: int, worse: int, n: int) -> str:
-    """The verdict of "a beats b" over ``n`` cells, ``better`` of them significantly in a's favour and
-    ``worse`` in b's: "holds" (every cell), "holds in most cells" (more than half), "within noise"
-    (none significantly worse), else "does not hold"."""
-    return ("holds" if n and better == n else "holds in most cells" if better > n / 2
-            else "within noise" if not worse else "does not hold")
-
-
-def interval(row) -> str:
-    """``"+x.x [lo, hi]"`` for a row of :func:`paired` (``"+x.x (one training)"`` without an interval)."""
-    if pd.isna(row["lo"]):
-        return f"{row['diff']:+.1f} (one training)"
-    note = " (within noise)" if row["verdict"] == "within noise" else ""
-    return f"{row['diff']:+.1f} [{row['lo']:+.1f}, {row['hi']:+.1f}]{note}"
-
-
-def says(diff: float, std: float, runs: int = 2) -> str:
-    """``"+x.x ± y.y"`` for a difference and its std, with "(within noise)" where |diff| <= std (and
-    more than one run per cell makes the std meaningful)."""
-    note = " (within noise)" if runs >= 2 and pd.notna(std) and abs(diff) <= std else ""
-    return f"{diff:+.1f} ± {std:.1f}{note}" if pd.notna(std) else f"{diff:+.1f}"
 
 
 def sweep(ours: pd.DataFrame, paper: pd.DataFrame, row: str, order, ipc_map: dict):

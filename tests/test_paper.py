@@ -192,31 +192,14 @@ def test_bold_best_marks_the_largest_mean_of_each_column():
                     (rows.index(("A", "m1")), list(means.columns).index(10))}
 
 
-def test_difference_wins_and_verdict():
+def test_difference_of_two_methods_per_cell():
     d = paper.difference(_long(), "A", "B")
     assert list(d.columns) == ["model", "ipc", "diff", "std"] and len(d) == 3  # (m2, 10) is missing on B's side
     row = d[(d.model == "m1") & (d.ipc == 10)].iloc[0]
     assert row["diff"] == pytest.approx(5.0) and row["std"] == pytest.approx(math.sqrt(2.0 ** 2 + 1.0 ** 2))
     assert d[(d.model == "m2") & (d.ipc == 1)].iloc[0]["diff"] == pytest.approx(-0.2)
-    assert paper.wins(_long(), "A", "B") == (1, 3) and paper.wins(_long(), "B", "A") == (2, 3)
     nostd = paper.difference(_long().drop(columns="std"), "A", "B")
     assert nostd["std"].isna().all() and len(nostd) == 3
-    assert paper.verdict(3, 3) == "holds" and paper.verdict(2, 3) == "holds in most cells"
-    assert paper.verdict(1, 3) == "does not hold" and paper.verdict(0, 0) == "does not hold"
-
-
-def test_finding_counts_the_cells_going_the_claims_way():
-    assert paper.finding(2, 3) == ("holds in most cells", "2/3 cells")
-    assert paper.finding(0, 2, "IPCs") == ("does not hold", "0/2 IPCs")
-    assert paper.finding(*paper.wins(_long(), "A", "B")) == ("does not hold", "1/3 cells")
-    assert paper.finding(*paper.wins(_long(), "B", "A")) == ("holds in most cells", "2/3 cells")
-
-
-def test_says():
-    assert paper.says(1.23, 0.5) == "+1.2 ± 0.5"
-    assert paper.says(-0.3, 0.5) == "-0.3 ± 0.5 (within noise)"
-    assert paper.says(0.3, 0.5, runs=1) == "+0.3 ± 0.5"  # one run per cell: its std says nothing
-    assert paper.says(0.3, float("nan")) == "+0.3"
 
 
 def test_sweep_lines_paper_and_ours_up():
@@ -234,64 +217,3 @@ def test_sweep_lines_paper_and_ours_up():
     assert np.isnan(means.loc["on", ("IPC 2 (no paper column)", "paper")])
     # the sweep's output feeds bold_best: per column the better configuration (NaN never wins)
     assert _bold_cells(paper.bold_best(text, means).to_html()) == {(1, 0), (1, 1), (1, 3)}
-
-
-def _runs(diffs_by_cell, base=50.0):
-    """Trainings of methods A and B paired by run_seed: per cell, B at ``base`` and A at base + diff."""
-    rows = []
-    for (model, ipc), diffs in diffs_by_cell.items():
-        for seed, d in enumerate(diffs):
-            rows += [{"method": "B", "model": model, "ipc": ipc, "run_seed": seed, "acc": base + seed},
-                     {"method": "A", "model": model, "ipc": ipc, "run_seed": seed, "acc": base + seed + d}]
-    return pd.DataFrame(rows)
-
-
-def test_paired_differences_carry_a_t_interval_and_a_verdict():
-    runs = _runs({("m", 1): [2.0, 2.2, 1.8], ("m", 5): [1.0, -1.0, 0.5], ("m", 10): [-3.0, -2.5, -3.5]})
-    p = paper.paired(runs, "A", "B").set_index("ipc")
-    assert p.loc[1, "diff"] == pytest.approx(2.0) and p.loc[1, "n"] == 3
-    half = 4.302652729911275 * 0.2 / math.sqrt(3)   # t(0.975, 2) · sd / √n
-    assert (p.loc[1, "lo"], p.loc[1, "hi"]) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
-    assert p["verdict"].tolist() == ["a better", "within noise", "b better"]
-    assert paper.interval(p.loc[1]) == f"+2.0 [{2.0 - half:+.1f}, {2.0 + half:+.1f}]"
-    assert paper.interval(p.loc[5]).endswith("(within noise)")
-    claims = paper.paired_claims(runs, [("A", "B")])
-    assert claims == {"A > B": ("does not hold", "1/3 better, 1 worse (paired 95 %, 3 trainings)")}
-    assert paper.paired_claims(runs[runs.ipc == 1], [("A", "B")])["A > B"][0] == "holds"
-    assert paper.paired_claims(runs[runs.ipc < 10], [("A", "B")])["A > B"][0] == "within noise"   # 1 of 2 better
-    assert paper.paired_claims(runs[runs.ipc == 5], [("A", "B")])["A > B"][0] == "within noise"
-
-
-def test_one_training_decides_nothing():
-    p = paper.paired(_runs({("m", 1): [5.0]}), "A", "B").iloc[0]
-    assert p["verdict"] == "within noise" and math.isnan(p["lo"]) and paper.interval(p) == "+5.0 (one training)"
-    assert paper.paired_claims(_runs({("m", 1): [5.0]}), [("A", "B")])["A > B"] == (
-        "within noise", "0/1 better, 0 worse (paired 95 %, 1 training)")
-
-
-def test_tally_reads_significant_cells_into_a_verdict():
-    assert paper.tally(3, 0, 3) == "holds"
-    assert paper.tally(2, 1, 3) == "holds in most cells"
-    assert paper.tally(1, 0, 3) == "within noise"
-    assert paper.tally(1, 1, 3) == "does not hold"
-    assert paper.tally(0, 0, 0) == "within noise"
-
-
-def test_a_lossless_claim_needs_every_interval_above_minus_the_margin():
-    runs = _runs({("r18", 1): [2.0, 2.2, 1.8], ("r34", 1): [-0.1, 0.1, 0.0], ("r50", 1): [-3.0, -2.5, -3.5],
-                  ("vit", 1): [3.0, -3.0, 0.5]})
-    claim = "A loses nothing against B"
-    verdict, numbers = paper.not_worse_claims(runs, [("A", "B")])[claim]
-    assert verdict == "does not hold" and numbers.startswith("2/4 within 0.5 points, 1 worse (paired 95 %, 3 trainings)")
-    assert "r34 +0.0 [" in numbers and "(within noise)" in numbers
-    assert paper.not_worse_claims(runs[runs.model.isin(["r18", "r34"])], [("A", "B")])[claim][0] == "holds"
-    assert paper.not_worse_claims(runs[runs.model != "r50"], [("A", "B")])[claim][0] == "holds in most cells"
-    assert paper.not_worse_claims(runs[runs.model == "vit"], [("A", "B")])[claim][0] == "within noise"
-    # one training decides nothing, however large the loss
-    one = _runs({("r18", 1): [-20.0]})
-    assert paper.not_worse_claims(one, [("A", "B")])[claim][0] == "within noise"
-
-
-def test_by_interval_reads_a_95_interval():
-    assert [paper.by_interval(*i) for i in [(0.1, 2.0), (-0.1, 2.0), (-2.0, -0.1)]] == [
-        "holds", "within noise", "does not hold"]
