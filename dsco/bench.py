@@ -346,24 +346,6 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
     return report
 
 
-def replicate_ratios(backbone, classes: int, ipc: int, iterations: int, num_steps: int,
-                     guidance: float, device: str = "cpu", *, replicates: int, seed: int = 0,
-                     **options) -> pd.DataFrame:
-    """The cost of DsCo's NOpt against plain sampling per set, on ``replicates`` replicates:
-    replicate ``r`` times the phases ``vanilla`` and ``accessible`` of :func:`run` with the seed
-    ``seed + r`` (every other argument as there, ``options`` included). One row per replicate:
-    ``replicate``, ``ipc``, ``vanilla_s``, ``nopt_s`` (wall seconds) and ``nopt_over_vanilla``."""
-    rows = []
-    for r in range(int(replicates)):
-        report = run(backbone, classes, ipc, iterations, num_steps, guidance, device,
-                     phases=["vanilla", "accessible"], seed=seed + r, **options)
-        wall = {row["phase"]: row["wall_s"] for row in report["rows"]}
-        rows.append({"replicate": r, "ipc": int(ipc), "vanilla_s": wall["vanilla"],
-                     "nopt_s": wall["accessible"],
-                     "nopt_over_vanilla": wall["accessible"] / wall["vanilla"]})
-    return pd.DataFrame(rows)
-
-
 #: What :func:`make_alone` runs in its fresh interpreter (the arguments come as JSON in argv[1]).
 _ALONE = """
 import json, sys

@@ -358,3 +358,40 @@ def shares(trace: Trace, title: str = ""):
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def recorded(folder=None) -> dict:
+    """Every batch trace recorded in ``folder`` (default ``data/bench/``, files ``batch_*.json``):
+    ``{file stem: Trace}`` in name order."""
+    from . import ROOT
+
+    return {
+        p.stem: load(p)
+        for p in sorted(Path(folder or ROOT / "data" / "bench").glob("batch_*.json"))
+    }
+
+
+def describe(trace: Trace, name: str = "") -> str:
+    """One markdown line on a trace: its name, date and commit, and the note on how it was recorded."""
+    m = trace.meta
+    head = f"**{name or m.get('label', 'trace')}** ({m.get('date', '')}, commit `{m.get('commit', '')}`"
+    return (
+        head + f", {m.get('profile', '')} profile of {m.get('dataset', '')}): {m.get('note', '')}"
+    )
+
+
+def show(trace: Trace, name: str = "") -> None:
+    """Display one trace in a notebook: :func:`describe`, :func:`shares`, :func:`timeline`, the
+    costliest trainings (:func:`trainings`) and what was computed twice (:func:`repeated`)."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+
+    display(Markdown(describe(trace, name)))
+    for figure in (shares, timeline):
+        figure(
+            trace,
+            f"{name}: "
+            + ("where each notebook's time goes" if figure is shares else "cores and notebooks"),
+        )
+        plt.show()
+    display(trainings(trace).head(12).round(1), repeated(trace).round(1))

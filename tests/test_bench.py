@@ -137,11 +137,3 @@ def test_make_alone_builds_the_set_in_a_fresh_process_and_reads_it_back(tmp_path
     assert torch.equal(s.data.x, here.data.x)                       # the same set as made here
     with pytest.raises(RuntimeError, match="fresh process failed"):
         bench.make_alone(ds, "nope", 1, 0, cache_dir=tmp_path)
-
-
-def test_replicate_ratios_time_nopt_against_sampling_once_per_replicate():
-    out = bench.replicate_ratios("digits-ddpm", 2, 1, 2, 2, 4.0, replicates=2, seed=5, n_real=4)
-    assert out["replicate"].tolist() == [0, 1] and (out["ipc"] == 1).all()
-    assert (out["vanilla_s"] > 0).all() and (out["nopt_s"] > 0).all()
-    ratio = (out["nopt_s"] / out["vanilla_s"]).tolist()
-    assert out["nopt_over_vanilla"].tolist() == pytest.approx(ratio)

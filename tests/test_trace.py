@@ -75,3 +75,21 @@ def test_the_recorded_before_trace_reads_and_sums(tmp_path):
     assert row["synthesis_min"] + row["training_min"] + row["other_min"] > row["wall_min"]  # 2 cores
     fig = trace.shares(t, "before")
     assert len(fig.axes[0].patches) == 3 * 25
+
+
+def test_recorded_traces_are_found_described_and_shown(tmp_path, monkeypatch):
+    import IPython.display
+
+    from dsco import ROOT
+
+    (tmp_path / "batch_x.json").write_bytes(
+        (ROOT / "data" / "bench" / "batch_digits_paper_before.json").read_bytes())
+    (tmp_path / "other.json").write_text("{}")  # not a batch trace: ignored
+    found = trace.recorded(tmp_path)
+    assert list(found) == ["batch_x"]
+    text = trace.describe(found["batch_x"], "batch_x")
+    assert text.startswith("**batch_x** (2026-12-04, commit `b8f57cb`, paper profile of digits)")
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    trace.show(found["batch_x"], "batch_x")
+    assert shown[0].data == text and len(shown) == 3  # the line, trainings, repeated
