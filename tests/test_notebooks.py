@@ -10,6 +10,7 @@ tree; digits with ImageNette: in one CI run 986 + 216 s and 425 + 429 s, the oth
 second), each batch's book in its own folder."""
 import ast
 import collections
+import json
 import io
 import re
 import tokenize
@@ -17,7 +18,7 @@ import tokenize
 import nbformat
 import pytest
 
-from dsco import ROOT, book, datasets, fixtures, runner, sitecheck
+from dsco import ROOT, book, datasets, fixtures, runner, scorecard, sitecheck
 
 # a dataset named in code is a quoted name; in prose every name but "folder" (an ordinary word there)
 NAMES = {"code": re.compile(r"[\"'](" + "|".join(datasets.NAMES) + r")[\"']"),
@@ -26,6 +27,9 @@ NAMES = {"code": re.compile(r"[\"'](" + "|".join(datasets.NAMES) + r")[\"']"),
 # 2,000 physical lines then, ≈ 1,650 statements; issue 15 added notebooks 55 and 56, ≈ 140, and the
 # scorecard's dsco.scorecard.record calls in 23 notebooks, ≈ 40)
 CODE_BUDGET = 1850
+#: Every claim each notebook records (the same in every dataset's smoke batch): a change of wording,
+#: an added or a dropped claim is deliberate, and updates this file.
+EXPECTED_CLAIMS = json.loads((ROOT / "tests" / "expected_claims.json").read_text())
 
 
 def _check_batch(dataset, out_dir, **params):
@@ -35,8 +39,14 @@ def _check_batch(dataset, out_dir, **params):
         nb = nbformat.read(r.output, as_version=4)
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         assert not errors, f"{r.notebook} has an error output"
+    recorded = scorecard.collect("smoke", [dataset], present=[r.notebook for r in results])
+    claims = {nb: list(g["claim"]) for nb, g in recorded.groupby("notebook")}
+    assert claims == EXPECTED_CLAIMS, "the recorded claims changed: update tests/expected_claims.json"
+    assert set(recorded["verdict"]) == {"not measured"}  # smoke sizes decide nothing
     index = book.build(dataset=dataset, profile="smoke", out_dir=out_dir)   # not book/_build: shared by workers
     assert index.exists() and sitecheck.check_html(index.parent) == []
+    card = (index.parent / "scorecard.html").read_text()
+    assert "Smoke profile: nothing here is a finding" in card and "not measured (smoke)" in card
     assert {r.notebook for r in results} <= {p.stem for p in index.parent.rglob("*.html")}
     return index
 
