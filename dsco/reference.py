@@ -1,0 +1,248 @@
+"""Reference runs: the numbers the project stands behind, shipped in the repository, and every rerun
+checked against them.
+
+A reference run is a finished batch of one dataset and profile, copied from ``build/`` into
+``reference/`` with the same layout, so the book renders it without executing anything:
+
+- ``reference/runs/<dataset>/<profile>/<stem>.ipynb``: the executed notebooks, outputs kept (the
+  figures inside them, as PNG at the book's resolution);
+- ``reference/runs/<dataset>/<profile>/run.json``: the run record -- commit, date, package versions,
+  machine and CPU, jobs and threads, the wall time of every notebook and of the batch;
+- ``reference/results/<dataset>/<profile>/``: every result table (CSV) with its provenance sidecar
+  (JSON), the verdicts among them; figures stay in the notebooks.
+
+:func:`ship` makes one (``dsco reference ship``) and checks the size budget (:data:`BUDGET_MB` per
+dataset); :func:`build_books` renders the shipped runs (``dsco book --reference``, ``make
+reference``); :func:`compare` marks every claim of a run *reproduced*, *changed* or *new* against
+the reference (the scorecard's reference column); :func:`verify` re-executes notebooks into a
+scratch folder, with caches of its own, and compares them (``dsco verify``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from . import ROOT
+
+#: Where reference runs live (the same layout as ``build/``: ``runs/`` and ``results/``).
+REFERENCE = ROOT / "reference"
+#: The size budget of one dataset's reference runs, all profiles together (MB).
+BUDGET_MB = 20.0
+#: What a claim is against its reference.
+STATUS = ("reproduced", "changed", "new")
+#: Verdicts that decide a claim: a rerun that moves a claim off one of these has flipped it.
+DECIDED = ("holds", "does not hold")
+
+
+class ReferenceError(ValueError):
+    """A missing reference run or a budget exceeded; the message names the fix."""
+
+
+def ship(dataset: str, profile: str, *, trace=None, runs_dir=None, results_dir=None,
+         folder=None) -> Path:
+    """Copy the finished batch of ``dataset`` and ``profile`` from ``build/`` (or ``runs_dir`` /
+    ``results_dir``, laid out as ``build/runs`` / ``build/results``) into the reference folder,
+    replacing what was there, and write its run record (:func:`run_record`, with the batch's trace
+    ``trace`` when given). Refuses a partial batch (a numbered notebook without its executed copy)
+    and a reference beyond :data:`BUDGET_MB`, leaving the previous reference in place."""
+    from .runner import notebooks
+
+    runs = Path(runs_dir or ROOT / "build" / "runs") / dataset / profile
+    res = Path(results_dir or ROOT / "build" / "results") / dataset / profile
+    missing = [p.stem for p in notebooks() if not (runs / p.name).is_file()]
+    if missing:
+        raise ReferenceError(f"the {dataset}/{profile} batch is incomplete ({', '.join(missing)} "
+                             f"not executed): run `dsco run --dataset {dataset} --profile {profile}` "
+                             "to the end first")
+    base = Path(folder or REFERENCE)
+    staged = base / f".staging-{dataset}-{profile}"
+    shutil.rmtree(staged, ignore_errors=True)
+    (staged / "runs").mkdir(parents=True)
+    (staged / "results").mkdir()
+    for p in notebooks():
+        shutil.copy2(runs / p.name, staged / "runs" / p.name)
+    for f in sorted(res.glob("*")):
+        if f.suffix in (".csv", ".json"):
+            shutil.copy2(f, staged / "results" / f.name)
+    record = run_record(dataset, profile, runs, trace)
+    (staged / "runs" / "run.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    size = _megabytes(staged) + sum(_megabytes(base / kind / dataset / other)
+                                    for kind in ("runs", "results")
+                                    for other in _profiles(base, dataset) if other != profile)
+    if size > BUDGET_MB:
+        shutil.rmtree(staged)
+        raise ReferenceError(f"the {dataset} reference would take {size:.1f} MB, over the "
+                             f"{BUDGET_MB:g} MB budget: lower the figures' resolution or drop "
+                             "large tables")
+    for kind in ("runs", "results"):
+        target = base / kind / dataset / profile
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (staged / kind).rename(target)
+    shutil.rmtree(staged)
+    return base / "runs" / dataset / profile
+
+
+def run_record(dataset: str, profile: str, runs: Path, trace=None) -> dict:
+    """The run record of the executed notebooks in ``runs``: dataset, profile, the commit and date
+    they ran at, package versions, the machine (:func:`dsco.trace.machine`) and, from the batch's
+    trace when given, jobs, threads and the batch's wall time; the wall time of every notebook
+    (papermill's, from the executed copies)."""
+    from . import results
+    from . import trace as tracing
+
+    durations, commits, dates = {}, set(), []
+    for p in sorted(runs.glob("*.ipynb")):
+        meta = json.loads(p.read_text()).get("metadata", {}).get("papermill", {})
+        durations[p.stem] = round(float(meta.get("duration") or 0.0), 1)
+        dates.append(meta.get("end_time") or "")
+    for f in sorted((runs.parent.parent.parent / "results" / dataset / profile).glob("*.json")):
+        commit = json.loads(f.read_text()).get("git_commit")
+        if commit:
+            commits.add(commit)
+    record = {"dataset": dataset, "profile": profile, "commits": sorted(commits),
+              "finished": max(dates) if dates else "", "packages": results.package_versions(),
+              "machine": tracing.machine(), "notebook_seconds": durations,
+              "notebooks_total_s": round(sum(durations.values()), 1)}
+    if trace is not None:
+        t = tracing.load(trace)
+        record |= {"jobs": t.meta.get("jobs"), "kernel_threads": t.meta.get("kernel_threads"),
+                   "batch_wall_s": round(t.wall_s, 1), "trace": str(Path(trace).name),
+                   "machine": t.meta.get("machine") or record["machine"]}
+    return record
+
+
+def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
+    """Every claim of ``ours`` against the reference ``ref`` (both long frames of
+    :func:`dsco.scorecard.collect`, one dataset and profile each): ``status`` *reproduced* (the same
+    verdict, and every cell's new estimate inside the reference's 95 % interval -- or, where the
+    reference cell is undecided, the two intervals overlapping), *changed* or *new* (no such claim
+    in the reference); ``flipped`` where the reference verdict decided the claim and the new one
+    differs; ``why`` says what differs."""
+    key = ["notebook", "claim"]
+    ref = ref.drop_duplicates(key, keep="last").set_index(key)
+    rows = []
+    for _, r in ours.iterrows():
+        k = (r["notebook"], r["claim"])
+        if k not in ref.index:
+            rows.append({**dict(zip(key, k)), "verdict": r["verdict"], "reference": "",
+                         "status": "new", "flipped": False, "why": "not in the reference"})
+            continue
+        old = ref.loc[k]
+        why = _differences(r, old)
+        rows.append({**dict(zip(key, k)), "verdict": r["verdict"], "reference": old["verdict"],
+                     "status": "changed" if why else "reproduced",
+                     "flipped": old["verdict"] in DECIDED and r["verdict"] != old["verdict"],
+                     "why": "; ".join(why)})
+    return pd.DataFrame(rows, columns=[*key, "verdict", "reference", "status", "flipped", "why"])
+
+
+def _differences(new, old) -> list[str]:
+    """Why a claim's rerun differs from its reference (empty: reproduced)."""
+    if new["verdict"] != old["verdict"]:
+        return [f"verdict {old['verdict']} → {new['verdict']}"]
+    ref_cells = {c["cell"]: c for c in json.loads(old["cells"] or "[]")}
+    why = []
+    for c in json.loads(new["cells"] or "[]"):
+        o = ref_cells.get(c["cell"])
+        if o is None or c.get("estimate") is None or o.get("lo") is None or c.get("lo") is None:
+            continue
+        decided = o.get("category") in ("for", "against")
+        inside = o["lo"] <= c["estimate"] <= o["hi"]
+        overlap = c["lo"] <= o["hi"] and o["lo"] <= c["hi"]
+        if not (inside if decided else overlap):
+            why.append(f"{c['cell'] or 'estimate'}: {c['estimate']:+.3g} against "
+                       f"[{o['lo']:+.3g}, {o['hi']:+.3g}]")
+    return why
+
+
+def collect(dataset: str, profile: str, folder=None) -> pd.DataFrame:
+    """The verdicts of the reference run of ``dataset`` and ``profile`` (empty when none is
+    shipped), as :func:`dsco.scorecard.collect` gives them."""
+    from . import scorecard
+
+    base = Path(folder or REFERENCE) / "results"
+    before = os.environ.get("DSCO_RESULTS")
+    os.environ["DSCO_RESULTS"] = str(base)
+    try:
+        return scorecard.collect(profile, [dataset])
+    finally:
+        os.environ.pop("DSCO_RESULTS") if before is None else os.environ.update(
+            DSCO_RESULTS=before)
+
+
+def verify(dataset: str, profile: str, only, *, scratch=None, extra=None, jobs: int = 1,
+           log=print) -> pd.DataFrame:
+    """Re-execute the notebooks ``only`` of ``dataset`` and ``profile`` into ``scratch`` (a new
+    temporary folder by default) with caches of their own -- every set and training computed
+    again -- and compare their verdicts with the reference (:func:`compare`). Returns the
+    comparison; the caller fails when a claim flipped."""
+    import tempfile
+
+    from . import runner, scorecard
+
+    ref = collect(dataset, profile)
+    if ref.empty:
+        raise ReferenceError(f"no reference run of {dataset}/{profile} is shipped: ship one with "
+                             f"`dsco reference ship --dataset {dataset} --profile {profile}`")
+    scratch = Path(scratch or tempfile.mkdtemp(prefix="dsco-verify-"))
+    env = {"DSCO_RESULTS": str(scratch / "results"), "DSCO_CACHE": str(scratch / "cache")}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        t0 = time.time()
+        done = runner.run(dataset, profile, only=only, extra=extra, runs_dir=scratch / "runs",
+                          force=True, progress=False, log=None, jobs=jobs)
+        ours = scorecard.collect(profile, [dataset], present=[r.notebook for r in done])
+    finally:
+        for k, v in before.items():
+            os.environ.pop(k, None) if v is None else os.environ.update({k: v})
+    if log:
+        log(f"re-executed {', '.join(r.notebook for r in done)} in {time.time() - t0:.0f} s "
+            f"({scratch})")
+    return compare(ours, ref)
+
+
+def build_books(profile: str = "paper", datasets=None, folder=None, out_dir=None) -> dict:
+    """Render the shipped reference runs of ``profile`` (every dataset that has one, or
+    ``datasets``): one book per dataset, built from the executed notebooks with nothing executed,
+    into ``book/_build/reference/<dataset>/`` (or ``out_dir``). Returns ``{dataset: index.html}``."""
+    from . import book
+
+    base = Path(folder or REFERENCE)
+    names = datasets or sorted(p.parent.name for p in (base / "runs").glob(f"*/{profile}")
+                               if p.is_dir())
+    if not names:
+        raise ReferenceError(f"no reference run of the {profile} profile is shipped in "
+                             f"{base / 'runs'}: ship one with `dsco reference ship`")
+    out = Path(out_dir or ROOT / "book" / "_build" / "reference")
+    before = os.environ.get("DSCO_RESULTS")
+    os.environ["DSCO_RESULTS"] = str(base / "results")
+    try:
+        return {name: book.build(name, profile, runs_dir=base / "runs", out_dir=out / name,
+                                 reference=False) for name in names}
+    finally:
+        os.environ.pop("DSCO_RESULTS") if before is None else os.environ.update(
+            DSCO_RESULTS=before)
+
+
+def _profiles(base: Path, dataset: str) -> list[str]:
+    return sorted({p.name for kind in ("runs", "results") for p in (base / kind / dataset).glob("*")
+                   if p.is_dir()})
+
+
+def _megabytes(folder: Path) -> float:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 2 ** 20
+
+
+def size_mb(dataset: str, folder=None) -> float:
+    """The size of every reference run of ``dataset`` (all profiles), in MB."""
+    base = Path(folder or REFERENCE)
+    return sum(_megabytes(base / kind / dataset) for kind in ("runs", "results")
+               if (base / kind / dataset).is_dir())
