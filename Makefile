@@ -1,5 +1,6 @@
-# Quick start:  make book   (install, execute every notebook, build the site)
-#               make test   (install if needed, run the test suite)
+# Quick start:  make reference (install, render the shipped reference runs: nothing executes)
+#               make book   (install, execute every notebook, build the site)
+#               make test   (install if needed, check the format, run the test suite)
 #               make lab    (JupyterLab on the notebooks, to change cells and run them)
 PYTHON  ?= python3
 VENV    ?= .venv
@@ -10,7 +11,7 @@ DATASET ?= digits
 JOBS    ?= 2
 WORKERS ?= 2
 
-.PHONY: install book run site test lab clean
+.PHONY: install reference book run site test lab clean smoke-reference
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+## render the reference runs shipped in reference/ (digits and mnist, paper profile), offline
+reference: install
+	$(DSCO) book --reference
 
 ## execute the notebooks (papermill, cached) and render them (Jupyter Book)
 book: install
@@ -33,7 +38,15 @@ site: install
 
 ## two pytest-xdist workers, one per core; the four notebook batches run in two groups (tests/test_notebooks.py)
 test: install
+	$(VENV)/bin/ruff format --check --quiet dsco tests
+	$(VENV)/bin/ruff check --quiet dsco tests
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup
+
+## after an intended change of a smoke number: rerun the smoke batches CI compares, ship them
+smoke-reference: install
+	for d in digits mnist; do \
+	  $(DSCO) run --dataset $$d --profile smoke --jobs $(JOBS) --force && \
+	  $(DSCO) reference ship --dataset $$d --profile smoke --results-only || exit 1; done
 
 ## JupyterLab on the notebooks (every notebook defaults to the smoke profile: "Run all" takes seconds)
 lab: install

@@ -24,6 +24,7 @@ checks that no module imports one that imports it back):
 Shared file helpers: :func:`replacing` (atomic writes) and :func:`tree_digest` /
 :func:`files_digest` (cheap digests of what a cache depends on).
 """
+
 import hashlib
 import os
 from contextlib import contextmanager
@@ -33,6 +34,10 @@ __version__ = "0.1.0"
 
 #: Repository root (the folder holding ``dsco/``, ``notebooks/``, ``data/``).
 ROOT = Path(__file__).resolve().parent.parent
+#: Where the disk caches live (sets, trainings, latents, templates, confusion scores):
+#: ``$DSCO_CACHE`` when set (``dsco verify`` gives its kernels caches of their own), else
+#: ``build/cache``. Read once, when a module that caches is imported.
+CACHE = Path(os.environ.get("DSCO_CACHE") or ROOT / "build" / "cache")
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from . import ROOT, datasets, scorecard
+from . import ROOT, datasets, reference, scorecard
 from .sitecheck import check_html
 
 #: Book part of a notebook, by the first digit of its number (SPEC §5).
@@ -73,7 +73,8 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
           notebooks_dir: str | Path | None = None, book_dir: str | Path | None = None,
           out_dir: str | Path | None = None, node_dir: str | Path | None = None,
           commit: str | None = None, date: str | None = None, check: bool = True,
-          quiet: bool = True, partial: bool = False) -> Path:
+          quiet: bool = True, partial: bool = False, results_dir: str | Path | None = None,
+          against_reference: bool = True) -> Path:
     """Build the book for one dataset and profile; return the path of ``index.html``.
 
     Defaults: executed notebooks from ``build/runs/<dataset>/<profile>/``, the notebook list from
@@ -81,7 +82,9 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
     ``html/`` the site), MathJax under ``build/node/``. ``commit`` and ``date`` go on the intro page
     (defaults: the current git commit, and the latest papermill end time of the notebooks).
     With ``check`` the built pages go through :func:`dsco.sitecheck.check_html` and any problem
-    fails the build.
+    fails the build. The scorecard reads the verdicts under ``results_dir`` (default: where runs
+    save them) and, with ``against_reference``, compares every dataset's claims with its shipped
+    reference run (:func:`dsco.reference.compare`) where one exists.
     Raises :class:`BookError` with the fix in its message.
     """
     from .results import check_params, git_commit
@@ -110,7 +113,15 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
         nbformat.write(collapse_setup(nbformat.read(p, as_version=4)), src / "notebooks" / p.name)
     toc = make_toc(stems, front=["scorecard"])
     (src / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-    (src / "scorecard.md").write_text(scorecard.page(profile, stems), encoding="utf8")
+    status = {}
+    if against_reference:
+        for name in scorecard.collect(profile, None, stems, results_dir)["dataset"].unique():
+            ref = reference.collect(name, profile)
+            if not ref.empty:
+                ours = scorecard.collect(profile, [name], stems, results_dir)
+                status[name] = reference.compare(ours, ref)
+    page = scorecard.page(profile, stems, status=status, base=results_dir)
+    (src / "scorecard.md").write_text(page, encoding="utf8")
     paper_map = load_paper_map(book_dir / "paper_map.yml")
     params = run_parameters(executed)
     intro = render_intro(
@@ -426,3 +437,27 @@ class _Tee(io.StringIO):
 
     def isatty(self):
         return False
+
+
+def build_reference(profile: str = "paper", datasets=None, folder=None, out_dir=None,
+                    **options) -> dict:
+    """Render the shipped reference runs of ``profile`` (``dsco book --reference``, ``make
+    reference``): one book per dataset that has one (or ``datasets``), from its executed notebooks
+    and recorded results, nothing executed, into ``book/_build/reference/<dataset>/`` (or
+    ``out_dir``). Returns ``{dataset: index.html}``."""
+    base = Path(folder or reference.REFERENCE)
+    names = datasets or sorted(p.parent.name for p in (base / "runs").glob(f"*/{profile}")
+                               if p.is_dir())
+    if not names:
+        raise BookError(f"no reference run of the {profile} profile is shipped in "
+                        f"{base / 'runs'}: ship one with `dsco reference ship`")
+    out = Path(out_dir or ROOT / "book" / "_build" / "reference")
+    books = {}
+    for name in names:
+        record = base / "runs" / name / profile / "run.json"
+        commits = json.loads(record.read_text()).get("commits", []) if record.is_file() else []
+        books[name] = build(name, profile, runs_dir=base / "runs", out_dir=out / name,
+                            results_dir=base / "results", against_reference=False,
+                            commit=", ".join(c[:12] for c in commits) or None, **options)
+    return books
+

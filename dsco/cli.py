@@ -66,9 +66,30 @@ def parser() -> argparse.ArgumentParser:
                    help="write the batch's trace (notebooks, core load, trainings, sets) to FILE (JSON)")
 
     b = sub.add_parser("book", help="render the executed notebooks with Jupyter Book")
-    _common(b)
+    b.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
+    b.add_argument("--profile", default=None,
+                   help=f"one of {', '.join(PROFILES)} (default smoke; paper with --reference)")
     b.add_argument("--partial", action="store_true",
                    help="build from the notebooks that were executed (e.g. a paper batch run with --only)")
+    b.add_argument("--reference", action="store_true",
+                   help="render the reference runs shipped in reference/ (every dataset; nothing executes)")
+
+    s = sub.add_parser("reference", help="ship a finished batch as the reference run (reference/)")
+    s.add_argument("action", choices=["ship"], help="ship: copy build/runs and build/results in")
+    _common(s)
+    s.add_argument("--trace", default=None, metavar="FILE", help="the batch's trace (dsco run --trace)")
+    s.add_argument("--results-only", action="store_true",
+                   help="ship the results and the run record, not the executed notebooks (smoke)")
+
+    v = sub.add_parser("verify", help="re-execute notebooks from scratch and compare every claim with the "
+                                      "shipped reference run (exit 1 when a decided verdict flips)")
+    v.add_argument("--dataset", default="digits", help=f"one of {', '.join(DATASETS)} (default digits)")
+    v.add_argument("--profile", default="paper", help=f"one of {', '.join(PROFILES)} (default paper)")
+    v.add_argument("--only", nargs="+", required=True, metavar="NB", help="notebook stems or numbers")
+    v.add_argument("--jobs", type=int, default=1, help="notebooks executed at once (default 1)")
+    v.add_argument("--scratch", default=None, help="the scratch folder (default: a new temporary one)")
+    v.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="a notebook parameter, as for dsco run (repeatable)")
 
     k = sub.add_parser("concentrate", help="make a concentrated dataset on disk (ImageFolder + manifest); "
                                            "torchrun -m dsco concentrate … shards the classes")
@@ -145,11 +166,26 @@ def main(argv=None) -> int:
             print(f"dsco run: {done} executed, {len(results) - done} skipped (cached) -> "
                   f"{results[0].output.parent}")
         elif args.command == "book":
-            from .book import build
+            from .book import build, build_reference
 
-            print(f"dsco book: building the site from build/runs/{args.dataset}/{args.profile} ...")
-            index = build(dataset=args.dataset, profile=args.profile, partial=args.partial)
-            print(f"dsco book: open {index}")
+            if args.reference:
+                profile = args.profile or "paper"
+                print(f"dsco book: rendering the shipped {profile} reference runs (nothing executes) ...")
+                for name, index in build_reference(profile).items():
+                    print(f"dsco book: {name}: open {index}")
+            else:
+                profile = args.profile or "smoke"
+                print(f"dsco book: building the site from build/runs/{args.dataset}/{profile} ...")
+                index = build(dataset=args.dataset, profile=profile, partial=args.partial)
+                print(f"dsco book: open {index}")
+        elif args.command == "reference":
+            from .reference import ship
+
+            folder = ship(args.dataset, args.profile, trace=args.trace,
+                          notebooks=not args.results_only)
+            print(f"dsco reference: shipped {args.dataset}/{args.profile} -> {folder}")
+        elif args.command == "verify":
+            return verify(args)
         elif args.command == "concentrate":
             from . import concentrate
 
@@ -207,6 +243,44 @@ def main(argv=None) -> int:
         print(f"dsco: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def verify(args) -> int:
+    """``dsco verify``: re-execute ``--only`` into a scratch folder with caches of its own (every
+    set and training computed again), print every claim against the shipped reference run and
+    return 1 when a verdict the reference decided flips, else 0."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from . import reference, runner, scorecard
+
+    ref = reference.collect(args.dataset, args.profile)
+    if ref.empty:
+        raise ValueError(f"no reference run of {args.dataset}/{args.profile} is shipped: ship one "
+                         f"with `dsco reference ship --dataset {args.dataset} --profile {args.profile}`")
+    scratch = Path(args.scratch or tempfile.mkdtemp(prefix="dsco-verify-"))
+    env = {"DSCO_RESULTS": str(scratch / "results"), "DSCO_CACHE": str(scratch / "cache")}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)   # the kernels inherit both: results and caches of their own
+    try:
+        done = runner.run(args.dataset, args.profile, only=args.only, force=True, jobs=args.jobs,
+                          extra={k: _value(v) for k, v in args.parameter}, runs_dir=scratch / "runs")
+    finally:
+        for k, v in before.items():
+            os.environ.pop(k, None) if v is None else os.environ.update({k: v})
+    ours = scorecard.collect(args.profile, [args.dataset], [r.notebook for r in done],
+                             base=scratch / "results")
+    table = reference.compare(ours, ref)
+    with pd.option_context("display.max_colwidth", 90, "display.width", 200):
+        print(table[["notebook", "claim", "reference", "verdict", "status", "why"]].to_string(index=False))
+    flipped = int(table["flipped"].sum())
+    counts = table["status"].value_counts()
+    print(f"dsco verify: {', '.join(f'{counts.get(s, 0)} {s}' for s in reference.STATUS)}; "
+          f"{flipped} decided verdict(s) flipped ({scratch})")
+    return 1 if flipped else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

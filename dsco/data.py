@@ -63,12 +63,12 @@ from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from tqdm.auto import tqdm
 
-from . import DATASETS, ROOT, replacing
+from . import CACHE, DATASETS, ROOT, replacing
 from .errors import DatasetError  # one error class for data and the registry (re-exported)
 
 SPLITS = ("train", "test", "val")
 CLASS_DIR = ROOT / "data" / "classes"
-CACHE_DIR = ROOT / "build" / "cache" / "latents"
+CACHE_DIR = CACHE / "latents"
 DIGITS_TEST_SIZE = 0.25
 DIGITS_SEED = 0
 MNIST_TEST_SIZE = 0.2

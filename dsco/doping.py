@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from . import ROOT, files_digest, replacing, trace
+from . import CACHE, files_digest, replacing, trace
 from .checkpoints import sha256
 from .data import ImageSet
 
@@ -252,7 +252,7 @@ def train_student(train_set, arch: str, num_classes: int, protocol, teacher=None
 
 
 #: Where :func:`confusion_of` keeps its scores; bump the version when the student's training changes.
-CACHE_DIR = ROOT / "build" / "cache" / "confusion"
+CACHE_DIR = CACHE / "confusion"
 CACHE_VERSION = 1
 
 

@@ -36,11 +36,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from . import ROOT, replacing, trace
+from . import CACHE, replacing, trace
 from .architectures import ARCHS, EvaluateError, build
 from .training import Protocol, epochs_for, get_protocol, peak_mem_mb, resolve, train_model
 
-CACHE_DIR = ROOT / "build" / "cache" / "evaluate"
+CACHE_DIR = CACHE / "evaluate"
 #: Bump when the training code changes in a way that changes numbers (invalidates the cache).
 #: 2: timm models train in the channels-last layout, optimisers are fused (equal up to rounding).
 CACHE_VERSION = 2

@@ -12,18 +12,19 @@ A reference run is a finished batch of one dataset and profile, copied from ``bu
   (JSON), the verdicts among them; figures stay in the notebooks.
 
 :func:`ship` makes one (``dsco reference ship``) and checks the size budget (:data:`BUDGET_MB` per
-dataset); :func:`build_books` renders the shipped runs (``dsco book --reference``, ``make
-reference``); :func:`compare` marks every claim of a run *reproduced*, *changed* or *new* against
-the reference (the scorecard's reference column); :func:`verify` re-executes notebooks into a
-scratch folder, with caches of its own, and compares them (``dsco verify``).
+dataset); :func:`collect` reads its verdicts and :func:`compare` marks every claim of a run
+*reproduced*, *changed* or *new* against it -- the scorecard's reference column
+(:func:`dsco.book.build`) and ``dsco verify`` (:func:`dsco.cli.verify`: notebooks re-executed into a
+scratch folder with caches of their own). ``dsco book --reference`` (``make reference``) renders the
+shipped runs (:func:`dsco.book.build_reference`).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
+import re
 import shutil
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -45,41 +46,50 @@ class ReferenceError(ValueError):
 
 
 def ship(dataset: str, profile: str, *, trace=None, runs_dir=None, results_dir=None,
-         folder=None) -> Path:
+         folder=None, notebooks: bool = True) -> Path:
     """Copy the finished batch of ``dataset`` and ``profile`` from ``build/`` (or ``runs_dir`` /
     ``results_dir``, laid out as ``build/runs`` / ``build/results``) into the reference folder,
     replacing what was there, and write its run record (:func:`run_record`, with the batch's trace
-    ``trace`` when given). Refuses a partial batch (a numbered notebook without its executed copy)
-    and a reference beyond :data:`BUDGET_MB`, leaving the previous reference in place."""
-    from .runner import notebooks
+    ``trace`` when given); ``notebooks=False`` ships the results and the record alone (the smoke
+    references that CI compares numbers with). Refuses a partial batch (a numbered notebook
+    without its executed copy) and a reference beyond :data:`BUDGET_MB`, leaving the previous
+    reference in place."""
+    from .runner import notebooks as numbered
 
     runs = Path(runs_dir or ROOT / "build" / "runs") / dataset / profile
     res = Path(results_dir or ROOT / "build" / "results") / dataset / profile
-    missing = [p.stem for p in notebooks() if not (runs / p.name).is_file()]
+    missing = [p.stem for p in numbered() if not (runs / p.name).is_file()]
     if missing:
-        raise ReferenceError(f"the {dataset}/{profile} batch is incomplete ({', '.join(missing)} "
-                             f"not executed): run `dsco run --dataset {dataset} --profile {profile}` "
-                             "to the end first")
+        raise ReferenceError(
+            f"the {dataset}/{profile} batch is incomplete ({', '.join(missing)} "
+            f"not executed): run `dsco run --dataset {dataset} --profile {profile}` "
+            "to the end first"
+        )
     base = Path(folder or REFERENCE)
     staged = base / f".staging-{dataset}-{profile}"
     shutil.rmtree(staged, ignore_errors=True)
     (staged / "runs").mkdir(parents=True)
     (staged / "results").mkdir()
-    for p in notebooks():
+    for p in numbered() if notebooks else ():
         shutil.copy2(runs / p.name, staged / "runs" / p.name)
     for f in sorted(res.glob("*")):
         if f.suffix in (".csv", ".json"):
             shutil.copy2(f, staged / "results" / f.name)
     record = run_record(dataset, profile, runs, trace)
     (staged / "runs" / "run.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
-    size = _megabytes(staged) + sum(_megabytes(base / kind / dataset / other)
-                                    for kind in ("runs", "results")
-                                    for other in _profiles(base, dataset) if other != profile)
+    size = _megabytes(staged) + sum(
+        _megabytes(base / kind / dataset / other)
+        for kind in ("runs", "results")
+        for other in _profiles(base, dataset)
+        if other != profile
+    )
     if size > BUDGET_MB:
         shutil.rmtree(staged)
-        raise ReferenceError(f"the {dataset} reference would take {size:.1f} MB, over the "
-                             f"{BUDGET_MB:g} MB budget: lower the figures' resolution or drop "
-                             "large tables")
+        raise ReferenceError(
+            f"the {dataset} reference would take {size:.1f} MB, over the "
+            f"{BUDGET_MB:g} MB budget: lower the figures' resolution or drop "
+            "large tables"
+        )
     for kind in ("runs", "results"):
         target = base / kind / dataset / profile
         shutil.rmtree(target, ignore_errors=True)
@@ -106,15 +116,25 @@ def run_record(dataset: str, profile: str, runs: Path, trace=None) -> dict:
         commit = json.loads(f.read_text()).get("git_commit")
         if commit:
             commits.add(commit)
-    record = {"dataset": dataset, "profile": profile, "commits": sorted(commits),
-              "finished": max(dates) if dates else "", "packages": results.package_versions(),
-              "machine": tracing.machine(), "notebook_seconds": durations,
-              "notebooks_total_s": round(sum(durations.values()), 1)}
+    record = {
+        "dataset": dataset,
+        "profile": profile,
+        "commits": sorted(commits),
+        "finished": max(dates) if dates else "",
+        "packages": results.package_versions(),
+        "machine": tracing.machine(),
+        "notebook_seconds": durations,
+        "notebooks_total_s": round(sum(durations.values()), 1),
+    }
     if trace is not None:
         t = tracing.load(trace)
-        record |= {"jobs": t.meta.get("jobs"), "kernel_threads": t.meta.get("kernel_threads"),
-                   "batch_wall_s": round(t.wall_s, 1), "trace": str(Path(trace).name),
-                   "machine": t.meta.get("machine") or record["machine"]}
+        record |= {
+            "jobs": t.meta.get("jobs"),
+            "kernel_threads": t.meta.get("kernel_threads"),
+            "batch_wall_s": round(t.wall_s, 1),
+            "trace": str(Path(trace).name),
+            "machine": t.meta.get("machine") or record["machine"],
+        }
     return record
 
 
@@ -131,15 +151,29 @@ def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     for _, r in ours.iterrows():
         k = (r["notebook"], r["claim"])
         if k not in ref.index:
-            rows.append({**dict(zip(key, k)), "verdict": r["verdict"], "reference": "",
-                         "status": "new", "flipped": False, "why": "not in the reference"})
+            rows.append(
+                {
+                    **dict(zip(key, k)),
+                    "verdict": r["verdict"],
+                    "reference": "",
+                    "status": "new",
+                    "flipped": False,
+                    "why": "not in the reference",
+                }
+            )
             continue
         old = ref.loc[k]
         why = _differences(r, old)
-        rows.append({**dict(zip(key, k)), "verdict": r["verdict"], "reference": old["verdict"],
-                     "status": "changed" if why else "reproduced",
-                     "flipped": old["verdict"] in DECIDED and r["verdict"] != old["verdict"],
-                     "why": "; ".join(why)})
+        rows.append(
+            {
+                **dict(zip(key, k)),
+                "verdict": r["verdict"],
+                "reference": old["verdict"],
+                "status": "changed" if why else "reproduced",
+                "flipped": old["verdict"] in DECIDED and r["verdict"] != old["verdict"],
+                "why": "; ".join(why),
+            }
+        )
     return pd.DataFrame(rows, columns=[*key, "verdict", "reference", "status", "flipped", "why"])
 
 
@@ -157,8 +191,10 @@ def _differences(new, old) -> list[str]:
         inside = o["lo"] <= c["estimate"] <= o["hi"]
         overlap = c["lo"] <= o["hi"] and o["lo"] <= c["hi"]
         if not (inside if decided else overlap):
-            why.append(f"{c['cell'] or 'estimate'}: {c['estimate']:+.3g} against "
-                       f"[{o['lo']:+.3g}, {o['hi']:+.3g}]")
+            why.append(
+                f"{c['cell'] or 'estimate'}: {c['estimate']:+.3g} against "
+                f"[{o['lo']:+.3g}, {o['hi']:+.3g}]"
+            )
     return why
 
 
@@ -167,82 +203,109 @@ def collect(dataset: str, profile: str, folder=None) -> pd.DataFrame:
     shipped), as :func:`dsco.scorecard.collect` gives them."""
     from . import scorecard
 
-    base = Path(folder or REFERENCE) / "results"
-    before = os.environ.get("DSCO_RESULTS")
-    os.environ["DSCO_RESULTS"] = str(base)
-    try:
-        return scorecard.collect(profile, [dataset])
-    finally:
-        os.environ.pop("DSCO_RESULTS") if before is None else os.environ.update(
-            DSCO_RESULTS=before)
-
-
-def verify(dataset: str, profile: str, only, *, scratch=None, extra=None, jobs: int = 1,
-           log=print) -> pd.DataFrame:
-    """Re-execute the notebooks ``only`` of ``dataset`` and ``profile`` into ``scratch`` (a new
-    temporary folder by default) with caches of their own -- every set and training computed
-    again -- and compare their verdicts with the reference (:func:`compare`). Returns the
-    comparison; the caller fails when a claim flipped."""
-    import tempfile
-
-    from . import runner, scorecard
-
-    ref = collect(dataset, profile)
-    if ref.empty:
-        raise ReferenceError(f"no reference run of {dataset}/{profile} is shipped: ship one with "
-                             f"`dsco reference ship --dataset {dataset} --profile {profile}`")
-    scratch = Path(scratch or tempfile.mkdtemp(prefix="dsco-verify-"))
-    env = {"DSCO_RESULTS": str(scratch / "results"), "DSCO_CACHE": str(scratch / "cache")}
-    before = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        t0 = time.time()
-        done = runner.run(dataset, profile, only=only, extra=extra, runs_dir=scratch / "runs",
-                          force=True, progress=False, log=None, jobs=jobs)
-        ours = scorecard.collect(profile, [dataset], present=[r.notebook for r in done])
-    finally:
-        for k, v in before.items():
-            os.environ.pop(k, None) if v is None else os.environ.update({k: v})
-    if log:
-        log(f"re-executed {', '.join(r.notebook for r in done)} in {time.time() - t0:.0f} s "
-            f"({scratch})")
-    return compare(ours, ref)
-
-
-def build_books(profile: str = "paper", datasets=None, folder=None, out_dir=None) -> dict:
-    """Render the shipped reference runs of ``profile`` (every dataset that has one, or
-    ``datasets``): one book per dataset, built from the executed notebooks with nothing executed,
-    into ``book/_build/reference/<dataset>/`` (or ``out_dir``). Returns ``{dataset: index.html}``."""
-    from . import book
-
-    base = Path(folder or REFERENCE)
-    names = datasets or sorted(p.parent.name for p in (base / "runs").glob(f"*/{profile}")
-                               if p.is_dir())
-    if not names:
-        raise ReferenceError(f"no reference run of the {profile} profile is shipped in "
-                             f"{base / 'runs'}: ship one with `dsco reference ship`")
-    out = Path(out_dir or ROOT / "book" / "_build" / "reference")
-    before = os.environ.get("DSCO_RESULTS")
-    os.environ["DSCO_RESULTS"] = str(base / "results")
-    try:
-        return {name: book.build(name, profile, runs_dir=base / "runs", out_dir=out / name,
-                                 reference=False) for name in names}
-    finally:
-        os.environ.pop("DSCO_RESULTS") if before is None else os.environ.update(
-            DSCO_RESULTS=before)
+    return scorecard.collect(profile, [dataset], base=Path(folder or REFERENCE) / "results")
 
 
 def _profiles(base: Path, dataset: str) -> list[str]:
-    return sorted({p.name for kind in ("runs", "results") for p in (base / kind / dataset).glob("*")
-                   if p.is_dir()})
+    return sorted(
+        {
+            p.name
+            for kind in ("runs", "results")
+            for p in (base / kind / dataset).glob("*")
+            if p.is_dir()
+        }
+    )
 
 
 def _megabytes(folder: Path) -> float:
-    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 2 ** 20
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file()) / 2**20
 
 
 def size_mb(dataset: str, folder=None) -> float:
     """The size of every reference run of ``dataset`` (all profiles), in MB."""
     base = Path(folder or REFERENCE)
-    return sum(_megabytes(base / kind / dataset) for kind in ("runs", "results")
-               if (base / kind / dataset).is_dir())
+    return sum(
+        _megabytes(base / kind / dataset)
+        for kind in ("runs", "results")
+        if (base / kind / dataset).is_dir()
+    )
+
+
+#: Results that time or size the machine (wall seconds, peak memory, speed-ups), skipped when the
+#: numbers of a run are compared with its reference: whole files by stem prefix, then columns.
+VOLATILE_FILES = (
+    "cost_",
+    "doping_cost",
+    "doping_selection_times",
+    "engines",
+    "projector_cost",
+    "table12_ours",
+    "fig4_",
+    "verdicts_",
+)
+VOLATILE_COLUMNS = re.compile(
+    r"(_s|seconds|wall_s|peak_mem_mb|s_per_image|speedup|cached|"
+    r"\(s\)|\(MB\))$"
+)
+#: The rounding tolerance of a number against its reference: the same computation on the same
+#: machine is bit-identical; these absorb float formatting and summation order only.
+RTOL, ATOL = 1e-5, 1e-8
+
+
+def compare_numbers(new_dir, ref_dir) -> pd.DataFrame:
+    """Every number of the result tables in ``ref_dir`` (a reference run's results) against the
+    same table in ``new_dir``: one row per difference -- ``notebook`` (from the sidecar),
+    ``result`` (the file), ``column``, ``row``, ``reference`` and ``new`` -- where a number moved
+    beyond :data:`RTOL`/:data:`ATOL`, a text changed, or a table is missing or reshaped. Timing
+    and memory columns (:data:`VOLATILE_FILES`, :data:`VOLATILE_COLUMNS`) are not compared, nor
+    the verdict files beyond their claims and verdicts. Empty: every number reproduced."""
+    new_dir, ref_dir = Path(new_dir), Path(ref_dir)
+    rows = []
+    for ref_file in sorted(ref_dir.glob("*.csv")):
+        side = ref_file.with_suffix(".json")
+        notebook = json.loads(side.read_text()).get("notebook") if side.is_file() else None
+        base = {"notebook": notebook or "", "result": ref_file.name}
+        new_file = new_dir / ref_file.name
+        if not new_file.is_file():
+            rows.append(base | {"column": "", "row": "", "reference": "present", "new": "missing"})
+            continue
+        if new_file.read_bytes() == ref_file.read_bytes():
+            continue
+        old, new = (pd.read_csv(f, keep_default_na=False) for f in (ref_file, new_file))
+        if ref_file.stem.startswith("verdicts_"):
+            old, new = old[["claim", "verdict"]], new[["claim", "verdict"]]
+        elif ref_file.stem.startswith(VOLATILE_FILES):
+            continue
+        if list(old.columns) != list(new.columns) or len(old) != len(new):
+            rows.append(
+                base | {"column": "", "row": "", "reference": f"{old.shape}", "new": f"{new.shape}"}
+            )
+            continue
+        for col in old.columns:
+            if VOLATILE_COLUMNS.search(str(col)):
+                continue
+            for i, (a, b) in enumerate(zip(old[col], new[col])):
+                if not _same(a, b):
+                    rows.append(base | {"column": str(col), "row": i, "reference": a, "new": b})
+    return pd.DataFrame(rows, columns=["notebook", "result", "column", "row", "reference", "new"])
+
+
+def _same(a, b) -> bool:
+    """Equal texts, or numbers within the rounding tolerance (NaN equals NaN)."""
+    try:
+        x, y = float(a), float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    return abs(x - y) <= ATOL + RTOL * abs(x)
+
+
+def same_machine(record: dict) -> bool:
+    """Whether this machine computes as the one of the run record ``record`` did: the same CPU
+    model, torch CPU capability and torch version (then the same computation is bit-identical;
+    another CPU's kernels may round differently and a training amplifies it)."""
+    from . import trace
+
+    here, there = trace.machine(), record.get("machine", {})
+    return all(here.get(k) == there.get(k) for k in ("cpu", "cpu_capability", "torch"))

@@ -68,8 +68,8 @@ def current(name: str):
     return _RUN.get("params", {}).get(name)
 
 
-def results_dir(dataset: str | None = None, profile: str | None = None) -> Path:
-    """Folder for generated results: ``$DSCO_RESULTS`` or ``build/results``, then
+def results_dir(dataset: str | None = None, profile: str | None = None, base=None) -> Path:
+    """Folder for generated results: ``base``, else ``$DSCO_RESULTS``, else ``build/results``, then
     ``<dataset>/<profile>`` (default: the current run's, set by :func:`start`)."""
     params = _RUN.get("params", {})
     dataset = dataset or params.get("dataset")
@@ -79,7 +79,7 @@ def results_dir(dataset: str | None = None, profile: str | None = None) -> Path:
             "no run started: call dsco.results.start(dataset, profile, seed, device) "
             "first, or name the dataset and profile (or pass folder= to save)"
         )
-    base = Path(os.environ.get("DSCO_RESULTS", ROOT / "build" / "results"))
+    base = Path(base or os.environ.get("DSCO_RESULTS") or ROOT / "build" / "results")
     return base / dataset / profile
 
 
@@ -143,10 +143,12 @@ def git_commit() -> str | None:
 
 
 def provenance() -> dict:
-    """Parameters, seed, package versions, git commit and wall time of the current run."""
+    """Parameters, seed, package versions, git commit and wall time of the current run, and the
+    notebook it runs in (``$DSCO_NOTEBOOK``, set by the batch runner for its kernels)."""
     params = _RUN.get("params", {})
     t0 = _RUN.get("t0")
     return dict(
+        notebook=os.environ.get("DSCO_NOTEBOOK"),
         params=params,
         seed=params.get("seed"),
         packages=package_versions(),

@@ -28,6 +28,7 @@ kernels slow each other down by an order of magnitude.
 A failure no longer stops the batch: the other notebooks finish, then :class:`NotebookFailed` lists
 every failure. Results are the same as a sequential run (every notebook is seeded on its own).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,11 +42,15 @@ from pathlib import Path
 
 import nbformat
 
-from . import DATASETS, PROFILES, ROOT, tree_digest
+from . import DATASETS, PROFILES, ROOT, trace, tree_digest
+from .trace import NOTEBOOK_VAR
 
 NOTEBOOKS = ROOT / "notebooks"
 RUNS = ROOT / "build" / "runs"
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what kernel_threads sets for parallel kernels
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)  # what kernel_threads sets for parallel kernels
 _NAME = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
 # Kernels inherit this: tqdm.auto without ipywidgets warns at import that it falls back to text
 # bars, which are exactly what the rendered book shows, so the warning is noise on every page.
@@ -79,8 +84,10 @@ def notebooks(only=None, folder: Path | None = None) -> list[Path]:
         want = str(want).removesuffix(".ipynb")
         hits = [p for p in found if p.stem == want or p.stem.split("_", 1)[0] == want]
         if not hits:
-            raise RunError(f"no notebook {want!r} in {folder}: give a stem such as "
-                           f"{found[0].stem if found else '10_occupancy_table13'} or its number")
+            raise RunError(
+                f"no notebook {want!r} in {folder}: give a stem such as "
+                f"{found[0].stem if found else '10_occupancy_table13'} or its number"
+            )
         chosen += [p for p in hits if p not in chosen]
     return sorted(chosen)
 
@@ -91,8 +98,10 @@ def parameters_cell(path: Path) -> int:
     for i, cell in enumerate(nb.cells):
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             return i
-    raise RunError(f"{path.name} has no cell tagged 'parameters': tag the cell that defines "
-                   "dataset/profile/seed/device with the 'parameters' tag")
+    raise RunError(
+        f"{path.name} has no cell tagged 'parameters': tag the cell that defines "
+        "dataset/profile/seed/device with the 'parameters' tag"
+    )
 
 
 def declared(path: Path) -> list[str]:
@@ -103,7 +112,13 @@ def declared(path: Path) -> list[str]:
     tree = ast.parse(nb.cells[parameters_cell(path)].source)
     names = []
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
         names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
     return names
 
@@ -128,8 +143,11 @@ def cache_key(path: Path, params: dict, sources: str, inputs: dict | None = None
     digests of what it reads besides (:func:`inputs_digest`)."""
     nb = nbformat.read(path, as_version=4)
     cells = [(c.cell_type, c.source) for c in nb.cells]
-    blob = json.dumps(dict(params=params, cells=cells, sources=sources, inputs=inputs),
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        dict(params=params, cells=cells, sources=sources, inputs=inputs),
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -147,6 +165,7 @@ def inputs_digest(dataset: str, root=None, models: bool = True) -> dict:
     out = {"data": tree_digest(root) if root else None}
     if models:
         from . import models as models_mod
+
         out["models"] = models_mod.digest(dataset)
     return out
 
@@ -159,19 +178,34 @@ def _failure_message(path: Path, err: Exception) -> str:
     return f"notebook {path.name} failed in {where}: {line[-1] if line else ename}"
 
 
-def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: str = "cpu",
-        only=None, force: bool = False, extra: dict | None = None, runs_dir: Path | None = None,
-        folder: Path | None = None, progress: bool = True, log=print, jobs: int = 1,
-        trace: Path | None = None) -> list[Result]:
+def run(
+    dataset: str = "digits",
+    profile: str = "smoke",
+    seed: int = 0,
+    device: str = "cpu",
+    only=None,
+    force: bool = False,
+    extra: dict | None = None,
+    runs_dir: Path | None = None,
+    folder: Path | None = None,
+    progress: bool = True,
+    log=print,
+    jobs: int = 1,
+    trace: Path | None = None,
+) -> list[Result]:
     """Execute the notebooks for one dataset and profile; see the module docstring. ``trace``: a JSON
     file to write the batch's trace to (:mod:`dsco.trace`: notebooks, core load, trainings, sets)."""
     from . import datasets
     from .results import results_dir
 
     if dataset not in DATASETS:
-        raise RunError(f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}")
+        raise RunError(
+            f"unknown dataset {dataset!r}: use --dataset with one of {', '.join(DATASETS)}"
+        )
     if profile not in PROFILES:
-        raise RunError(f"unknown profile {profile!r}: use --profile with one of {', '.join(PROFILES)}")
+        raise RunError(
+            f"unknown profile {profile!r}: use --profile with one of {', '.join(PROFILES)}"
+        )
     if int(jobs) < 1:
         raise RunError(f"jobs={jobs}: use --jobs 1 or more (notebooks executed at once)")
     paths = notebooks(only, folder)
@@ -181,24 +215,30 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     extra = dict(extra or {})
     unknown = sorted(set(extra) - {n for ns in names.values() for n in ns})
     if unknown:
-        known = sorted({n for ns in names.values() for n in ns} - {"dataset", "profile", "seed", "device"})
-        raise RunError(f"no notebook declares the parameter(s) {', '.join(unknown)}: use -p with one of "
-                       f"{', '.join(known)}")
+        known = sorted(
+            {n for ns in names.values() for n in ns} - {"dataset", "profile", "seed", "device"}
+        )
+        raise RunError(
+            f"no notebook declares the parameter(s) {', '.join(unknown)}: use -p with one of "
+            f"{', '.join(known)}"
+        )
     try:  # the dataset's parameters: root folders, backbone and teacher shapes (no weights loaded)
-        datasets.get(dataset, profile, **{k: v for k, v in extra.items() if k in datasets.PARAMS}).check()
+        datasets.get(
+            dataset, profile, **{k: v for k, v in extra.items() if k in datasets.PARAMS}
+        ).check()
     except ValueError as err:
         raise RunError(str(err)) from None
     params = dict(dataset=dataset, profile=profile, seed=seed, device=device, **extra)
     out_dir = Path(runs_dir or RUNS) / dataset / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = sources_digest()
-    data_only = inputs_digest(dataset, extra.get("root"), models=False)   # the tree: once a batch
-    after_setup = []   # with the trained models too, read once the setup notebooks have run
+    data_only = inputs_digest(dataset, extra.get("root"), models=False)  # the tree: once a batch
+    after_setup = []  # with the trained models too, read once the setup notebooks have run
 
     def inputs(path: Path) -> dict:
         if is_setup(path):
             return data_only
-        if not after_setup:   # (two threads may both read them: the same digest)
+        if not after_setup:  # (two threads may both read them: the same digest)
             after_setup.append(data_only | {"models": inputs_digest(dataset)["models"]})
         return after_setup[0]
 
@@ -209,13 +249,28 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
     if _QUIET_WARNINGS not in current:
         os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [current, _QUIET_WARNINGS]))
 
-    tracer = _Tracer(trace, dict(dataset=dataset, profile=profile, seed=seed, device=device,
-                                 jobs=int(jobs), extra=extra)) if trace else None
+    tracer = (
+        _Tracer(
+            trace,
+            dict(
+                dataset=dataset,
+                profile=profile,
+                seed=seed,
+                device=device,
+                jobs=int(jobs),
+                extra=extra,
+            ),
+        )
+        if trace
+        else None
+    )
 
     def execute(path: Path) -> Result:
         out, key_file = out_dir / path.name, out_dir / f"{path.stem}.key"
         failed = out_dir / f"{path.stem}.failed.ipynb"
-        mine = {k: v for k, v in params.items() if k in names[path]}  # papermill warns about the others
+        mine = {
+            k: v for k, v in params.items() if k in names[path]
+        }  # papermill warns about the others
         key = cache_key(path, mine, sources, inputs(path))
         if not force and out.exists() and key_file.exists() and key_file.read_text() == key:
             if tracer:
@@ -226,18 +281,27 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
             stale.unlink(missing_ok=True)  # a failed or renamed notebook leaves no verdict behind
         tmp = out_dir / f".{path.stem}.running.ipynb"
         t0, started = time.perf_counter(), time.time()
-        env = tracer.env(path.stem) if tracer else {}
+        env = tracer.env(path.stem) if tracer else {NOTEBOOK_VAR: path.stem}
         try:
-            pm.execute_notebook(str(path), str(tmp), parameters=mine, cwd=str(path.parent),
-                                kernel_name="python3", progress_bar=False, log_output=False,
-                                kernel_manager_class=_kernel_manager(env))
+            pm.execute_notebook(
+                str(path),
+                str(tmp),
+                parameters=mine,
+                cwd=str(path.parent),
+                kernel_name="python3",
+                progress_bar=False,
+                log_output=False,
+                kernel_manager_class=_kernel_manager(env),
+            )
         except Exception as err:  # papermill raises PapermillExecutionError for a failing cell
             if tracer:
                 tracer.ran(path.stem, "failed", started)
             if tmp.exists():
                 tmp.replace(failed)
-            raise NotebookFailed(_failure_message(path, err)
-                                 + (f" (executed copy: {failed})" if failed.exists() else "")) from err
+            raise NotebookFailed(
+                _failure_message(path, err)
+                + (f" (executed copy: {failed})" if failed.exists() else "")
+            ) from err
         tmp.replace(out)
         key_file.write_text(key)
         if tracer:
@@ -257,9 +321,11 @@ def run(dataset: str = "digits", profile: str = "smoke", seed: int = 0, device: 
         order = longest_first(paths, [out_dir, *reference_dirs(dataset, profile)])
         return _execute_all(paths, jobs, execute, done, bar, finished, order)
     except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"interrupted after {len(finished)} of {len(paths)} notebooks") from None
+        raise KeyboardInterrupt(
+            f"interrupted after {len(finished)} of {len(paths)} notebooks"
+        ) from None
     finally:
-        bar.close()   # before any message about why the batch stopped
+        bar.close()  # before any message about why the batch stopped
         if tracer:
             written = tracer.close()
             if log:
@@ -273,15 +339,12 @@ class _Tracer:
     def __init__(self, path, meta: dict):
         import tempfile
 
-        from . import trace
-
         self.path, self.meta, self.rows = Path(path), meta | {"started": time.time()}, []
         self.folder = Path(tempfile.mkdtemp(prefix="dsco-trace-"))
         self.sampler = trace.Sampler()
         self.sampler.start()
 
     def env(self, stem: str) -> dict:
-        from . import trace
 
         return {trace.FOLDER_VAR: str(self.folder), trace.NOTEBOOK_VAR: stem}
 
@@ -291,19 +354,20 @@ class _Tracer:
     def close(self) -> Path:
         import shutil
 
-        from . import trace
-
         cpu = self.sampler.stop()
         width = max((len(r) for r in cpu), default=2)
-        meta = self.meta | {"wall_s": time.time() - self.meta["started"], "cores": os.cpu_count(),
-                            "cpu_columns": ["t", *(f"core {i}" for i in range(width - 2)),
-                                            "batch cores"],
-                            "machine": trace.machine(),
-                            "kernel_threads": os.environ.get("OMP_NUM_THREADS")
-                            or max(1, len(os.sched_getaffinity(0)) // self.meta["jobs"])}
+        meta = self.meta | {
+            "wall_s": time.time() - self.meta["started"],
+            "cores": os.cpu_count(),
+            "cpu_columns": ["t", *(f"core {i}" for i in range(width - 2)), "batch cores"],
+            "machine": trace.machine(),
+            "kernel_threads": os.environ.get("OMP_NUM_THREADS")
+            or max(1, len(os.sched_getaffinity(0)) // self.meta["jobs"]),
+        }
         try:
-            return trace.write(self.path, meta, sorted(self.rows, key=lambda r: r["start"]), cpu,
-                               self.folder)
+            return trace.write(
+                self.path, meta, sorted(self.rows, key=lambda r: r["start"]), cpu, self.folder
+            )
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -346,7 +410,7 @@ def stop_kernels() -> int:
     def is_kernel(proc):
         try:
             return any("ipykernel" in part for part in proc.cmdline())
-        except psutil.Error:   # it ended meanwhile
+        except psutil.Error:  # it ended meanwhile
             return False
 
     kernels = [c for c in psutil.Process().children(recursive=True) if is_kernel(c)]
@@ -390,6 +454,7 @@ def reference_dirs(dataset: str, profile: str) -> list:
 def _execute_all(paths, jobs, execute, done, bar, finished, order=None) -> list[Result]:
     """Run ``execute`` on every path (in order, or the setup notebooks first and then ``jobs`` at a time),
     appending each result to ``finished`` as it comes."""
+
     def record(result):
         finished.append(result)
         return done(result)
@@ -420,8 +485,10 @@ def _execute_all(paths, jobs, execute, done, bar, finished, order=None) -> list[
             stop_kernels()
             raise
         finally:
-            pool.shutdown()   # the threads end as soon as their kernels finish or die
+            pool.shutdown()  # the threads end as soon as their kernels finish or die
     if errors:
-        raise NotebookFailed(f"{len(errors)} notebook(s) failed: "
-                             + "; ".join(errors[p] for p in paths if p in errors))
+        raise NotebookFailed(
+            f"{len(errors)} notebook(s) failed: "
+            + "; ".join(errors[p] for p in paths if p in errors)
+        )
     return [results[p] for p in paths]

@@ -120,13 +120,14 @@ def carries_over(notebook: str, other: str | None) -> pd.DataFrame | str:
     return out
 
 
-def collect(profile: str, datasets=None, present=None) -> pd.DataFrame:
+def collect(profile: str, datasets=None, present=None, base=None) -> pd.DataFrame:
     """Every verdict recorded by runs of ``profile`` (on ``datasets``, default all of them; only the
-    notebooks whose stems are in ``present`` when given): one row per (dataset, claim) with the
-    columns of :data:`COLUMNS` and the run's ``saved_at`` and ``git_commit`` (from the sidecar)."""
+    notebooks whose stems are in ``present`` when given) under ``base`` (default: where runs save,
+    :func:`dsco.results.results_dir`): one row per (dataset, claim) with the columns of
+    :data:`COLUMNS` and the run's ``saved_at`` and ``git_commit`` (from the sidecar)."""
     frames = []
     for name in datasets or DATASETS:
-        for path in sorted(results.results_dir(name, profile).glob("verdicts_*.csv")):
+        for path in sorted(results.results_dir(name, profile, base).glob("verdicts_*.csv")):
             if present is not None and path.stem.removeprefix("verdicts_") not in set(present):
                 continue
             frame = pd.read_csv(path, keep_default_na=False)
@@ -198,11 +199,15 @@ def runs(long: pd.DataFrame, profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def page(profile: str, present=(), datasets=None) -> str:
+def page(profile: str, present=(), datasets=None, status=None, base=None) -> str:
     """The book's scorecard page (MyST markdown) for ``profile``: title, the smoke banner where it
     applies, how to read it, what stands behind each column (:func:`runs`), the counts and one
-    compact table: a mark per dataset, the verdict and its numbers on expand."""
-    long = collect(profile, datasets, present)
+    compact table: a mark per dataset, the verdict and its numbers on expand. ``status``:
+    ``{dataset: frame of dsco.reference.compare}`` adds, per dataset, how every claim compares
+    with the shipped reference run (*reproduced*, *changed*, *new*). ``base``: where the results
+    are (:func:`collect`)."""
+    long = collect(profile, datasets, present, base)
+    status = status or {}
     smoke = profile == SMOKE
     head = "# Claims scorecard\n\n" + (f"```{{warning}}\n{SMOKE_BANNER}\n```\n\n" if smoke else "")
     head += (
@@ -226,23 +231,36 @@ def page(profile: str, present=(), datasets=None) -> str:
     lines = [
         "| dataset | profile | commit | date | replicates | notebooks | claims | "
         + " | ".join(order)
-        + " |",
-        "|---" * (7 + len(order)) + "|",
+        + " | against the reference run |",
+        "|---" * (8 + len(order)) + "|",
     ]
     for r in runs(long, profile).itertuples():
         c = counts.loc[r.dataset]
+        s = status.get(r.dataset)
+        against = (
+            "none shipped"
+            if s is None
+            else ", ".join(
+                f"{int((s['status'] == k).sum())} {k}" for k in ("reproduced", "changed", "new")
+            )
+            + (f", **{int(s['flipped'].sum())} flipped**" if s["flipped"].any() else "")
+        )
         lines.append(
             f"| {r.dataset} | {r.profile} | `{r.commit}` | {r.date} | {r.replicates} | "
-            f"{r.notebooks} | {r.claims} | " + " | ".join(str(c[v]) for v in order) + " |"
+            f"{r.notebooks} | {r.claims} | "
+            + " | ".join(str(c[v]) for v in order)
+            + f" | {against} |"
         )
-    return head + "\n".join(lines) + "\n\n" + html_table(shown, set(present)) + "\n"
+    return head + "\n".join(lines) + "\n\n" + html_table(shown, set(present), status) + "\n"
 
 
-def html_table(long: pd.DataFrame, present=frozenset()) -> str:
+def html_table(long: pd.DataFrame, present=frozenset(), status=None) -> str:
     """The claims as one HTML table that fits the page's content column: claim (with its section
     and a link to its notebook when it is in this build), then per dataset a mark and the verdict
-    whose numbers open on a click."""
+    whose numbers open on a click, and how it compares with the reference run (``status``, as in
+    :func:`page`)."""
     wide = table(long)
+    status = {name: s.set_index(["notebook", "claim"]) for name, s in (status or {}).items()}
     names = [c for c in wide.columns if not c.endswith(": numbers")]
     marks = MARKS | {"not measured (smoke)": "·"}
     head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
@@ -257,6 +275,11 @@ def html_table(long: pd.DataFrame, present=frozenset()) -> str:
         for n in names:
             v, numbers = row[n], row[f"{n}: numbers"]
             label = f"{marks.get(v, '·')} {html.escape(v)}"
+            if n in status and (stem, claim) in status[n].index:
+                s = status[n].loc[(stem, claim)]
+                why = f": {s['why']}" if s["why"] else ""
+                label += f"<br><small>{'⚠ flipped, ' if s['flipped'] else ''}{s['status']}"
+                label += f"{html.escape(why)}</small>"
             cells.append(
                 f"<td><details><summary>{label}</summary><small>{html.escape(numbers)}"
                 "</small></details></td>"

@@ -37,14 +37,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import ROOT, files_digest, replacing, trace
+from . import CACHE, files_digest, replacing, trace
 from . import nopt
 from .data import FolderSet, ImageSet, encode_class
 from .training import peak_mem_mb
 
 METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "free"}
-CACHE_DIR = ROOT / "build" / "cache" / "surrogates"
-TEMPLATE_DIR = ROOT / "build" / "cache" / "nopt_templates"
+CACHE_DIR = CACHE / "surrogates"
+TEMPLATE_DIR = CACHE / "nopt_templates"
 CACHE_VERSION = 3  # 3: dataset registry (issue 12); 2: NOpt sets from the batched engine (issue 7)
 
 #: synthesize() arguments that do not change the set (how it is computed, not what): not in the key.

@@ -346,3 +346,31 @@ def test_setup_cells_are_collapsed_behind_a_toggle_in_the_built_pages(good_book)
         assert toggle is not None and toggle.find("div", class_="cell_input") is not None
     # outputs stay visible: the setup cell's figure is outside the toggle
     assert cells[1].find("img") is not None and cells[1].find("details").find("img") is None
+
+
+def test_the_reference_book_renders_shipped_runs_and_a_rerun_is_compared_with_them(tmp_path):
+    """``dsco book --reference``: the shipped runs and results, nothing executed, no comparison
+    with itself; a book of a rerun marks each claim against the shipped reference."""
+    from dsco import reference
+
+    dirs = _project(tmp_path)  # runs/digits/smoke/<stems>: the shipped layout
+    verdict = V.agreement(0.632, 0.001, 0.632, 0.01)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DSCO_RESULTS", str(tmp_path / "results"))
+        results.start("digits", "smoke", 0, "cpu")
+        scorecard.record({"occupancy ≈ 1 − 1/e": verdict}, "10_occupancy_table13", "App. B",
+                         show=False)
+    books = book.build_reference("smoke", folder=tmp_path, out_dir=tmp_path / "books",
+                                 notebooks_dir=dirs["notebooks_dir"])
+    card = (books["digits"].parent / "scorecard.html").read_text()
+    assert "occupancy ≈ 1 − 1/e" in card and "against the reference run" in card
+    assert "none shipped" in card and "reproduced" not in card  # not compared with itself
+    with pytest.MonkeyPatch.context() as mp:  # a rerun of the same claims, the reference shipped
+        mp.setattr(reference, "REFERENCE", tmp_path)
+        mp.setenv("DSCO_RESULTS", str(tmp_path / "results"))
+        index = book.build("digits", "smoke", runs_dir=dirs["runs_dir"],
+                           notebooks_dir=dirs["notebooks_dir"], out_dir=tmp_path / "rerun")
+    card = (index.parent / "scorecard.html").read_text()
+    assert "1 reproduced, 0 changed, 0 new" in card
+    with pytest.raises(book.BookError, match="no reference run of the paper profile"):
+        book.build_reference("paper", folder=tmp_path)
