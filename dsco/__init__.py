@@ -84,4 +84,5 @@ def files_digest(files, base=None) -> str:
 #: Names accepted for the notebooks' ``dataset`` and ``profile`` parameters (the registry,
 #: dsco.datasets), imported last: every name a module reads from the package (``from . import
 #: ROOT``) exists by then.
-from .datasets import NAMES as DATASETS, PROFILES  # noqa: E402, F401
+from .datasets import NAMES as DATASETS  # noqa: E402, F401
+from .datasets import PROFILES as PROFILES  # noqa: E402

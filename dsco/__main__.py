@@ -1,4 +1,5 @@
 """``python -m dsco`` (and ``torchrun -m dsco concentrate …``) is the ``dsco`` command line."""
+
 import sys
 
 from .cli import main

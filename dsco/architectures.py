@@ -12,6 +12,7 @@ deviation from the paper, which trains on 224-px images).
 Every bad input raises :class:`EvaluateError` (defined here, where it is first raised; shared by
 :mod:`dsco.training` and :mod:`dsco.evaluate`), one line naming the fix.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,6 +32,7 @@ class EvaluateError(ValueError):
 # The registry
 # ---------------------------------------------------------------------------------------------
 
+
 def _convnet(num_classes, input_shape, depth: int = 3, width: int = 128, norm: str = "instance"):
     c, h, _ = input_shape
     return ConvNet(num_classes, c, h, depth, width, norm)
@@ -46,8 +48,10 @@ def _resnet18(num_classes, input_shape, norm: str = "instance", width: int = 64)
 
 def _timm(timm_name: str) -> Callable:
     def make(num_classes, input_shape, **kwargs):
-        return timm.create_model(timm_name, pretrained=False, num_classes=num_classes,
-                                 in_chans=input_shape[0], **kwargs)
+        return timm.create_model(
+            timm_name, pretrained=False, num_classes=num_classes, in_chans=input_shape[0], **kwargs
+        )
+
     make.timm_name = timm_name
     return make
 
@@ -67,10 +71,17 @@ ARCHS: dict[str, Callable] = {
     "densenet121": _timm("densenet121"),
 }
 #: Display names of the architectures (ConvNet-D takes its depth from the kwargs: 3 by default).
-LABELS = {"convnet": "ConvNet-{depth}", "resnet_ap10": "ResNetAP-10", "resnet18": "ResNet-18",
-          "timm_resnet18": "ResNet-18", "timm_resnet34": "ResNet-34",
-          "timm_resnet101": "ResNet-101", "efficientnet_b0": "EfficientNet-B0",
-          "mobilenetv2_100": "MobileNet-V2", "densenet121": "DenseNet-121"}
+LABELS = {
+    "convnet": "ConvNet-{depth}",
+    "resnet_ap10": "ResNetAP-10",
+    "resnet18": "ResNet-18",
+    "timm_resnet18": "ResNet-18",
+    "timm_resnet34": "ResNet-34",
+    "timm_resnet101": "ResNet-101",
+    "efficientnet_b0": "EfficientNet-B0",
+    "mobilenetv2_100": "MobileNet-V2",
+    "densenet121": "DenseNet-121",
+}
 
 #: Images smaller than this (on the short side) get the small-input adaptation.
 SMALL_INPUT = 64
@@ -80,8 +91,8 @@ SMALL_INPUT = 64
 # Building a model
 # ---------------------------------------------------------------------------------------------
 
-def build(name: str, num_classes: int, input_shape=(1, 8, 8), seed: int = 0,
-          **kwargs) -> nn.Module:
+
+def build(name: str, num_classes: int, input_shape=(1, 8, 8), seed: int = 0, **kwargs) -> nn.Module:
     """Model ``name`` from :data:`ARCHS` for ``num_classes`` classes and C×H×W ``input_shape``,
     randomly initialised from ``seed`` (same seed => same weights; the global RNG is untouched),
     adapted to the input size by :func:`adapt_to_input`. ``kwargs`` go to the constructor:
@@ -148,8 +159,9 @@ def adapt_to_input(model: nn.Module, name: str, input_shape) -> nn.Module:
     if side >= SMALL_INPUT:
         return model
     if side < 8:
-        raise EvaluateError(f"images of {h}×{w} are too small for {name}: use at least 8×8 "
-                            "(upsample them)")
+        raise EvaluateError(
+            f"images of {h}×{w} are too small for {name}: use at least 8×8 (upsample them)"
+        )
     levels = int(math.floor(math.log2(side)))
     if isinstance(model, ConvNet):
         depth = model.config["depth"]
@@ -163,8 +175,7 @@ def adapt_to_input(model: nn.Module, name: str, input_shape) -> nn.Module:
     elif timm_name.startswith(("efficientnet", "mobilenet")):
         model.conv_stem.stride = (1, 1)
     elif timm_name.startswith("densenet"):
-        model.features.conv0 = nn.Conv2d(c, model.features.conv0.out_channels, 3, 1, 1,
-                                         bias=False)
+        model.features.conv0 = nn.Conv2d(c, model.features.conv0.out_channels, 3, 1, 1, bias=False)
         model.features.pool0 = nn.Identity()
     else:
         raise EvaluateError(f"no small-input adaptation for {name}: add one to adapt_to_input")
@@ -174,6 +185,7 @@ def adapt_to_input(model: nn.Module, name: str, input_shape) -> nn.Module:
 # ---------------------------------------------------------------------------------------------
 # The paper's own families
 # ---------------------------------------------------------------------------------------------
+
 
 def instance_norm(channels: int) -> nn.Module:
     """The DD literature's "instancenorm": ``GroupNorm(C, C, affine=True)`` (one group per
@@ -199,16 +211,30 @@ class ConvNet(nn.Module):
     bias and padding 1, as in the DD literature.
     """
 
-    def __init__(self, num_classes: int, in_chans: int = 1, image_size: int = 8, depth: int = 3,
-                 width: int = 128, norm: str = "instance", pools: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        in_chans: int = 1,
+        image_size: int = 8,
+        depth: int = 3,
+        width: int = 128,
+        norm: str = "instance",
+        pools: int | None = None,
+    ):
         super().__init__()
         pools = depth if pools is None else pools
-        self.config = dict(num_classes=num_classes, in_chans=in_chans, image_size=image_size,
-                           depth=depth, width=width, norm=norm, pools=pools)
+        self.config = dict(
+            num_classes=num_classes,
+            in_chans=in_chans,
+            image_size=image_size,
+            depth=depth,
+            width=width,
+            norm=norm,
+            pools=pools,
+        )
         layers, size, c = [], image_size, in_chans
         for d in range(depth):
-            layers += [nn.Conv2d(c, width, 3, padding=1), _norm(norm, width),
-                       nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(c, width, 3, padding=1), _norm(norm, width), nn.ReLU(inplace=True)]
             if d < pools:
                 layers.append(nn.AvgPool2d(2, 2))
                 size = max(size // 2, 1)  # (an unadapted deep net on a small image is rebuilt)
@@ -236,7 +262,9 @@ class BasicBlock(nn.Module):
         if stride > 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
                 nn.Conv2d(c_in, c_out, 1, 1 if ap else stride, bias=False),
-                nn.AvgPool2d(2, 2) if ap else nn.Identity(), _norm(norm, c_out))
+                nn.AvgPool2d(2, 2) if ap else nn.Identity(),
+                _norm(norm, c_out),
+            )
 
     def forward(self, x):
         out = self.pool(F.relu(self.norm1(self.conv1(x))))
@@ -254,27 +282,49 @@ class ResNet(nn.Module):
     ``downsamples`` stages after the first halve the map. :func:`adapt_to_input` sets both.
     """
 
-    def __init__(self, num_classes: int, in_chans: int = 1, blocks=(2, 2, 2, 2),
-                 downsample: str = "stride", norm: str = "instance", stem: str = "imagenet",
-                 downsamples: int = 3, width: int = 64):
+    def __init__(
+        self,
+        num_classes: int,
+        in_chans: int = 1,
+        blocks=(2, 2, 2, 2),
+        downsample: str = "stride",
+        norm: str = "instance",
+        stem: str = "imagenet",
+        downsamples: int = 3,
+        width: int = 64,
+    ):
         super().__init__()
-        self.config = dict(num_classes=num_classes, in_chans=in_chans, blocks=tuple(blocks),
-                           downsample=downsample, norm=norm, stem=stem, downsamples=downsamples,
-                           width=width)
+        self.config = dict(
+            num_classes=num_classes,
+            in_chans=in_chans,
+            blocks=tuple(blocks),
+            downsample=downsample,
+            norm=norm,
+            stem=stem,
+            downsamples=downsamples,
+            width=width,
+        )
         if stem == "small":
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, 1, 1, bias=False),
-                                      _norm(norm, width), nn.ReLU(inplace=True))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_chans, width, 3, 1, 1, bias=False),
+                _norm(norm, width),
+                nn.ReLU(inplace=True),
+            )
         else:
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, width, 7, 2, 3, bias=False),
-                                      _norm(norm, width), nn.ReLU(inplace=True),
-                                      nn.MaxPool2d(3, 2, 1))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_chans, width, 7, 2, 3, bias=False),
+                _norm(norm, width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, 2, 1),
+            )
         stages, c = [], width
         for i, n in enumerate(blocks):
             stride = 2 if 0 < i <= downsamples else 1
             for b in range(n):
-                stages.append(BasicBlock(c, width * 2 ** i, stride if b == 0 else 1, norm,
-                                         downsample))
-                c = width * 2 ** i
+                stages.append(
+                    BasicBlock(c, width * 2**i, stride if b == 0 else 1, norm, downsample)
+                )
+                c = width * 2**i
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(c, num_classes)
 

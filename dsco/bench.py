@@ -29,6 +29,7 @@ only). The VAE decode is not timed (it is the same for every method).
 
 Command line: ``dsco bench --backbone digits-ddpm --classes 10 --ipc 10 --out bench.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,22 +105,27 @@ def _precision(dtype) -> str:
 
 
 def peak_tflops(device_name: str, precision: str) -> float | None:
-    """The dense peak TFLOP/s of a GPU named ``device_name`` at ``precision`` (:data:`PEAK_TFLOPS`), or None."""
+    """The dense peak TFLOP/s of a GPU named ``device_name`` at ``precision`` (:data:`PEAK_TFLOPS`),
+    or None."""
     for key, table in PEAK_TFLOPS.items():  # "H100 PCIe" is listed before the generic "H100"
         if key in device_name:
             return table.get(precision)
     return None
 
 
-def forward_flops(backbone, ipc: int, classes: int, guidance: float, backbone_dtype=None,
-                  repeats: int = 3) -> dict:
+def forward_flops(
+    backbone, ipc: int, classes: int, guidance: float, backbone_dtype=None, repeats: int = 3
+) -> dict:
     """FLOPs (FlopCounterMode: matmuls and convolutions, 2 per multiply-add) and time of ONE guided
-    backbone forward over ``classes · ipc`` latents (what one batched NOpt step runs), best of ``repeats``."""
+    backbone forward over ``classes · ipc`` latents (what one batched NOpt step runs), best of
+    ``repeats``."""
     from torch.utils.flop_counter import FlopCounterMode
 
     device = backbone.device
     n = classes * ipc
-    z = torch.randn((n, *backbone.latent_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    z = torch.randn((n, *backbone.latent_shape), generator=torch.Generator().manual_seed(0)).to(
+        device
+    )
     y = torch.arange(n, device=device) % backbone.num_classes
     t = int(backbone.timesteps[0])
 
@@ -134,13 +140,18 @@ def forward_flops(backbone, ipc: int, classes: int, guidance: float, backbone_dt
         _, wall, _, _ = _timed(step, device)
         times.append(wall)
     best = min(times)
-    return {"forward_batch": n, "forward_flops": flops, "forward_s": best,
-            "forward_tflops_per_s": flops / best / 1e12 if best > 0 else None}
+    return {
+        "forward_batch": n,
+        "forward_flops": flops,
+        "forward_s": best,
+        "forward_tflops_per_s": flops / best / 1e12 if best > 0 else None,
+    }
 
 
 # --- the phases ----------------------------------------------------------------------------------
 def _vanilla_batched(bb, classes, ipc, seed, guidance, num_steps, batch_size, backbone_dtype):
-    """Vanilla sampling with the noise contract of :func:`dsco.backbones.sample`, all classes per forward."""
+    """Vanilla sampling with the noise contract of :func:`dsco.backbones.sample`, all classes per
+    forward."""
     bb.set_steps(num_steps)
     gens = [backbones.class_generator(seed, c) for c in classes]
     shape = (ipc, *bb.latent_shape)
@@ -162,9 +173,9 @@ STAND_IN_CLASS_SIZE = 1300
 
 
 def _real_latents(bb, dataset, classes, n_real, seed):
-    """Real latents per class from ``dataset``'s training split (the first ``n_real`` images, encoded by
-    the backbone) keyed by the backbone's class, or seeded standard-normal stand-ins where there is no
-    data (random-weights DiT)."""
+    """Real latents per class from ``dataset``'s training split (the first ``n_real`` images,
+    encoded by the backbone) keyed by the backbone's class, or seeded standard-normal stand-ins
+    where there is no data (random-weights DiT)."""
     if dataset is not None:
         from .data import encode_class
 
@@ -173,32 +184,56 @@ def _real_latents(bb, dataset, classes, n_real, seed):
         for c in classes:
             idx = train.class_indices(c)[:n_real] if n_real else train.class_indices(c)
             sub = train.subset(idx)
-            out[dataset.class_ids[c]] = encode_class(sub, c, bb.encode, progress=False,
-                                                     encoder_id=nopt.fingerprint(bb))
+            out[dataset.class_ids[c]] = encode_class(
+                sub, c, bb.encode, progress=False, encoder_id=nopt.fingerprint(bb)
+            )
         return out, f"{dataset.name} training images"
     g = torch.Generator().manual_seed(seed)
     m = n_real or STAND_IN_CLASS_SIZE
-    return ({c: torch.randn((m, *bb.latent_shape), generator=g) for c in classes},
-            f"{m} standard-normal stand-in latents per class (timing depends on shapes only)")
+    return (
+        {c: torch.randn((m, *bb.latent_shape), generator=g) for c in classes},
+        f"{m} standard-normal stand-in latents per class (timing depends on shapes only)",
+    )
 
 
-def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterations: int = 200,
-        num_steps: int = 50, guidance: float = 4.0, device: str = "cpu", *,
-        phases=PHASES, engine: str = "batched", compile: bool = False, backbone_dtype=None,
-        random_weights: bool = False, config: dict | None = None, vae_config: dict | None = None,
-        path=None, n_real: int | None = None, n_templates: int = 200, seed: int = 0,
-        threads: int | None = None, peak: float | None = None, batch_size: int | None = 256,
-        flops: bool | None = None, dataset=None, out=None, progress: bool = False,
-        verbose: bool = False) -> dict:
+def run(
+    backbone: str = "digits-ddpm",
+    classes: int = 10,
+    ipc: int = 10,
+    iterations: int = 200,
+    num_steps: int = 50,
+    guidance: float = 4.0,
+    device: str = "cpu",
+    *,
+    phases=PHASES,
+    engine: str = "batched",
+    compile: bool = False,
+    backbone_dtype=None,
+    random_weights: bool = False,
+    config: dict | None = None,
+    vae_config: dict | None = None,
+    path=None,
+    n_real: int | None = None,
+    n_templates: int = 200,
+    seed: int = 0,
+    threads: int | None = None,
+    peak: float | None = None,
+    batch_size: int | None = 256,
+    flops: bool | None = None,
+    dataset=None,
+    out=None,
+    progress: bool = False,
+    verbose: bool = False,
+) -> dict:
     """Time vanilla sampling and NOpt for one backbone and return the report as a dict.
 
     Args:
         backbone: a :data:`dsco.backbones.BACKBONES` name (``path``, ``random_weights``, ``config``
             and ``vae_config`` go to :func:`dsco.backbones.load`, e.g. ``config=dit.TINY_DIT``),
             or a loaded backbone (e.g. ``ds.backbone(device)``).
-        dataset: a :class:`dsco.datasets.Dataset` whose training split gives the real latents and whose
-            backbone classes are conditioned on (default: the digits registry entry for ``digits-ddpm``,
-            stand-in latents otherwise).
+        dataset: a :class:`dsco.datasets.Dataset` whose training split gives the real latents
+            and whose backbone classes are conditioned on (default: the digits registry entry for
+            ``digits-ddpm``, stand-in latents otherwise).
         classes: the first ``classes`` classes; ipc, iterations, num_steps, guidance: as in
             :func:`dsco.nopt.synthesize` (paper: 10, 200, 50, 4.0).
         device: ``"cpu"`` or ``"cuda[:N]"``.
@@ -206,7 +241,8 @@ def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterati
         engine, compile, backbone_dtype: NOpt's engine (``"batched"`` / ``"reference"``), the
             compiled inner loop and the backbone forward's autocast dtype (None = fp32).
         n_real: real latents per class for the accessible mode (default: all training images of
-            the class; :data:`STAND_IN_CLASS_SIZE` stand-ins without a dataset). n_templates: data-free templates per class (200).
+            the class; :data:`STAND_IN_CLASS_SIZE` stand-ins without a dataset). n_templates:
+            data-free templates per class (200).
         threads: ``torch.set_num_threads`` for the run (restored afterwards).
         peak: the device's peak TFLOP/s for the FLOP/s ratio (default: :func:`peak_tflops`).
         flops: time and count one backbone forward (default: on CUDA only).
@@ -228,20 +264,65 @@ def run(backbone: str = "digits-ddpm", classes: int = 10, ipc: int = 10, iterati
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        return _run(backbone=backbone, k=int(classes), ipc=int(ipc), iterations=int(iterations),
-                    num_steps=int(num_steps), guidance=float(guidance), device=device,
-                    phases=list(phases), engine=engine, compile=compile,
-                    backbone_dtype=backbone_dtype, random_weights=random_weights, config=config,
-                    vae_config=vae_config, path=path, n_real=n_real, n_templates=int(n_templates),
-                    seed=int(seed), peak=peak, batch_size=batch_size, flops=flops,
-                    dataset=dataset, out=out, progress=progress, verbose=verbose)
+        return _run(
+            backbone=backbone,
+            k=int(classes),
+            ipc=int(ipc),
+            iterations=int(iterations),
+            num_steps=int(num_steps),
+            guidance=float(guidance),
+            device=device,
+            phases=list(phases),
+            engine=engine,
+            compile=compile,
+            backbone_dtype=backbone_dtype,
+            random_weights=random_weights,
+            config=config,
+            vae_config=vae_config,
+            path=path,
+            n_real=n_real,
+            n_templates=int(n_templates),
+            seed=int(seed),
+            peak=peak,
+            batch_size=batch_size,
+            flops=flops,
+            dataset=dataset,
+            out=out,
+            progress=progress,
+            verbose=verbose,
+        )
     finally:
         torch.set_num_threads(before)
 
 
-def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, engine, compile,
-         backbone_dtype, random_weights, config, vae_config, path, n_real, n_templates, seed, peak,
-         batch_size, flops, dataset, out, progress, verbose):
+def _run(
+    *,
+    backbone,
+    k,
+    ipc,
+    iterations,
+    num_steps,
+    guidance,
+    device,
+    phases,
+    engine,
+    compile,
+    backbone_dtype,
+    random_weights,
+    config,
+    vae_config,
+    path,
+    n_real,
+    n_templates,
+    seed,
+    peak,
+    batch_size,
+    flops,
+    dataset,
+    out,
+    progress,
+    verbose,
+):
     """The body of :func:`run` (threads set, arguments checked and converted): ``k`` classes, every
     other argument as there, keyword-only."""
     opts = {"device": device, "num_steps": num_steps}
@@ -255,6 +336,7 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
     if isinstance(backbone, str):
         if dataset is None and backbone == "digits-ddpm" and not random_weights:
             from .datasets import get
+
             dataset = get("digits", "paper")
         bb = backbones.load(backbone, path, **opts)
     else:
@@ -266,46 +348,102 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
     n_images = k * ipc
     cuda = torch.device(device).type == "cuda"
     dtype = diffusion.as_dtype(backbone_dtype)
-    common = dict(guidance=guidance, num_steps=num_steps, iterations=iterations, engine=engine,
-                  compile=compile, backbone_dtype=dtype, batch_size=batch_size, progress=progress,
-                  projector=getattr(dataset, "projector", None))   # the dataset's preset, if any
+    common = dict(
+        guidance=guidance,
+        num_steps=num_steps,
+        iterations=iterations,
+        engine=engine,
+        compile=compile,
+        backbone_dtype=dtype,
+        batch_size=batch_size,
+        progress=progress,
+        projector=getattr(dataset, "projector", None),
+    )  # the dataset's preset, if any
     rows = []
 
     def add(phase, wall, peak_mb, kind, **extra):
-        rows.append({"phase": phase, "wall_s": wall, "s_per_image": wall / n_images, "peak_mem_mb": peak_mb,
-                     "mem_kind": kind, **extra})
+        rows.append(
+            {
+                "phase": phase,
+                "wall_s": wall,
+                "s_per_image": wall / n_images,
+                "peak_mem_mb": peak_mb,
+                "mem_kind": kind,
+                **extra,
+            }
+        )
 
     def nopt_row(phase, log, wall, peak_mb, kind):
         its = int(log["iterations"].sum()) if len(log) else 0
-        add(phase, wall, peak_mb, kind, engine=log.attrs.get("engine", engine), compile=compile,
-            class_iterations=its, class_iterations_per_s=its / wall if wall > 0 else None,
-            iterations_saved=log.attrs.get("iterations_saved", 0))
+        add(
+            phase,
+            wall,
+            peak_mb,
+            kind,
+            engine=log.attrs.get("engine", engine),
+            compile=compile,
+            class_iterations=its,
+            class_iterations_per_s=its / wall if wall > 0 else None,
+            iterations_saved=log.attrs.get("iterations_saved", 0),
+        )
 
     real_note = None
     if "vanilla" in phases:
-        _, wall, pk, kind = _timed(lambda: backbones.sample(bb, classes, ipc, seed, guidance, num_steps,
-                                                            batch_size=batch_size, progress=progress), device)
+        _, wall, pk, kind = _timed(
+            lambda: backbones.sample(
+                bb,
+                classes,
+                ipc,
+                seed,
+                guidance,
+                num_steps,
+                batch_size=batch_size,
+                progress=progress,
+            ),
+            device,
+        )
         add("vanilla", wall, pk, kind)
     if "vanilla_batched" in phases:
-        _, wall, pk, kind = _timed(lambda: _vanilla_batched(bb, classes, ipc, seed, guidance, num_steps,
-                                                            batch_size, dtype), device)
+        _, wall, pk, kind = _timed(
+            lambda: _vanilla_batched(
+                bb, classes, ipc, seed, guidance, num_steps, batch_size, dtype
+            ),
+            device,
+        )
         add("vanilla_batched", wall, pk, kind)
     if "accessible" in phases:
         with torch.no_grad():
             real, real_note = _real_latents(bb, dataset, list(range(k)), n_real, seed)
-        (_, _, log), wall, pk, kind = _timed(lambda: nopt.synthesize(
-            bb, classes, ipc, "accessible", seed, real_latents=real, **common), device)
+        (_, _, log), wall, pk, kind = _timed(
+            lambda: nopt.synthesize(
+                bb, classes, ipc, "accessible", seed, real_latents=real, **common
+            ),
+            device,
+        )
         nopt_row("accessible", log, wall, pk, kind)
     if "free" in phases:
+
         def prepare():
             for c in classes:
-                nopt.template_stats(bb, c, seed, guidance=guidance, num_steps=num_steps,
-                                    n_templates=n_templates, batch_size=batch_size,
-                                    projector=common["projector"])
+                nopt.template_stats(
+                    bb,
+                    c,
+                    seed,
+                    guidance=guidance,
+                    num_steps=num_steps,
+                    n_templates=n_templates,
+                    batch_size=batch_size,
+                    projector=common["projector"],
+                )
+
         _, wall, pk, kind = _timed(prepare, device)
         add("free_prep", wall, pk, kind, n_templates=n_templates)
-        (_, _, log), wall, pk, kind = _timed(lambda: nopt.synthesize(
-            bb, classes, ipc, "free", seed, n_templates=n_templates, **common), device)
+        (_, _, log), wall, pk, kind = _timed(
+            lambda: nopt.synthesize(
+                bb, classes, ipc, "free", seed, n_templates=n_templates, **common
+            ),
+            device,
+        )
         nopt_row("free", log, wall, pk, kind)
 
     base = {r["phase"]: r["wall_s"] for r in rows if r["phase"].startswith("vanilla")}
@@ -314,29 +452,55 @@ def _run(*, backbone, k, ipc, iterations, num_steps, guidance, device, phases, e
             for name, wall in base.items():
                 r[f"nopt_over_{name}"] = r["wall_s"] / wall if wall > 0 else None
 
-    device_name = torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine())
+    device_name = (
+        torch.cuda.get_device_name(device) if cuda else (platform.processor() or platform.machine())
+    )
     forward = None
     if flops if flops is not None else cuda:
         forward = forward_flops(bb, ipc, k, guidance, dtype)
         precision = _precision(dtype)
         ref = peak if peak is not None else (peak_tflops(device_name, precision) if cuda else None)
-        forward.update(precision=precision, peak_tflops=ref,
-                       peak_source=("given (peak=)" if peak is not None else PEAK_SOURCE if ref else None),
-                       mfu=(forward["forward_tflops_per_s"] / ref) if ref and forward["forward_tflops_per_s"] else None)
+        forward.update(
+            precision=precision,
+            peak_tflops=ref,
+            peak_source=("given (peak=)" if peak is not None else PEAK_SOURCE if ref else None),
+            mfu=(forward["forward_tflops_per_s"] / ref)
+            if ref and forward["forward_tflops_per_s"]
+            else None,
+        )
 
-    env = {"device": str(device),
-           "device_name": device_name,
-           "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-           "backbone_dtype": str(dtype or torch.float32), "nopt_dtype": "torch.float32",
-           "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-           "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
-           "float32_matmul_precision": torch.get_float32_matmul_precision(),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_avg": _load_avg()}
-    settings = {"backbone": backbone, "dataset": dataset.name if dataset is not None else None,
-                "random_weights": bool(random_weights), "classes": k, "ipc": ipc,
-                "iterations": iterations, "num_steps": num_steps, "guidance": guidance, "engine": engine,
-                "compile": compile, "n_templates": n_templates, "seed": seed, "batch_size": batch_size,
-                "real_latents": real_note, "tiny_config": config is not None, "load_s": load_s}
+    env = {
+        "device": str(device),
+        "device_name": device_name,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "backbone_dtype": str(dtype or torch.float32),
+        "nopt_dtype": "torch.float32",
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_avg": _load_avg(),
+    }
+    settings = {
+        "backbone": backbone,
+        "dataset": dataset.name if dataset is not None else None,
+        "random_weights": bool(random_weights),
+        "classes": k,
+        "ipc": ipc,
+        "iterations": iterations,
+        "num_steps": num_steps,
+        "guidance": guidance,
+        "engine": engine,
+        "compile": compile,
+        "n_templates": n_templates,
+        "seed": seed,
+        "batch_size": batch_size,
+        "real_latents": real_note,
+        "tiny_config": config is not None,
+        "load_s": load_s,
+    }
     report = {"settings": settings, "environment": env, "rows": rows, "forward": forward}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -360,8 +524,17 @@ surrogates.make(a["method"], a["ipc"], a["seed"], dataset=ds, device=a["device"]
 """
 
 
-def make_alone(ds, method: str, ipc: int, seed: int, *, cache_dir, device: str = "cpu",
-               threads: int | None = None, **options):
+def make_alone(
+    ds,
+    method: str,
+    ipc: int,
+    seed: int,
+    *,
+    cache_dir,
+    device: str = "cpu",
+    threads: int | None = None,
+    **options,
+):
     """:func:`dsco.surrogates.make` of one set in a fresh Python process, so that the set's cost
     -- above all its peak memory, which on the CPU is the process's peak resident set since it
     started (``ru_maxrss``) -- is that of this one run and inherits no earlier run's peak (what
@@ -377,18 +550,37 @@ def make_alone(ds, method: str, ipc: int, seed: int, *, cache_dir, device: str =
 
     from . import ROOT, surrogates
 
-    args = dict(dataset=ds.name, profile=ds.profile, params=ds.params, method=method,
-                ipc=int(ipc), seed=int(seed), device=device, threads=threads,
-                cache_dir=str(cache_dir), options=options)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    done = subprocess.run([sys.executable, "-c", _ALONE, json.dumps(args, default=str)], cwd=ROOT,
-                          env=env, capture_output=True, text=True)
+    args = dict(
+        dataset=ds.name,
+        profile=ds.profile,
+        params=ds.params,
+        method=method,
+        ipc=int(ipc),
+        seed=int(seed),
+        device=device,
+        threads=threads,
+        cache_dir=str(cache_dir),
+        options=options,
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _ALONE, json.dumps(args, default=str)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
-        raise RuntimeError(f"making {method} IPC {ipc} seed {seed} in a fresh process failed "
-                           f"(exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return surrogates.make(method, ipc, seed, dataset=ds, device=device, cache_dir=cache_dir,
-                           progress=False, **options)
+        raise RuntimeError(
+            f"making {method} IPC {ipc} seed {seed} in a fresh process failed "
+            f"(exit {done.returncode}):\n{done.stderr[-2000:]}"
+        )
+    return surrogates.make(
+        method, ipc, seed, dataset=ds, device=device, cache_dir=cache_dir, progress=False, **options
+    )
 
 
 def recorded(folder=None) -> pd.DataFrame:
@@ -402,21 +594,35 @@ def recorded(folder=None) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(folder or ROOT / "data" / "bench").glob("*.json")):
         rep = json.loads(path.read_text())
-        if "rows" not in rep:   # another benchmark's record (e.g. dsco concentrate's scale-out)
+        if "rows" not in rep:  # another benchmark's record (e.g. dsco concentrate's scale-out)
             continue
         s, e = rep["settings"], rep["environment"]
         real = str(s.get("real_latents", ""))
         stand_in = real.split(" ")[0]
         per_class = int(stand_in) if stand_in.isdigit() else None
         small = bool(per_class and per_class < STAND_IN_CLASS_SIZE)
-        rows += [{"file": path.name, "device": e["device_name"], "date": e["date"][:10], "backbone": s["backbone"],
-                  "engine": s["engine"], "iterations": s["iterations"], "threads": e.get("threads"),
-                  "dtype": e["backbone_dtype"], "phase": r["phase"], "wall_s": r["wall_s"],
-                  "s_per_image": r["s_per_image"], "peak_mem_mb": r["peak_mem_mb"],
-                  "nopt_over_vanilla": r.get("nopt_over_vanilla"),
-                  "real_per_class": per_class or real,
-                  "scale": "under-states (stand-ins)" if small and r["phase"] == "accessible"
-                  else "full"} for r in rep["rows"]]
+        rows += [
+            {
+                "file": path.name,
+                "device": e["device_name"],
+                "date": e["date"][:10],
+                "backbone": s["backbone"],
+                "engine": s["engine"],
+                "iterations": s["iterations"],
+                "threads": e.get("threads"),
+                "dtype": e["backbone_dtype"],
+                "phase": r["phase"],
+                "wall_s": r["wall_s"],
+                "s_per_image": r["s_per_image"],
+                "peak_mem_mb": r["peak_mem_mb"],
+                "nopt_over_vanilla": r.get("nopt_over_vanilla"),
+                "real_per_class": per_class or real,
+                "scale": "under-states (stand-ins)"
+                if small and r["phase"] == "accessible"
+                else "full",
+            }
+            for r in rep["rows"]
+        ]
     return pd.DataFrame(rows)
 
 
@@ -428,21 +634,42 @@ def _load_avg():
 
 
 def table(report: dict) -> str:
-    """The report as a printable text table (one row per phase) plus the settings and environment."""
+    """The report as a printable text table (one row per phase) plus the settings and
+    environment."""
     df = pd.DataFrame(report["rows"]).set_index("phase")
-    cols = [c for c in ("wall_s", "s_per_image", "peak_mem_mb", "class_iterations_per_s", "nopt_over_vanilla",
-                        "nopt_over_vanilla_batched", "iterations_saved") if c in df.columns]
+    cols = [
+        c
+        for c in (
+            "wall_s",
+            "s_per_image",
+            "peak_mem_mb",
+            "class_iterations_per_s",
+            "nopt_over_vanilla",
+            "nopt_over_vanilla_batched",
+            "iterations_saved",
+        )
+        if c in df.columns
+    ]
     s, e = report["settings"], report["environment"]
-    lines = [f"dsco bench: {s['backbone']}{' (random weights)' if s['random_weights'] else ''}, {s['classes']} classes "
-             f"× IPC {s['ipc']}, {s['num_steps']} steps, {s['iterations']} iterations, engine {s['engine']}"
-             f"{' (compiled)' if s['compile'] else ''}",
-             f"device {e['device']} ({e['device_name']}), torch {e['torch']}, {e['threads']} threads, backbone "
-             f"{e['backbone_dtype']}, NOpt {e['nopt_dtype']}, TF32 matmul {e['tf32_matmul']}",
-             df[cols].to_string(float_format=lambda v: f"{v:.4g}")]
+    lines = [
+        f"dsco bench: {s['backbone']}{' (random weights)' if s['random_weights'] else ''}, "
+        f"{s['classes']} classes × IPC {s['ipc']}, {s['num_steps']} steps, {s['iterations']} "
+        f"iterations, engine {s['engine']}{' (compiled)' if s['compile'] else ''}",
+        f"device {e['device']} ({e['device_name']}), torch {e['torch']}, {e['threads']} threads, "
+        f"backbone {e['backbone_dtype']}, NOpt {e['nopt_dtype']}, TF32 matmul {e['tf32_matmul']}",
+        df[cols].to_string(float_format=lambda v: f"{v:.4g}"),
+    ]
     f = report.get("forward")
     if f:
-        lines.append(f"backbone forward ({f['forward_batch']} latents, guided): {f['forward_flops'] / 1e9:.4g} GFLOP "
-                     f"in {f['forward_s'] * 1e3:.4g} ms = {f['forward_tflops_per_s']:.4g} TFLOP/s"
-                     + (f" = {100 * f['mfu']:.3g} % of {f['peak_tflops']} TFLOP/s {f['precision']} peak "
-                        f"({f['peak_source']})" if f.get("mfu") else ""))
+        lines.append(
+            f"backbone forward ({f['forward_batch']} latents, guided): "
+            + f"{f['forward_flops'] / 1e9:.4g} GFLOP in {f['forward_s'] * 1e3:.4g} ms = "
+            + f"{f['forward_tflops_per_s']:.4g} TFLOP/s"
+            + (
+                f" = {100 * f['mfu']:.3g} % of {f['peak_tflops']} TFLOP/s {f['precision']} peak "
+                f"({f['peak_source']})"
+                if f.get("mfu")
+                else ""
+            )
+        )
     return "\n".join(lines)

@@ -22,6 +22,7 @@ cells, missing images, anything loaded from a CDN). Math renders offline: MathJa
 from the npm registry into ``build/node/`` on first use (:func:`ensure_mathjax`) and served from the
 site's own ``_static/mathjax/``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -69,12 +70,23 @@ class BookError(RuntimeError):
     """The book cannot be built; the message names the fix."""
 
 
-def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Path | None = None,
-          notebooks_dir: str | Path | None = None, book_dir: str | Path | None = None,
-          out_dir: str | Path | None = None, node_dir: str | Path | None = None,
-          commit: str | None = None, date: str | None = None, check: bool = True,
-          quiet: bool = True, partial: bool = False, results_dir: str | Path | None = None,
-          against_reference: bool = True) -> Path:
+def build(
+    dataset: str = "digits",
+    profile: str = "paper",
+    *,
+    runs_dir: str | Path | None = None,
+    notebooks_dir: str | Path | None = None,
+    book_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    node_dir: str | Path | None = None,
+    commit: str | None = None,
+    date: str | None = None,
+    check: bool = True,
+    quiet: bool = True,
+    partial: bool = False,
+    results_dir: str | Path | None = None,
+    against_reference: bool = True,
+) -> Path:
     """Build the book for one dataset and profile; return the path of ``index.html``.
 
     Defaults: executed notebooks from ``build/runs/<dataset>/<profile>/``, the notebook list from
@@ -104,10 +116,24 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
     for d in (src, html, doctrees, out_dir / "jupyter_execute"):
         if d.exists():
             shutil.rmtree(d)
-    skip = {"_build", "notebooks", "node_modules", ".ipynb_checkpoints", "__pycache__",
-            "_toc.yml", "paper_map.yml", "package.json", "package-lock.json"}
-    shutil.copytree(book_dir, src, ignore=lambda folder, names: [
-        n for n in names if n in skip or (Path(folder) / n).resolve() == out_dir.resolve()])
+    skip = {
+        "_build",
+        "notebooks",
+        "node_modules",
+        ".ipynb_checkpoints",
+        "__pycache__",
+        "_toc.yml",
+        "paper_map.yml",
+        "package.json",
+        "package-lock.json",
+    }
+    shutil.copytree(
+        book_dir,
+        src,
+        ignore=lambda folder, names: [
+            n for n in names if n in skip or (Path(folder) / n).resolve() == out_dir.resolve()
+        ],
+    )
     (src / "notebooks").mkdir()
     for p in executed:
         nbformat.write(collapse_setup(nbformat.read(p, as_version=4)), src / "notebooks" / p.name)
@@ -126,13 +152,26 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
     params = run_parameters(executed)
     intro = render_intro(
         (book_dir / "intro.md").read_text(encoding="utf8"),
-        dataset=dataset, profile=profile,
+        dataset=dataset,
+        profile=profile,
         dataset_note=datasets.get(dataset, profile, **params).describe(),
-        date=date or _run_date(executed), commit=(commit or git_commit() or "unknown")[:12],
-        run_command=" ".join([f"dsco run --dataset {dataset} --profile {profile}",
-                              *(f"-p {k} {v}" for k, v in params.items())]),
-        n_notebooks=len(stems), paper_map=paper_map_markdown(paper_map, stems, notebook_stems(
-            Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks")))
+        date=date or _run_date(executed),
+        commit=(commit or git_commit() or "unknown")[:12],
+        run_command=" ".join(
+            [
+                f"dsco run --dataset {dataset} --profile {profile}",
+                *(f"-p {k} {v}" for k, v in params.items()),
+            ]
+        ),
+        n_notebooks=len(stems),
+        paper_map=paper_map_markdown(
+            paper_map,
+            stems,
+            notebook_stems(
+                Path(notebooks_dir) if notebooks_dir is not None else ROOT / "notebooks"
+            ),
+        ),
+    )
     (src / "intro.md").write_text(intro, encoding="utf8")
 
     # Render with warnings as errors (keep going to report them all).
@@ -146,27 +185,43 @@ def build(dataset: str = "digits", profile: str = "paper", *, runs_dir: str | Pa
     }
     tee = _Tee(None if quiet else sys.stderr)
     with contextlib.redirect_stderr(tee):
-        result = build_sphinx(src, html, noconfig=True, path_config=str(src / "_config.yml"),
-                              confoverrides=overrides, doctreedir=doctrees, freshenv=True,
-                              warningiserror=True, keep_going=True, quiet=quiet)
+        result = build_sphinx(
+            src,
+            html,
+            noconfig=True,
+            path_config=str(src / "_config.yml"),
+            confoverrides=overrides,
+            doctreedir=doctrees,
+            freshenv=True,
+            warningiserror=True,
+            keep_going=True,
+            quiet=quiet,
+        )
     log = re.sub(r"\x1b\[[0-9;]*m", "", tee.getvalue())
     if isinstance(result, BaseException):
         raise BookError(f"the book build crashed: {result!r}\n{log}") from result
-    warnings = [line.replace(f"{src.resolve()}/", "").replace(f"{src}/", "")
-                for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+    warnings = [
+        line.replace(f"{src.resolve()}/", "").replace(f"{src}/", "")
+        for line in log.splitlines()
+        if "WARNING" in line or "ERROR" in line
+    ]
     if result != 0 and not warnings:
         warnings = log.strip().splitlines()[-5:] or [f"sphinx exited with status {result}"]
     index = html / "index.html"
     problems = check_html(html) if check and index.is_file() else []
     if warnings or problems:
         lines = [f"Sphinx warning: {w}" for w in warnings] + problems
-        raise BookError(f"the book at {html} has {len(lines)} problem(s) (broken pages; fix the "
-                        f"notebooks or book/, rerun the notebooks with `dsco run --dataset "
-                        f"{dataset} --profile {profile}`):\n" + "\n".join(lines))
+        raise BookError(
+            f"the book at {html} has {len(lines)} problem(s) (broken pages; fix the "
+            f"notebooks or book/, rerun the notebooks with `dsco run --dataset "
+            f"{dataset} --profile {profile}`):\n" + "\n".join(lines)
+        )
     if not index.is_file():
-        raise BookError(f"the build wrote no {index}: rerun with quiet=False to see Sphinx's "
-                        "output")
+        raise BookError(
+            f"the build wrote no {index}: rerun with quiet=False to see Sphinx's output"
+        )
     return index
+
 
 # --------------------------------------------------------------------------------------------
 # Sources
@@ -182,18 +237,26 @@ def notebook_stems(notebooks_dir: str | Path) -> list[str]:
     for stem in stems:
         m = _NAME.match(stem)
         if not m:
-            raise BookError(f"{notebooks_dir / stem}.ipynb: name it NN_short_name.ipynb "
-                            f"(two digits, then letters, digits or '_') so the book can place it")
+            raise BookError(
+                f"{notebooks_dir / stem}.ipynb: name it NN_short_name.ipynb "
+                f"(two digits, then letters, digits or '_') so the book can place it"
+            )
         if m.group(1) not in PARTS:
-            raise BookError(f"{notebooks_dir / stem}.ipynb: the book has no part for "
-                            f"{m.group(1)}x; use a number in 0x-5x (SPEC §5) or add one to "
-                            f"dsco.book.PARTS")
+            raise BookError(
+                f"{notebooks_dir / stem}.ipynb: the book has no part for "
+                f"{m.group(1)}x; use a number in 0x-5x (SPEC §5) or add one to "
+                f"dsco.book.PARTS"
+            )
     return stems
 
 
-def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None = None,
-                       notebooks_dir: str | Path | None = None,
-                       partial: bool = False) -> list[Path]:
+def executed_notebooks(
+    dataset: str,
+    profile: str,
+    runs_dir: str | Path | None = None,
+    notebooks_dir: str | Path | None = None,
+    partial: bool = False,
+) -> list[Path]:
     """The executed copy of every notebook in ``notebooks_dir``, in order.
 
     Raises :class:`BookError` (naming the ``dsco run`` command to run) when there are none or when
@@ -211,8 +274,10 @@ def executed_notebooks(dataset: str, profile: str, runs_dir: str | Path | None =
         raise BookError(f"no executed notebooks in {run_dir}: {fix}")
     missing = [s for s in stems if not (run_dir / f"{s}.ipynb").is_file()]
     if missing and not partial:
-        raise BookError(f"no executed copy of {', '.join(missing)} in {run_dir}: {fix} (or build "
-                        "a partial book with --partial)")
+        raise BookError(
+            f"no executed copy of {', '.join(missing)} in {run_dir}: {fix} (or build "
+            "a partial book with --partial)"
+        )
     return [run_dir / f"{s}.ipynb" for s in stems if s not in missing]
 
 
@@ -223,8 +288,10 @@ def collapse_setup(nb):
     parameters and the setup cell that imports the package and resolves the dataset. Returns ``nb``
     (changed in place)."""
     code = [c for c in nb.cells if c.cell_type == "code"]
-    last = max((i for i, c in enumerate(code) if set(SETUP_TAGS) & set(c.metadata.get("tags", []))),
-               default=None)
+    last = max(
+        (i for i, c in enumerate(code) if set(SETUP_TAGS) & set(c.metadata.get("tags", []))),
+        default=None,
+    )
     for cell in code[: last + 2] if last is not None else []:
         tags = cell.metadata.setdefault("tags", [])
         if "hide-input" not in tags:
@@ -242,6 +309,7 @@ def make_toc(stems: list[str], root: str = "intro", front=()) -> dict:
             parts.append({"caption": caption, "chapters": chapters})
     return {"format": "jb-book", "root": root, "parts": parts}
 
+
 # --------------------------------------------------------------------------------------------
 # The intro page
 
@@ -253,14 +321,17 @@ def load_paper_map(path: str | Path | None = None) -> dict:
     notebooks, items = data.get("notebooks") or {}, data.get("items") or {}
     for key in items:
         if key not in MAP_SECTIONS:
-            raise BookError(f"{path}: unknown items section {key!r}; use one of "
-                            f"{', '.join(MAP_SECTIONS)}")
+            raise BookError(
+                f"{path}: unknown items section {key!r}; use one of {', '.join(MAP_SECTIONS)}"
+            )
     for key, entries in items.items():
         for entry in entries:
             for stem in entry.get("notebooks") or []:
                 if stem not in notebooks:
-                    raise BookError(f"{path}: {entry['id']} names {stem!r}, which is not under "
-                                    f"'notebooks:'; add it there with its issue number")
+                    raise BookError(
+                        f"{path}: {entry['id']} names {stem!r}, which is not under "
+                        f"'notebooks:'; add it there with its issue number"
+                    )
     for stem, info in notebooks.items():
         if "issue" not in info:
             raise BookError(f"{path}: notebook {stem!r} has no issue number; add 'issue: N'")
@@ -347,6 +418,7 @@ def _run_date(paths: list[Path]) -> str:
         return max(ends)[:16].replace("T", " ") + " UTC"
     return time.strftime("%Y-%m-%d")
 
+
 # --------------------------------------------------------------------------------------------
 # MathJax, offline
 
@@ -361,23 +433,39 @@ def ensure_mathjax(node_dir: str | Path | None = None) -> Path:
     static = node_dir / "static"
     dest = static / "mathjax"
     stamp = dest / ".version"
-    if (dest / "tex-chtml.js").is_file() and stamp.is_file() \
-            and stamp.read_text().strip() == MATHJAX_VERSION:
+    if (
+        (dest / "tex-chtml.js").is_file()
+        and stamp.is_file()
+        and stamp.read_text().strip() == MATHJAX_VERSION
+    ):
         return static
     pkg = node_dir / "node_modules" / "mathjax"
     if not _mathjax_version(pkg) == MATHJAX_VERSION:
         npm = shutil.which("npm")
         if npm is None:
-            raise BookError("npm not found: install Node.js and npm (e.g. `apt-get install -y npm`)"
-                            " so the book can serve MathJax offline")
+            raise BookError(
+                "npm not found: install Node.js and npm (e.g. `apt-get install -y npm`)"
+                " so the book can serve MathJax offline"
+            )
         node_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [npm, "install", "--no-save", "--no-package-lock", "--no-audit", "--no-fund",
-               "--prefix", str(node_dir), f"mathjax@{MATHJAX_VERSION}"]
+        cmd = [
+            npm,
+            "install",
+            "--no-save",
+            "--no-package-lock",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(node_dir),
+            f"mathjax@{MATHJAX_VERSION}",
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0 or _mathjax_version(pkg) != MATHJAX_VERSION:
             last = (res.stderr.strip().splitlines() or ["?"])[-1]
-            raise BookError(f"could not install mathjax@{MATHJAX_VERSION} from the npm registry "
-                            f"({last}): check access to the registry, or run `{' '.join(cmd)}`")
+            raise BookError(
+                f"could not install mathjax@{MATHJAX_VERSION} from the npm registry "
+                f"({last}): check access to the registry, or run `{' '.join(cmd)}`"
+            )
     es5 = pkg / "es5"
     keep = {"tex-chtml.js", "core.js", "loader.js", "startup.js"}
 
@@ -404,6 +492,7 @@ def _mathjax_version(pkg: Path) -> str | None:
     except (OSError, ValueError, KeyError):
         return None
 
+
 # --------------------------------------------------------------------------------------------
 # Sphinx
 
@@ -418,8 +507,7 @@ def _extensions(config_path: Path) -> list[str]:
     from jupyter_book.config import get_default_sphinx_config
 
     user = (yaml.safe_load(config_path.read_text(encoding="utf8")) or {}).get("sphinx") or {}
-    exts = [e for e in get_default_sphinx_config()["extensions"]
-            if e != "sphinx_thebe"]
+    exts = [e for e in get_default_sphinx_config()["extensions"] if e != "sphinx_thebe"]
     return exts + [e for e in user.get("extra_extensions") or [] if e not in exts]
 
 
@@ -439,25 +527,35 @@ class _Tee(io.StringIO):
         return False
 
 
-def build_reference(profile: str = "paper", datasets=None, folder=None, out_dir=None,
-                    **options) -> dict:
+def build_reference(
+    profile: str = "paper", datasets=None, folder=None, out_dir=None, **options
+) -> dict:
     """Render the shipped reference runs of ``profile`` (``dsco book --reference``, ``make
     reference``): one book per dataset that has one (or ``datasets``), from its executed notebooks
     and recorded results, nothing executed, into ``book/_build/reference/<dataset>/`` (or
     ``out_dir``). Returns ``{dataset: index.html}``."""
     base = Path(folder or reference.REFERENCE)
-    names = datasets or sorted(p.parent.name for p in (base / "runs").glob(f"*/{profile}")
-                               if p.is_dir())
+    names = datasets or sorted(
+        p.parent.name for p in (base / "runs").glob(f"*/{profile}") if p.is_dir()
+    )
     if not names:
-        raise BookError(f"no reference run of the {profile} profile is shipped in "
-                        f"{base / 'runs'}: ship one with `dsco reference ship`")
+        raise BookError(
+            f"no reference run of the {profile} profile is shipped in "
+            f"{base / 'runs'}: ship one with `dsco reference ship`"
+        )
     out = Path(out_dir or ROOT / "book" / "_build" / "reference")
     books = {}
     for name in names:
         record = base / "runs" / name / profile / "run.json"
         commits = json.loads(record.read_text()).get("commits", []) if record.is_file() else []
-        books[name] = build(name, profile, runs_dir=base / "runs", out_dir=out / name,
-                            results_dir=base / "results", against_reference=False,
-                            commit=", ".join(c[:12] for c in commits) or None, **options)
+        books[name] = build(
+            name,
+            profile,
+            runs_dir=base / "runs",
+            out_dir=out / name,
+            results_dir=base / "results",
+            against_reference=False,
+            commit=", ".join(c[:12] for c in commits) or None,
+            **options,
+        )
     return books
-

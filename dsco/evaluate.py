@@ -19,6 +19,7 @@ third of training: ``best_of_last_third=True``, labelled in the result); the tra
 are listed in :mod:`dsco.training` and :mod:`dsco.architectures`. Every bad input raises
 :class:`EvaluateError`, one line naming the fix.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,10 +47,21 @@ CACHE_DIR = CACHE / "evaluate"
 CACHE_VERSION = 2
 
 
-def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: int = 5,
-             seed: int = 0, test_set=None, teacher: Callable | None = None, device: str = "cpu",
-             best_of_last_third: bool = False, cache: bool = True, progress: bool = True,
-             cache_dir=None, **arch_kwargs) -> EvalResult:
+def evaluate(
+    surrogate,
+    arch: str,
+    protocol: str | Protocol = "hard",
+    repeats: int = 5,
+    seed: int = 0,
+    test_set=None,
+    teacher: Callable | None = None,
+    device: str = "cpu",
+    best_of_last_third: bool = False,
+    cache: bool = True,
+    progress: bool = True,
+    cache_dir=None,
+    **arch_kwargs,
+) -> EvalResult:
     """Train ``arch`` on ``surrogate`` ``repeats`` times and report the test accuracy (%).
 
     ``surrogate``: an ImageSet (e.g. ``train.sample_per_class(10, seed)``, a synthetic set) or an
@@ -71,43 +83,58 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
     """
     x, y, classes, dataset = _tensors(surrogate, "surrogate")
     if test_set is None:
-        raise EvaluateError("evaluate needs test_set=: the real test split, e.g. ds.test() for "
-                            "ds = dsco.datasets.get(name, profile)")
+        raise EvaluateError(
+            "evaluate needs test_set=: the real test split, e.g. ds.test() for "
+            "ds = dsco.datasets.get(name, profile)"
+        )
     tx, ty, test_classes, test_name = _tensors(test_set, "test_set")
     dataset = dataset or test_name
     if tuple(x.shape[1:]) != tuple(tx.shape[1:]):
-        raise EvaluateError(f"surrogate images are {tuple(x.shape[1:])} but test images "
-                            f"{tuple(tx.shape[1:])}: decode/resize the surrogate to the test "
-                            "set's shape")
+        raise EvaluateError(
+            f"surrogate images are {tuple(x.shape[1:])} but test images "
+            f"{tuple(tx.shape[1:])}: decode/resize the surrogate to the test "
+            "set's shape"
+        )
     num_classes = len(test_classes or classes or []) or int(max(y.max(), ty.max())) + 1
     if int(y.min()) < 0 or int(y.max()) >= num_classes:
-        raise EvaluateError(f"surrogate labels must lie in 0..{num_classes - 1}, got "
-                            f"{int(y.min())}..{int(y.max())}")
+        raise EvaluateError(
+            f"surrogate labels must lie in 0..{num_classes - 1}, got {int(y.min())}..{int(y.max())}"
+        )
     if arch not in ARCHS:
         raise EvaluateError(f"unknown architecture {arch!r}: use one of {', '.join(ARCHS)}")
     if repeats < 1:
         raise EvaluateError(f"repeats must be at least 1, got {repeats}")
     p = resolve(get_protocol(protocol), dataset, x.shape[1])
     if p.labels == "soft" and teacher is None:
-        raise EvaluateError("the soft-label protocol needs teacher=: a model returning logits, "
-                            "e.g. dsco.teacher.load_teacher()")
+        raise EvaluateError(
+            "the soft-label protocol needs teacher=: a model returning logits, "
+            "e.g. dsco.teacher.load_teacher()"
+        )
     if isinstance(teacher, nn.Module):
         teacher = teacher.to(device).eval()
     ipc = len(x) / num_classes
     epochs = p.epochs or epochs_for(ipc, p.profile, num_classes, p.batch_size)
     p = replace(p, epochs=epochs)
     metric = "best_of_last_third" if best_of_last_third else "final"
-    base = {"version": CACHE_VERSION, "surrogate": _sha(x, y), "test": _sha(tx, ty), "arch": arch,
-            "arch_kwargs": arch_kwargs, "protocol": asdict(p), "metric": metric,
-            "device": torch.device(device).type,
-            "teacher": teacher_fingerprint(teacher, x, device) if p.labels == "soft" else None}
+    base = {
+        "version": CACHE_VERSION,
+        "surrogate": _sha(x, y),
+        "test": _sha(tx, ty),
+        "arch": arch,
+        "arch_kwargs": arch_kwargs,
+        "protocol": asdict(p),
+        "metric": metric,
+        "device": torch.device(device).type,
+        "teacher": teacher_fingerprint(teacher, x, device) if p.labels == "soft" else None,
+    }
     folder = Path(cache_dir or CACHE_DIR)
 
     runs = []
     for r in tqdm(range(repeats), desc=f"{arch} × {repeats}", disable=not progress):
         run_seed = seed + r
-        key = hashlib.sha256(json.dumps(base | {"seed": run_seed}, sort_keys=True,
-                                        default=str).encode()).hexdigest()
+        key = hashlib.sha256(
+            json.dumps(base | {"seed": run_seed}, sort_keys=True, default=str).encode()
+        ).hexdigest()
         path = folder / f"{key[:32]}.json"
         what = dict(arch=arch, ipc=ipc, steps=None, seed=run_seed, key=key[:32])
         if cache and path.is_file():
@@ -115,23 +142,45 @@ def evaluate(surrogate, arch: str, protocol: str | Protocol = "hard", repeats: i
             trace.event("train", time.time(), True, **what)
             continue
         t0 = time.time()
-        run = _one_run(x, y, (tx, ty), arch, arch_kwargs, p, epochs, run_seed, num_classes,
-                       teacher, best_of_last_third, device, progress)
+        run = _one_run(
+            x,
+            y,
+            (tx, ty),
+            arch,
+            arch_kwargs,
+            p,
+            epochs,
+            run_seed,
+            num_classes,
+            teacher,
+            best_of_last_third,
+            device,
+            progress,
+        )
         trace.event("train", t0, False, **(what | {"steps": run["steps"]}))
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
             with replacing(path) as tmp:  # an interrupted run never leaves a half-written entry
-                tmp.write_text(json.dumps(run | {"key": base | {"seed": run_seed}}, default=str,
-                                          indent=1))
+                tmp.write_text(
+                    json.dumps(run | {"key": base | {"seed": run_seed}}, default=str, indent=1)
+                )
         runs.append(run | {"cached": False})
 
     return EvalResult(
-        arch=arch, protocol=p.name, metric=metric, ipc=ipc, epochs=epochs,
-        steps=runs[0]["steps"], seeds=[seed + r for r in range(repeats)],
+        arch=arch,
+        protocol=p.name,
+        metric=metric,
+        ipc=ipc,
+        epochs=epochs,
+        steps=runs[0]["steps"],
+        seeds=[seed + r for r in range(repeats)],
         accs=[r["best_acc"] if best_of_last_third else r["final_acc"] for r in runs],
-        final_accs=[r["final_acc"] for r in runs], wall_s=[r["wall_s"] for r in runs],
-        peak_mem_mb=[r["peak_mem_mb"] for r in runs], cached=[r["cached"] for r in runs],
-        device=str(device))
+        final_accs=[r["final_acc"] for r in runs],
+        wall_s=[r["wall_s"] for r in runs],
+        peak_mem_mb=[r["peak_mem_mb"] for r in runs],
+        cached=[r["cached"] for r in runs],
+        device=str(device),
+    )
 
 
 @dataclass
@@ -185,8 +234,21 @@ def teacher_fingerprint(teacher: Callable, x: torch.Tensor, device: str = "cpu")
     return _sha(*arrays)
 
 
-def _one_run(x, y, test, arch, arch_kwargs, p, epochs, run_seed, num_classes, teacher,
-             best_of_last_third, device, progress) -> dict:
+def _one_run(
+    x,
+    y,
+    test,
+    arch,
+    arch_kwargs,
+    p,
+    epochs,
+    run_seed,
+    num_classes,
+    teacher,
+    best_of_last_third,
+    device,
+    progress,
+) -> dict:
     """One seeded training run, timed; the global RNG is restored afterwards."""
     cuda = torch.device(device).type == "cuda"
     if cuda:
@@ -195,14 +257,28 @@ def _one_run(x, y, test, arch, arch_kwargs, p, epochs, run_seed, num_classes, te
     with torch.random.fork_rng(devices=[torch.device(device)] if cuda else []):
         torch.manual_seed(run_seed)
         model = build(arch, num_classes, tuple(x.shape[1:]), seed=run_seed, **arch_kwargs)
-        out = train_model(model, x, y, p, epochs, num_classes=num_classes, teacher=teacher,
-                          test=test, best_of_last_third=best_of_last_third, device=device,
-                          progress=progress)
+        out = train_model(
+            model,
+            x,
+            y,
+            p,
+            epochs,
+            num_classes=num_classes,
+            teacher=teacher,
+            test=test,
+            best_of_last_third=best_of_last_third,
+            device=device,
+            progress=progress,
+        )
     if not math.isfinite(out["last_loss"]):
-        raise EvaluateError(f"training {arch} diverged (loss {out['last_loss']}): lower the "
-                            "protocol's lr")
-    return out | {"seed": run_seed, "wall_s": time.perf_counter() - start,
-                  "peak_mem_mb": peak_mem_mb(device)}
+        raise EvaluateError(
+            f"training {arch} diverged (loss {out['last_loss']}): lower the protocol's lr"
+        )
+    return out | {
+        "seed": run_seed,
+        "wall_s": time.perf_counter() - start,
+        "peak_mem_mb": peak_mem_mb(device),
+    }
 
 
 def _tensors(data, what: str):
@@ -219,19 +295,28 @@ def _tensors(data, what: str):
         m = data.in_memory()
         x, y, classes, name = m.x, m.y, list(m.classes), m.name
     else:
-        raise EvaluateError(f"{what} must be an ImageSet (dsco.data.load) or an (x, y) pair of "
-                            f"tensors, got {type(data).__name__}")
+        raise EvaluateError(
+            f"{what} must be an ImageSet (dsco.data.load) or an (x, y) pair of "
+            f"tensors, got {type(data).__name__}"
+        )
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.ndim != 4 or not x.is_floating_point():
-        raise EvaluateError(f"{what} images must be a float tensor N×C×H×W, got "
-                            f"{tuple(x.shape)} {x.dtype}")
+        raise EvaluateError(
+            f"{what} images must be a float tensor N×C×H×W, got {tuple(x.shape)} {x.dtype}"
+        )
     if y.ndim != 1 or len(y) != len(x) or y.is_floating_point():
-        raise EvaluateError(f"{what} labels must be an integer tensor of length {len(x)} (one "
-                            f"per image), got {tuple(y.shape)} {y.dtype}")
+        raise EvaluateError(
+            f"{what} labels must be an integer tensor of length {len(x)} (one "
+            f"per image), got {tuple(y.shape)} {y.dtype}"
+        )
     if len(x) == 0:
         raise EvaluateError(f"{what} is empty: pass at least one image per class")
-    return (x.detach().float().cpu().contiguous(), y.detach().long().cpu().contiguous(), classes,
-            name)
+    return (
+        x.detach().float().cpu().contiguous(),
+        y.detach().long().cpu().contiguous(),
+        classes,
+        name,
+    )
 
 
 def _sha(*arrays, extra=None) -> str:
@@ -248,10 +333,24 @@ def _sha(*arrays, extra=None) -> str:
 # Grids of evaluations (one table of the paper = one grid)
 # ---------------------------------------------------------------------------------------------
 
-def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | None = None,
-         seed: int = 0, *, dataset=None, test_set=None, device: str = "cpu", workers: int = 1,
-         teacher: nn.Module | None = None, names=("set",), cache_dir=None,
-         progress: bool = True, **arch_kwargs):
+
+def grid(
+    sets: dict,
+    archs,
+    protocol: str | Protocol = "hard",
+    repeats: int | None = None,
+    seed: int = 0,
+    *,
+    dataset=None,
+    test_set=None,
+    device: str = "cpu",
+    workers: int = 1,
+    teacher: nn.Module | None = None,
+    names=("set",),
+    cache_dir=None,
+    progress: bool = True,
+    **arch_kwargs,
+):
     """Evaluate every set of ``sets`` on every architecture of ``archs``.
 
     ``sets``: ``{label: surrogate}`` (anything :func:`evaluate` takes); a tuple label is split
@@ -285,13 +384,16 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | No
         raise EvaluateError(f"unknown architecture(s) {bad}: use names from {', '.join(ARCHS)}")
     if test_set is None:
         if dataset is None:
-            raise EvaluateError("grid needs test_set= (the real test split) or dataset= (a "
-                                "dsco.datasets.Dataset)")
+            raise EvaluateError(
+                "grid needs test_set= (the real test split) or dataset= (a dsco.datasets.Dataset)"
+            )
         test_set = dataset.test()
     replicated = "replicate" in names
     if replicated and repeats not in (None, 1):
-        raise EvaluateError(f"repeats={repeats} with a 'replicate' column: each replicate's set is "
-                            "trained once; make more replicates instead")
+        raise EvaluateError(
+            f"repeats={repeats} with a 'replicate' column: each replicate's set is "
+            "trained once; make more replicates instead"
+        )
     if repeats is None:
         repeats = 1 if replicated else dataset.budget.replicates if dataset is not None else 3
     if dataset is not None and isinstance(protocol, str):
@@ -302,8 +404,10 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | No
     for label in sets:
         parts = label if isinstance(label, tuple) else (label,)
         if len(parts) != len(names):
-            raise EvaluateError(f"set label {label!r} has {len(parts)} part(s) but "
-                                f"names={names}: give one name per part of the labels")
+            raise EvaluateError(
+                f"set label {label!r} has {len(parts)} part(s) but "
+                f"names={names}: give one name per part of the labels"
+            )
         labels.append(parts)
     if workers > 1 and isinstance(teacher, nn.Module):
         teacher = copy.deepcopy(teacher).cpu()  # workers get a CPU copy; the caller's stays put
@@ -314,14 +418,34 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | No
             kwargs = {**(dataset.arch_kwargs(arch) if dataset is not None else {}), **arch_kwargs}
             for r in range(repeats):
                 rep = int(dict(zip(names, parts))["replicate"]) if replicated else r
-                keys.append(dict(zip(names, parts)) | {"arch": arch, "protocol": protocol_name,
-                                                       "run_seed": seed + rep, "replicate": rep})
-                jobs.append({"data": data, "arch": arch, "protocol": protocol, "seed": seed + rep,
-                             "device": device, "test_set": test_set, "teacher": teacher,
-                             "arch_kwargs": kwargs, "cache_dir": cache_dir,
-                             "threads": 1 if workers > 1 else 0})
-    bar = tqdm(total=len(jobs), desc=f"grid {len(sets)} sets × {len(archs)} archs × {repeats}",
-               disable=not progress)
+                keys.append(
+                    dict(zip(names, parts))
+                    | {
+                        "arch": arch,
+                        "protocol": protocol_name,
+                        "run_seed": seed + rep,
+                        "replicate": rep,
+                    }
+                )
+                jobs.append(
+                    {
+                        "data": data,
+                        "arch": arch,
+                        "protocol": protocol,
+                        "seed": seed + rep,
+                        "device": device,
+                        "test_set": test_set,
+                        "teacher": teacher,
+                        "arch_kwargs": kwargs,
+                        "cache_dir": cache_dir,
+                        "threads": 1 if workers > 1 else 0,
+                    }
+                )
+    bar = tqdm(
+        total=len(jobs),
+        desc=f"grid {len(sets)} sets × {len(archs)} archs × {repeats}",
+        disable=not progress,
+    )
     pool = None
     if workers > 1:
         import multiprocessing as mp
@@ -334,20 +458,21 @@ def grid(sets: dict, archs, protocol: str | Protocol = "hard", repeats: int | No
             results.append(res)
             bar.update(1)
     bar.close()
-    return pd.DataFrame([k | {c: v for c, v in r.items() if c not in k}
-                         for k, r in zip(keys, results)])
+    return pd.DataFrame(
+        [k | {c: v for c, v in r.items() if c not in k} for k, r in zip(keys, results)]
+    )
 
 
-def summary(df, index, columns="arch", value: str = "acc", digits: int = 1,
-            numbers: bool = False):
+def summary(df, index, columns="arch", value: str = "acc", digits: int = 1, numbers: bool = False):
     """``mean ± std`` (population std, as :class:`EvalResult`) of ``value`` per cell of a pivot
     of a :func:`grid` result: rows ``index``, columns ``columns`` (a name or a list of names, or
     None for no pivot). ``numbers=True`` returns the long frame of numbers instead: the keys,
     ``mean``, ``std`` and ``n`` (runs per cell) — what :mod:`dsco.paper`'s comparisons take."""
     index = [index] if isinstance(index, str) else list(index)
     columns = [] if columns is None else [columns] if isinstance(columns, str) else list(columns)
-    stats = (df.groupby(index + columns, sort=False)[value]
-             .agg(mean="mean", std=lambda v: float(np.std(v)), n="size"))
+    stats = df.groupby(index + columns, sort=False)[value].agg(
+        mean="mean", std=lambda v: float(np.std(v)), n="size"
+    )
     if numbers:
         return stats.reset_index()
     text = stats.apply(lambda r: f"{r['mean']:.{digits}f} ± {r['std']:.{digits}f}", axis=1)
@@ -359,20 +484,47 @@ def run_costs(runs, by):
     total wall seconds per training run, peak memory and how many runs came from the cache (which
     report the cost of the run that made them)."""
     by = [by] if isinstance(by, str) else list(by)
-    return (runs.groupby(by, sort=False)
-            .agg(runs=("acc", "size"), epochs=("epochs", "first"), steps=("steps", "first"),
-                 wall_s_per_run=("wall_s", "mean"), wall_s_total=("wall_s", "sum"),
-                 peak_mem_mb=("peak_mem_mb", "max"), cached=("cached", "sum"))
-            .round(2).reset_index())
+    return (
+        runs.groupby(by, sort=False)
+        .agg(
+            runs=("acc", "size"),
+            epochs=("epochs", "first"),
+            steps=("steps", "first"),
+            wall_s_per_run=("wall_s", "mean"),
+            wall_s_total=("wall_s", "sum"),
+            peak_mem_mb=("peak_mem_mb", "max"),
+            cached=("cached", "sum"),
+        )
+        .round(2)
+        .reset_index()
+    )
 
 
 def _grid_job(job: dict) -> dict:
     """One (set, arch, run) of :func:`grid`, in this or a worker process."""
     if job["threads"]:
         torch.set_num_threads(job["threads"])
-    r = evaluate(job["data"], job["arch"], job["protocol"], repeats=1, seed=job["seed"],
-                 device=job["device"], test_set=job["test_set"], teacher=job["teacher"],
-                 progress=False, cache_dir=job["cache_dir"], **job["arch_kwargs"])
-    return {"acc": r.accs[0], "wall_s": r.wall_s[0], "peak_mem_mb": r.peak_mem_mb[0],
-            "ipc": r.ipc, "epochs": r.epochs, "steps": r.steps, "metric": r.metric,
-            "device": r.device, "cached": r.cached[0]}
+    r = evaluate(
+        job["data"],
+        job["arch"],
+        job["protocol"],
+        repeats=1,
+        seed=job["seed"],
+        device=job["device"],
+        test_set=job["test_set"],
+        teacher=job["teacher"],
+        progress=False,
+        cache_dir=job["cache_dir"],
+        **job["arch_kwargs"],
+    )
+    return {
+        "acc": r.accs[0],
+        "wall_s": r.wall_s[0],
+        "peak_mem_mb": r.peak_mem_mb[0],
+        "ipc": r.ipc,
+        "epochs": r.epochs,
+        "steps": r.steps,
+        "metric": r.metric,
+        "device": r.device,
+        "cached": r.cached[0],
+    }

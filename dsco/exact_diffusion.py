@@ -12,6 +12,7 @@ Entry point: :func:`sampling_bias`, §3.4's experiment: plain and NOpt sets of N
 :func:`dsco.nopt.synthesize` unchanged; the mixture and its sampler are the 2-D toy target of
 :mod:`dsco.theory`.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,27 +24,43 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import backbones, diffusion, nopt
+from . import diffusion, nopt
 from .metrics import set_distance
 from .theory import GMM_MEANS, GMM_SCALES, GMM_WEIGHTS, check_mixture, sample_gaussian_mixture
 
 
-def sampling_bias(backbone: GaussianMixtureDiffusion, set_sizes, seeds, real_latents, *,
-                  iterations: int, projector, n_reference: int = 2000,
-                  progress: bool = True) -> SamplingBias:
+def sampling_bias(
+    backbone: GaussianMixtureDiffusion,
+    set_sizes,
+    seeds,
+    real_latents,
+    *,
+    iterations: int,
+    projector,
+    n_reference: int = 2000,
+    progress: bool = True,
+) -> SamplingBias:
     """§3.4's experiment on an exact-score backbone: for every seed and set size N, a plain
     ("plain") and a NOpt ("NOpt", data-accessible, aligned to ``real_latents`` of class 0) set of
     N points, the set entering every denoising step measured against a fresh ``n_reference``
     sample of the diffused target p_t (:func:`dsco.metrics.set_distance`), and N i.i.d. points of
     p_t as the floor ("i.i.d. from p_t"). The backbone's own ``num_steps``; ``projector``: NOpt's
     projector spec."""
-    levels = backbone.timesteps.tolist() + [-1]   # -1: the final clean set, against the target
+    levels = backbone.timesteps.tolist() + [-1]  # -1: the final clean set, against the target
 
-    def draw(n, t, seed):   # i.i.d. points of p_t (t = -1: of the target mixture itself)
+    def draw(n, t, seed):  # i.i.d. points of p_t (t = -1: of the target mixture itself)
         m = backbone.model
-        return (sample_gaussian_mixture(n, m.means.cpu().numpy(), m.scales.cpu().numpy(),
-                                        m.log_weights.exp().cpu().numpy(), seed=seed)[0] if t < 0
-                else backbone.marginal_sample(n, t, seed=seed))
+        return (
+            sample_gaussian_mixture(
+                n,
+                m.means.cpu().numpy(),
+                m.scales.cpu().numpy(),
+                m.log_weights.exp().cpu().numpy(),
+                seed=seed,
+            )[0]
+            if t < 0
+            else backbone.marginal_sample(n, t, seed=seed)
+        )
 
     rows, logs, timings, finals = [], [], [], {}
     for s in tqdm(list(seeds), desc="seeds", disable=not progress):
@@ -51,26 +68,52 @@ def sampling_bias(backbone: GaussianMixtureDiffusion, set_sizes, seeds, real_lat
         for n in set_sizes:
             for mode, label in (("none", "plain"), ("accessible", "NOpt")):
                 t0, backbone.trace = time.perf_counter(), []
-                z, _, log = nopt.synthesize(backbone, [0], n, mode, seed=s,
-                                            num_steps=len(levels) - 1, iterations=iterations,
-                                            real_latents=real_latents, projector=projector,
-                                            progress=False)
+                z, _, log = nopt.synthesize(
+                    backbone,
+                    [0],
+                    n,
+                    mode,
+                    seed=s,
+                    num_steps=len(levels) - 1,
+                    iterations=iterations,
+                    real_latents=real_latents,
+                    projector=projector,
+                    progress=False,
+                )
                 sets = [x.numpy() for _, x in backbone.trace] + [z.reshape(n, -1).double().numpy()]
                 backbone.trace = None
-                timings.append({"seed": s, "N": n, "method": label,
-                                "seconds": time.perf_counter() - t0})
+                timings.append(
+                    {"seed": s, "N": n, "method": label, "seconds": time.perf_counter() - t0}
+                )
                 finals[(s, n, label)] = sets[-1]
                 if len(log):
                     logs.append(log.assign(seed=s, N=n))
-                rows += [{"seed": s, "N": n, "method": label, "step": k, "t": t,
-                          "distance": set_distance(x, refs[k])}
-                         for k, (t, x) in enumerate(zip(levels, sets))]
-            rows += [{"seed": s, "N": n, "method": "i.i.d. from p_t", "step": k, "t": t,
-                      "distance": set_distance(draw(n, t, 30_000 + 1000 * s + k), refs[k])}
-                     for k, t in enumerate(levels)]
+                rows += [
+                    {
+                        "seed": s,
+                        "N": n,
+                        "method": label,
+                        "step": k,
+                        "t": t,
+                        "distance": set_distance(x, refs[k]),
+                    }
+                    for k, (t, x) in enumerate(zip(levels, sets))
+                ]
+            rows += [
+                {
+                    "seed": s,
+                    "N": n,
+                    "method": "i.i.d. from p_t",
+                    "step": k,
+                    "t": t,
+                    "distance": set_distance(draw(n, t, 30_000 + 1000 * s + k), refs[k]),
+                }
+                for k, t in enumerate(levels)
+            ]
     timing = pd.DataFrame(timings).groupby(["N", "method"])["seconds"].mean().unstack()
-    return SamplingBias(pd.DataFrame(rows), timing, finals,
-                        pd.concat(logs) if logs else pd.DataFrame())
+    return SamplingBias(
+        pd.DataFrame(rows), timing, finals, pd.concat(logs) if logs else pd.DataFrame()
+    )
 
 
 @dataclass
@@ -106,15 +149,22 @@ class GaussianMixtureDiffusion(diffusion.Backbone):
     ``(n, D)``) — the set entering each denoising step, for per-step distances.
     """
 
-    def __init__(self, means=GMM_MEANS, scales=GMM_SCALES, weights=GMM_WEIGHTS,
-                 num_steps: int = 50):
+    def __init__(
+        self, means=GMM_MEANS, scales=GMM_SCALES, weights=GMM_WEIGHTS, num_steps: int = 50
+    ):
         means, scales, weights = check_mixture(means, scales, weights)
         sched = diffusion.make_scheduler("fixed_small")
         model = _GMMEpsilon(means, scales, weights, sched.alphas_cumprod)
         self.dim = means.shape[1]
         self.trace = None
-        super().__init__("gmm-exact", model, (self.dim, 1, 1), num_classes=1,
-                         variance_type="fixed_small", num_steps=num_steps)
+        super().__init__(
+            "gmm-exact",
+            model,
+            (self.dim, 1, 1),
+            num_classes=1,
+            variance_type="fixed_small",
+            num_steps=num_steps,
+        )
 
     @property
     def device(self) -> torch.device:
@@ -124,15 +174,18 @@ class GaussianMixtureDiffusion(diffusion.Backbone):
         if z.ndim == 2 and z.shape[1] == self.dim:
             return z.double()
         if tuple(z.shape[1:]) != self.latent_shape:
-            raise ValueError(f"points must be (n, {self.dim}) or latents (n, {self.dim}, 1, 1); "
-                             f"got {tuple(z.shape)}")
+            raise ValueError(
+                f"points must be (n, {self.dim}) or latents (n, {self.dim}, 1, 1); "
+                f"got {tuple(z.shape)}"
+            )
         return z.reshape(len(z), self.dim).double()
 
     def _check_t(self, t) -> int:
         t = int(t)
         if not 0 <= t < diffusion.NUM_TRAIN_TIMESTEPS:
-            raise ValueError(f"t={t}: use a training timestep in "
-                             f"0..{diffusion.NUM_TRAIN_TIMESTEPS - 1}")
+            raise ValueError(
+                f"t={t}: use a training timestep in 0..{diffusion.NUM_TRAIN_TIMESTEPS - 1}"
+            )
         return t
 
     def log_prob(self, z: torch.Tensor, t) -> torch.Tensor:
@@ -149,8 +202,9 @@ class GaussianMixtureDiffusion(diffusion.Backbone):
         form."""
         m, s = self.model.marginal(self._check_t(t))
         w = self.model.log_weights.exp()
-        return sample_gaussian_mixture(n, m.cpu().numpy(), s.cpu().numpy(), w.cpu().numpy(),
-                                       seed=seed)[0]
+        return sample_gaussian_mixture(
+            n, m.cpu().numpy(), s.cpu().numpy(), w.cpu().numpy(), seed=seed
+        )[0]
 
     def _forward(self, z, t, y):
         eps = self.model(self._points(z), int(t))
@@ -184,7 +238,7 @@ class _GMMEpsilon(torch.nn.Module):
         """Means ``(K, D)`` and standard deviations ``(K,)`` of the noisy marginal at training
         step ``t``."""
         a = self.alphas_cumprod[int(t)]
-        return a.sqrt() * self.means, (a * self.scales ** 2 + 1 - a).sqrt()
+        return a.sqrt() * self.means, (a * self.scales**2 + 1 - a).sqrt()
 
     def _components(self, z: torch.Tensor, t: int):
         """Per-component log-densities ``(n, K)`` and residuals ``(n, K, D)`` at ``z``
@@ -192,8 +246,11 @@ class _GMMEpsilon(torch.nn.Module):
         m, s = self.marginal(t)
         r = z[:, None, :] - m[None]
         d = z.shape[1]
-        logp = (self.log_weights - d * (math.log(2 * math.pi) / 2 + s.log())
-                - r.square().sum(-1) / (2 * s ** 2))
+        logp = (
+            self.log_weights
+            - d * (math.log(2 * math.pi) / 2 + s.log())
+            - r.square().sum(-1) / (2 * s**2)
+        )
         return logp, r, s
 
     def log_prob(self, z: torch.Tensor, t: int) -> torch.Tensor:
@@ -204,7 +261,7 @@ class _GMMEpsilon(torch.nn.Module):
         """∇_z log p_t(z) = Σ_k r_k(z) · (−(z − √ᾱ_t μ_k) / s_k²), r_k the responsibilities."""
         logp, r, s = self._components(z, t)
         resp = torch.softmax(logp, dim=1)
-        return -(resp[..., None] * r / (s ** 2)[None, :, None]).sum(1)
+        return -(resp[..., None] * r / (s**2)[None, :, None]).sum(1)
 
     def forward(self, z: torch.Tensor, t: int) -> torch.Tensor:
         a = self.alphas_cumprod[int(t)]

@@ -17,6 +17,7 @@ kernel (:func:`log_kernel`) and the differentiable MMD² (:func:`mmd2_torch`). T
 nothing from the package; :mod:`dsco.theory` imports from it. Everything is float64 and
 deterministic.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,16 +38,19 @@ class Reference:
     """
 
     def __init__(self, per_class: dict):
-        self.points = {int(c): torch.as_tensor(x).reshape(len(x), -1).double()
-                       for c, x in per_class.items()}
+        self.points = {
+            int(c): torch.as_tensor(x).reshape(len(x), -1).double() for c, x in per_class.items()
+        }
         self.bandwidth = {c: float(torch.pdist(x).median()) for c, x in self.points.items()}
         self.radius = {c: coverage_radius(x) for c, x in self.points.items()}
 
     def measure(self, x, c: int) -> dict:
         """``{"mmd2", "coverage"}`` of the samples ``x`` against class ``c``."""
         flat = torch.as_tensor(x).reshape(len(x), -1).double()
-        return {"mmd2": mmd2(self.points[c], flat, self.bandwidth[c]),
-                "coverage": coverage(self.points[c], flat, self.radius[c])}
+        return {
+            "mmd2": mmd2(self.points[c], flat, self.bandwidth[c]),
+            "coverage": coverage(self.points[c], flat, self.radius[c]),
+        }
 
 
 def mmd2(x, y, bandwidth: float = 1.0) -> float:
@@ -75,8 +79,9 @@ def set_distance(x, y, metric: str = "wasserstein", bandwidth: float = 1.0) -> f
         raise ValueError(f"unknown metric {metric!r}: use 'wasserstein' or 'mmd'")
     from scipy.stats import wasserstein_distance
 
-    return float(np.mean([wasserstein_distance(x[:, j].numpy(), y[:, j].numpy())
-                          for j in range(x.shape[1])]))
+    return float(
+        np.mean([wasserstein_distance(x[:, j].numpy(), y[:, j].numpy()) for j in range(x.shape[1])])
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,12 +105,18 @@ def coverage_radius(real, quantile: float = 0.5) -> float:
     """
     x = _flat_points(real, "real")
     if len(x) < 2:
-        raise ValueError(f"coverage_radius needs at least 2 real samples (got {len(x)}): "
-                         "pass the whole real class")
-    if (isinstance(quantile, bool) or not isinstance(quantile, numbers.Real)
-            or not 0 <= quantile <= 1):
-        raise ValueError(f"quantile must be a number in [0, 1] (got {quantile!r}): 0.5 is the "
-                         "median")
+        raise ValueError(
+            f"coverage_radius needs at least 2 real samples (got {len(x)}): "
+            "pass the whole real class"
+        )
+    if (
+        isinstance(quantile, bool)
+        or not isinstance(quantile, numbers.Real)
+        or not 0 <= quantile <= 1
+    ):
+        raise ValueError(
+            f"quantile must be a number in [0, 1] (got {quantile!r}): 0.5 is the median"
+        )
     d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")  # exact, not via x·y
     d.fill_diagonal_(float("inf"))
     return float(torch.quantile(d.min(dim=1).values, float(quantile)))
@@ -123,9 +134,11 @@ def coverage(real, synthetic, radius: float) -> float:
     radius = check_positive(radius, "radius")
     x, s = _flat_points(real, "real"), _flat_points(synthetic, "synthetic")
     if x.shape[1] != s.shape[1]:
-        raise ValueError(f"real and synthetic samples differ in size: {x.shape[1]} vs "
-                         f"{s.shape[1]} values per sample; compare latents with latents (or "
-                         "images with images)")
+        raise ValueError(
+            f"real and synthetic samples differ in size: {x.shape[1]} vs "
+            f"{s.shape[1]} values per sample; compare latents with latents (or "
+            "images with images)"
+        )
     nearest = torch.cdist(x, s, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1).values
     return float((nearest <= radius).double().mean())
 
@@ -134,9 +147,11 @@ def _flat_points(x, name: str) -> torch.Tensor:
     """``(n, ...)`` tensors or arrays flattened to ``(n, d)`` float64 points (checked)."""
     t = x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float64))
     if t.ndim < 2:
-        raise ValueError(f"{name} must hold samples along its first axis, shape (n, ...) with at "
-                         f"least 2 dimensions (got shape {tuple(t.shape)}): add the batch axis, "
-                         "e.g. x[None]")
+        raise ValueError(
+            f"{name} must hold samples along its first axis, shape (n, ...) with at "
+            f"least 2 dimensions (got shape {tuple(t.shape)}): add the batch axis, "
+            "e.g. x[None]"
+        )
     return as_points(t.detach().cpu().reshape(t.shape[0], -1), name)
 
 
@@ -144,10 +159,15 @@ def _flat_points(x, name: str) -> torch.Tensor:
 # Building blocks (shared with dsco.theory)
 # ---------------------------------------------------------------------------------------------
 
+
 def check_positive(value, name: str) -> float:
     """``value`` as a float if it is a finite real number > 0, else one clear ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a finite number > 0 (got {value!r})")
     return float(value)
 
@@ -156,8 +176,10 @@ def as_points(x, name: str) -> torch.Tensor:
     """An ``(n, d)`` float64 tensor from array-like ``x``, or a clear ``ValueError``."""
     t = torch.as_tensor(np.asarray(x, dtype=np.float64)) if not torch.is_tensor(x) else x.double()
     if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] < 1:
-        raise ValueError(f"{name} must be a 2-D array of points, shape (n, d) with n >= 1 "
-                         f"(got shape {tuple(t.shape)}): reshape it, e.g. x.reshape(-1, d)")
+        raise ValueError(
+            f"{name} must be a 2-D array of points, shape (n, d) with n >= 1 "
+            f"(got shape {tuple(t.shape)}): reshape it, e.g. x.reshape(-1, d)"
+        )
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} contains NaN or inf values")
     return t
@@ -166,19 +188,22 @@ def as_points(x, name: str) -> torch.Tensor:
 def same_dim(a: torch.Tensor, b: torch.Tensor) -> None:
     """Raise a clear ``ValueError`` unless the point sets ``a`` and ``b`` share their dimension."""
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"point dimensions differ: {a.shape[1]} vs {b.shape[1]}; "
-                         "targets and surrogates must live in the same space")
+        raise ValueError(
+            f"point dimensions differ: {a.shape[1]} vs {b.shape[1]}; "
+            "targets and surrogates must live in the same space"
+        )
 
 
 def log_kernel(x: torch.Tensor, y: torch.Tensor, bandwidth: float) -> torch.Tensor:
     """``log k(x, y) = -||x - y||^2 / (2 bandwidth^2)`` for all pairs, shape
     ``(len(x), len(y))``."""
     sq = (x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :] - 2.0 * x @ y.T).clamp_min(0.0)
-    return -sq / (2.0 * bandwidth ** 2)
+    return -sq / (2.0 * bandwidth**2)
 
 
-def mmd2_torch(x: torch.Tensor, y: torch.Tensor, bandwidth: float,
-               kyy_mean: torch.Tensor | None = None) -> torch.Tensor:
+def mmd2_torch(
+    x: torch.Tensor, y: torch.Tensor, bandwidth: float, kyy_mean: torch.Tensor | None = None
+) -> torch.Tensor:
     """The biased MMD² of :func:`mmd2` on checked float64 tensors, differentiable and unclamped;
     ``kyy_mean``: the precomputed mean kernel within ``y`` (a fixed target set)."""
     kxx = log_kernel(x, x, bandwidth).exp().mean()

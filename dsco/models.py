@@ -26,6 +26,7 @@ the user's parameters). :func:`digest` is a cheap digest of everything under
 ``build/models/<name>/``: the runner keys the notebooks after notebook 00 with it, so a retrain
 re-executes them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -48,10 +49,15 @@ def load_backbone(ds, device: str = "cpu"):
         bb = backbones.load(recipe["name"], device=device)
     else:
         validation.need(ds, "backbone_path")
-        bb = backbones.load(recipe["name"], ds.params["backbone_path"],
-                            vae_path=ds.params.get("vae_path"), device=device)
-    validation.check_backbone_shape(ds, bb.num_classes, bb.latent_shape,
-                                    getattr(bb, "image_factor", 1))
+        bb = backbones.load(
+            recipe["name"],
+            ds.params["backbone_path"],
+            vae_path=ds.params.get("vae_path"),
+            device=device,
+        )
+    validation.check_backbone_shape(
+        ds, bb.num_classes, bb.latent_shape, getattr(bb, "image_factor", 1)
+    )
     return bb
 
 
@@ -63,18 +69,22 @@ def load_teacher(ds, device: str = "cpu"):
     from . import teacher as teacher_mod
 
     recipe = ds.entry.teacher
-    if recipe.get("with") == "latent":   # trained with the latent recipe (mnist, folder)
-        return teacher_mod.load_teacher(f"{recipe_prefix(ds, 'teacher')}_teacher.safetensors",
-                                        device=device)
+    if recipe.get("with") == "latent":  # trained with the latent recipe (mnist, folder)
+        return teacher_mod.load_teacher(
+            f"{recipe_prefix(ds, 'teacher')}_teacher.safetensors", device=device
+        )
     if recipe["kind"] == "shipped":
         from .checkpoints import MODELS_DIR
+
         return teacher_mod.load_teacher(MODELS_DIR / recipe["file"], device=device)
     path = ds.params.get("teacher_path") or teacher_file(ds)
     if not Path(path).exists():
-        raise DatasetError(f"no teacher for {ds.name}: pass -p teacher_path (a timm "
-                           f"{recipe['arch']} checkpoint with {ds.num_classes} classes) or run "
-                           f"notebook 00 first (dsco run --dataset {ds.name} --only 00), which "
-                           f"trains one into {path}")
+        raise DatasetError(
+            f"no teacher for {ds.name}: pass -p teacher_path (a timm "
+            f"{recipe['arch']} checkpoint with {ds.num_classes} classes) or run "
+            f"notebook 00 first (dsco run --dataset {ds.name} --only 00), which "
+            f"trains one into {path}"
+        )
     return teacher_mod.load_timm_teacher(path, recipe["arch"], ds.num_classes, device)
 
 
@@ -92,12 +102,15 @@ def recipe_prefix(ds, part: str | None = None) -> Path:
     recipe = ds.entry.backbone
     if recipe["kind"] == "shipped":
         from .checkpoints import MODELS_DIR
+
         return MODELS_DIR / recipe["prefix"]
     prefix = model_prefix(ds)
     if part and not Path(f"{prefix}_{part}.safetensors").is_file():
-        raise DatasetError(f"no trained {part} for {ds.name} under {prefix.parent}: run notebook "
-                           f"00 first (dsco run --dataset {ds.name} --only 00 with the same -p "
-                           "parameters)")
+        raise DatasetError(
+            f"no trained {part} for {ds.name} under {prefix.parent}: run notebook "
+            f"00 first (dsco run --dataset {ds.name} --only 00 with the same -p "
+            "parameters)"
+        )
     return prefix
 
 

@@ -36,6 +36,7 @@ Presets (:data:`PRESETS`):
     ``4 → 64 → 128 → 256``, App. C's structure (a dense 3×3 stride-1 layer, then stride-2 16-group
     convolutions), output 256×2×2.
 """
+
 from __future__ import annotations
 
 import torch
@@ -62,25 +63,39 @@ class RandomProjector(nn.Sequential):
         negative_slope: LeakyReLU slope between layers (0.01).
         device: where to put the (CPU-initialised) weights.
 
-    Input ``(N, C, H, W)`` → output ``(N, widths[-1], H / 2^(len(widths)-1), W / 2^(len(widths)-1))``.
+    Input ``(N, C, H, W)`` → output ``(N, widths[-1], H / 2^(len(widths)-1), W /
+    2^(len(widths)-1))``.
     """
 
-    def __init__(self, in_channels: int, widths=(256, 512, 1024, 2048), groups: int = 16,
-                 seed: int = 0, negative_slope: float = 0.01, device="cpu"):
+    def __init__(
+        self,
+        in_channels: int,
+        widths=(256, 512, 1024, 2048),
+        groups: int = 16,
+        seed: int = 0,
+        negative_slope: float = 0.01,
+        device="cpu",
+    ):
         widths = tuple(int(w) for w in widths)
         if not widths:
-            raise ValueError("widths is empty: give at least one layer width, e.g. widths=(64, 128, 256)")
+            raise ValueError(
+                "widths is empty: give at least one layer width, e.g. widths=(64, 128, 256)"
+            )
         bad = [w for w in (widths if len(widths) > 1 else ()) if w % groups]  # grouped-conv in/out
         if bad:
-            raise ValueError(f"widths {widths} are not all divisible by groups={groups}: "
-                             f"use multiples of {groups} (or change groups)")
+            raise ValueError(
+                f"widths {widths} are not all divisible by groups={groups}: "
+                f"use multiples of {groups} (or change groups)"
+            )
         layers = []
         with torch.random.fork_rng(devices=[]):  # seeded, without touching the global RNG
             torch.manual_seed(seed)
             layers.append(nn.Conv2d(in_channels, widths[0], kernel_size=3, stride=1, padding=1))
             for w_in, w_out in zip(widths[:-1], widths[1:]):
                 layers.append(nn.LeakyReLU(negative_slope))
-                layers.append(nn.Conv2d(w_in, w_out, kernel_size=4, stride=2, padding=1, groups=groups))
+                layers.append(
+                    nn.Conv2d(w_in, w_out, kernel_size=4, stride=2, padding=1, groups=groups)
+                )
         super().__init__(*layers)
         self.in_channels, self.widths, self.groups, self.seed = in_channels, widths, groups, seed
         self.requires_grad_(False)
@@ -103,13 +118,17 @@ class RandomProjector(nn.Sequential):
 
 
 def make(name: str = "digits", seed: int = 0, device="cpu", **overrides) -> RandomProjector:
-    """Build the projector preset ``name`` (``"paper"`` or ``"digits"``) with weights seeded by ``seed``.
+    """Build the projector preset ``name`` (``"paper"`` or ``"digits"``) with weights seeded by
+    ``seed``.
 
-    ``overrides`` replace preset entries (``in_channels``, ``widths``, ``groups``, ``negative_slope``).
+    ``overrides`` replace preset entries (``in_channels``, ``widths``, ``groups``,
+    ``negative_slope``).
     """
     if name not in PRESETS:
-        raise ValueError(f"unknown projector preset {name!r}: choose one of {sorted(PRESETS)} "
-                         "or build RandomProjector(in_channels, widths, groups) directly")
+        raise ValueError(
+            f"unknown projector preset {name!r}: choose one of {sorted(PRESETS)} "
+            "or build RandomProjector(in_channels, widths, groups) directly"
+        )
     cfg = {**PRESETS[name], **overrides}
     return RandomProjector(seed=seed, device=device, **cfg)
 
@@ -130,11 +149,13 @@ def preset_for(latent_shape) -> str:
     if shape in KNOWN_SHAPES:
         return KNOWN_SHAPES[shape]
     known = ", ".join(f"{'×'.join(map(str, s))} ({n})" for s, n in KNOWN_SHAPES.items())
-    raise ValueError(f"no projector preset for latents of shape {'×'.join(map(str, shape))} "
-                     f"(known: {known}): choose one, e.g. projector=\"latent\" (a preset of "
-                     f"dsco.projector.PRESETS) or projector=dict(in_channels={shape[0]}, "
-                     "widths=(64, 128, 256)) for dsco.nopt.synthesize / dsco.surrogates.make, or "
-                     "set the dataset's projector in dsco.datasets.REGISTRY")
+    raise ValueError(
+        f"no projector preset for latents of shape {'×'.join(map(str, shape))} "
+        f'(known: {known}): choose one, e.g. projector="latent" (a preset of '
+        f"dsco.projector.PRESETS) or projector=dict(in_channels={shape[0]}, "
+        "widths=(64, 128, 256)) for dsco.nopt.synthesize / dsco.surrogates.make, or "
+        "set the dataset's projector in dsco.datasets.REGISTRY"
+    )
 
 
 def for_latents(latent_shape, seed: int = 0, device="cpu", **overrides) -> RandomProjector:
@@ -146,10 +167,12 @@ def for_latents(latent_shape, seed: int = 0, device="cpu", **overrides) -> Rando
     return make(preset_for(latent_shape), seed=seed, device=device, **overrides)
 
 
-# --- measuring a projector (notebook 13, §4.1.2) ----------------------------------------------------
+# --- measuring a projector (notebook 13, §4.1.2)
+# ----------------------------------------------------
 def channel_rows(features: torch.Tensor, pooled: bool = True) -> torch.Tensor:
-    """The feature channels as rows: ``(J, N)`` globally average-pooled (what the data-accessible loss
-    aligns channel by channel) or ``(J, N·K·L)`` for the full maps (what the data-free loss sees)."""
+    """The feature channels as rows: ``(J, N)`` globally average-pooled (what the data-accessible
+    loss aligns channel by channel) or ``(J, N·K·L)`` for the full maps (what the data-free loss
+    sees)."""
     return features.mean((2, 3)).T if pooled else features.transpose(0, 1).flatten(1)
 
 
@@ -191,5 +214,8 @@ def decay_claims(rows, curve: str, claimed: float = -0.5, tolerance: float = 0.1
         f"{threshold:+.1f} ({claimed:+.1f} within {tolerance:g}; {curve}, widths "
         f"{int(g['m'].min())}–{int(g['m'].max())})"
     )
-    return {claim: verdicts.trend(g, "m", "mean |corr|", replicate="seed", decreasing=True,
-                                  threshold=threshold, log=True)}
+    return {
+        claim: verdicts.trend(
+            g, "m", "mean |corr|", replicate="seed", decreasing=True, threshold=threshold, log=True
+        )
+    }

@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import ROOT
+from .verdicts import VERDICTS
 
 #: Where reference runs live (the same layout as ``build/``: ``runs/`` and ``results/``).
 REFERENCE = ROOT / "reference"
@@ -38,15 +39,23 @@ BUDGET_MB = 20.0
 #: What a claim is against its reference.
 STATUS = ("reproduced", "changed", "new")
 #: Verdicts that decide a claim: a rerun that moves a claim off one of these has flipped it.
-DECIDED = ("holds", "does not hold")
+DECIDED = VERDICTS[0], VERDICTS[3]
 
 
 class ReferenceError(ValueError):
     """A missing reference run or a budget exceeded; the message names the fix."""
 
 
-def ship(dataset: str, profile: str, *, trace=None, runs_dir=None, results_dir=None,
-         folder=None, notebooks: bool = True) -> Path:
+def ship(
+    dataset: str,
+    profile: str,
+    *,
+    trace=None,
+    runs_dir=None,
+    results_dir=None,
+    folder=None,
+    notebooks: bool = True,
+) -> Path:
     """Copy the finished batch of ``dataset`` and ``profile`` from ``build/`` (or ``runs_dir`` /
     ``results_dir``, laid out as ``build/runs`` / ``build/results``) into the reference folder,
     replacing what was there, and write its run record (:func:`run_record`, with the batch's trace

@@ -1,11 +1,13 @@
-"""The batch runner: execute the numbered notebooks with papermill, one dataset and profile at a time.
+"""The batch runner: execute the numbered notebooks with papermill, one dataset and profile at a
+time.
 
 ``run(dataset, profile, ...)`` executes ``notebooks/NN_*.ipynb`` in numbered order, injecting
-``dataset``, ``profile``, ``seed``, ``device`` and the extra parameters (``-p``) into each notebook's
-cell tagged ``parameters`` -- each notebook receives the names its cell declares (:func:`declared`); a
-``-p`` name that no notebook declares is refused. Before anything runs, the dataset's parameters are
-checked (:meth:`dsco.datasets.Dataset.check`: root folders, backbone and teacher shapes). Executed
-copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that folder is what the book renders.
+``dataset``, ``profile``, ``seed``, ``device`` and the extra parameters (``-p``) into each
+notebook's cell tagged ``parameters`` -- each notebook receives the names its cell declares
+(:func:`declared`); a ``-p`` name that no notebook declares is refused. Before anything runs, the
+dataset's parameters are checked (:meth:`dsco.datasets.Dataset.check`: root folders, backbone and
+teacher shapes). Executed copies go to ``build/runs/<dataset>/<profile>/<stem>.ipynb``; that folder
+is what the book renders.
 
 Caching: beside each executed copy sits ``<stem>.key``, a SHA-256 of the injected parameters, the
 notebook's source cells, every file of the package (``dsco/``) and of ``data/``, and what the
@@ -16,8 +18,8 @@ and, for every notebook after the setup notebooks, the models notebook 00 traine
 retrain or a changed tree re-executes what depends on it; ``force=True`` re-executes it anyway.
 
 Failures: the notebook's previous executed copy and key are deleted (stale output never reaches the
-book), the failed copy is kept as ``<stem>.failed.ipynb`` for inspection, and :class:`NotebookFailed`
-names the notebook, the failing cell and the exception line.
+book), the failed copy is kept as ``<stem>.failed.ipynb`` for inspection, and
+:class:`NotebookFailed` names the notebook, the failing cell and the exception line.
 
 Parallel batches: ``jobs > 1`` first executes the setup notebooks (``0x_*``: they train or load what
 the others read) one after another, then the rest in up to ``jobs`` concurrent papermill kernels.
@@ -131,7 +133,8 @@ def _file_digest(h, base: Path, pattern: str) -> None:
 
 
 def sources_digest() -> str:
-    """SHA-256 over the package sources and the shipped data (models cards/weights, paper tables)."""
+    """SHA-256 over the package sources and the shipped data (models cards/weights, paper
+    tables)."""
     h = hashlib.sha256()
     _file_digest(h, ROOT / "dsco", "**/*.py")
     _file_digest(h, ROOT / "data", "**/*")
@@ -193,8 +196,9 @@ def run(
     jobs: int = 1,
     trace: Path | None = None,
 ) -> list[Result]:
-    """Execute the notebooks for one dataset and profile; see the module docstring. ``trace``: a JSON
-    file to write the batch's trace to (:mod:`dsco.trace`: notebooks, core load, trainings, sets)."""
+    """Execute the notebooks for one dataset and profile; see the module docstring. ``trace``: a
+    JSON file to write the batch's trace to (:mod:`dsco.trace`: notebooks, core load, trainings,
+    sets)."""
     from . import datasets
     from .results import results_dir
 
@@ -373,8 +377,8 @@ class _Tracer:
 
 
 def _kernel_manager(env: dict):
-    """A jupyter_client kernel manager class whose kernels start with ``env`` on top of this process's
-    environment (how a traced batch tells each kernel its notebook)."""
+    """A jupyter_client kernel manager class whose kernels start with ``env`` on top of this
+    process's environment (how a traced batch tells each kernel its notebook)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class Manager(AsyncKernelManager):
@@ -402,9 +406,9 @@ def kernel_threads(jobs: int, cores: int | None = None):
 
 
 def stop_kernels() -> int:
-    """Terminate the Jupyter kernels this process started; return how many. jupyter_client starts each
-    kernel in its own session, so a Ctrl-C in the terminal never reaches them: a parallel batch would
-    otherwise wait for its running notebooks to finish before it stops."""
+    """Terminate the Jupyter kernels this process started; return how many. jupyter_client starts
+    each kernel in its own session, so a Ctrl-C in the terminal never reaches them: a parallel batch
+    would otherwise wait for its running notebooks to finish before it stops."""
     import psutil
 
     def is_kernel(proc):
@@ -452,8 +456,8 @@ def reference_dirs(dataset: str, profile: str) -> list:
 
 
 def _execute_all(paths, jobs, execute, done, bar, finished, order=None) -> list[Result]:
-    """Run ``execute`` on every path (in order, or the setup notebooks first and then ``jobs`` at a time),
-    appending each result to ``finished`` as it comes."""
+    """Run ``execute`` on every path (in order, or the setup notebooks first and then ``jobs`` at a
+    time), appending each result to ``finished`` as it comes."""
 
     def record(result):
         finished.append(result)

@@ -13,9 +13,10 @@ once:
 NOpt options (``iterations``, ``lambda_align``, ``reality``, ``align``, ...) pass straight to
 :func:`dsco.nopt.synthesize`, on top of the dataset's defaults that depart from the paper's
 (``ds.nopt_defaults``, each with its reason in :mod:`dsco.datasets`). The dataset (a
-:class:`dsco.datasets.Dataset`, or a registry name) supplies the real training split, the backbone and
-the backbone's conditioning class of every label (ImageNette's labels are DiT's ImageNet classes).
-Latents are decoded by the backbone (identity for digits) and clamped to the image range [-1, 1].
+:class:`dsco.datasets.Dataset`, or a registry name) supplies the real training split, the backbone
+and the backbone's conditioning class of every label (ImageNette's labels are DiT's ImageNet
+classes). Latents are decoded by the backbone (identity for digits) and clamped to the image range
+[-1, 1].
 
 The cache (``build/cache/surrogates/``) is keyed by a SHA-256 of the method, IPC, seed, classes,
 dataset, the resolved options (every :func:`dsco.nopt.synthesize` argument, defaults filled in, so
@@ -25,6 +26,7 @@ digest of its files), the device type and :data:`CACHE_VERSION`; an entry stores
 labels, NOpt log and the cost of the original run (wall time, peak memory, device), so a cached set
 still reports what it cost to make. :func:`cost_table` lines the costs of many sets up.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +39,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import CACHE, files_digest, replacing, trace
-from . import nopt
+from . import CACHE, files_digest, nopt, replacing, trace
 from .data import FolderSet, ImageSet, encode_class
 from .training import peak_mem_mb
 
@@ -50,11 +51,15 @@ CACHE_VERSION = 3  # 3: dataset registry (issue 12); 2: NOpt sets from the batch
 #: synthesize() arguments that do not change the set (how it is computed, not what): not in the key.
 NOT_IN_KEY = {"real_latents", "progress", "template_cache", "batch_size", "engine", "compile"}
 
-#: A cheaper NOpt setting of the same downstream accuracy (issue 7; notebook 53): 40 SGD iterations per
-#: step (paper 200), each real latent diffused once per step (paper 5) and λ_align = 5e-3 (paper 5e-4).
+#: A cheaper NOpt setting of the same downstream accuracy (issue 7; notebook 53): 40 SGD iterations
+# per
+#: step (paper 200), each real latent diffused once per step (paper 5) and λ_align = 5e-3 (paper
+# 5e-4).
 #: Against the paper's setting over 5 seeds on digits (ConvNet-3, hard labels; candidate − paper,
-#: mean ± std of the paired difference): IPC 1 +0.9 ± 1.4, IPC 5 −0.3 ± 1.0, IPC 10 −0.0 ± 0.6, while
-#: the paper setting beats plain sampling by 3.7–4.1 points; 3.9–4.5× cheaper (IPC 10: 31.9 s against
+#: mean ± std of the paired difference): IPC 1 +0.9 ± 1.4, IPC 5 −0.3 ± 1.0, IPC 10 −0.0 ± 0.6,
+# while
+#: the paper setting beats plain sampling by 3.7–4.1 points; 3.9–4.5× cheaper (IPC 10: 31.9 s
+# against
 #: 124.6 s, 2.3× plain sampling, 2 threads). Measured on digits only: rerun notebook 53 elsewhere.
 FAST_PROFILE = {"iterations": 40, "diffusion_repeats": 1, "lambda_align": 5e-3}
 
@@ -67,8 +72,8 @@ class SurrogateError(ValueError):
 class Surrogate:
     """A surrogate set and what it cost: ``data`` (an :class:`~dsco.data.ImageSet` to pass to
     :func:`dsco.evaluate.evaluate`), the NOpt ``log``, ``wall_s`` / ``peak_mem_mb`` / ``device`` of
-    the run that made it, ``cached`` (read back from disk in this call) and ``latents`` (the synthesised
-    latents before decoding; None for ``random``)."""
+    the run that made it, ``cached`` (read back from disk in this call) and ``latents`` (the
+    synthesised latents before decoding; None for ``random``)."""
 
     data: ImageSet
     method: str
@@ -84,21 +89,41 @@ class Surrogate:
 
     def cost(self) -> dict:
         """One row for a cost table."""
-        return {"method": self.method, "ipc": self.ipc, "seed": self.seed, "wall_s": round(self.wall_s, 2),
-                "s_per_image": round(self.wall_s / max(len(self.data), 1), 4),
-                "peak_mem_mb": round(self.peak_mem_mb, 1), "device": self.device, "cached": self.cached}
+        return {
+            "method": self.method,
+            "ipc": self.ipc,
+            "seed": self.seed,
+            "wall_s": round(self.wall_s, 2),
+            "s_per_image": round(self.wall_s / max(len(self.data), 1), 4),
+            "peak_mem_mb": round(self.peak_mem_mb, 1),
+            "device": self.device,
+            "cached": self.cached,
+        }
 
 
-def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None, real=None,
-         backbone=None, device: str = "cpu", cache: bool = True, cache_dir=None, progress: bool = True,
-         **options) -> Surrogate:
+def make(
+    method: str,
+    ipc: int,
+    seed: int = 0,
+    *,
+    dataset="digits",
+    classes=None,
+    real=None,
+    backbone=None,
+    device: str = "cpu",
+    cache: bool = True,
+    cache_dir=None,
+    progress: bool = True,
+    **options,
+) -> Surrogate:
     """Build (or read back) the ``method`` surrogate set with ``ipc`` images per class.
 
-    ``dataset``: a :class:`dsco.datasets.Dataset` (or a registry name, resolved in the smoke profile),
-    which gives the defaults of ``real`` (its training split), ``backbone`` (its backbone on ``device``)
-    and the classes (all of the profile's). ``options`` go to :func:`dsco.nopt.synthesize` on top of the
-    dataset's NOpt defaults (ignored for ``random``). Same arguments on the same device type ⇒ the
-    same set (and a cache hit). Labels are the dataset's (the backbone is conditioned on ``ds.class_ids``).
+    ``dataset``: a :class:`dsco.datasets.Dataset` (or a registry name, resolved in the smoke
+    profile), which gives the defaults of ``real`` (its training split), ``backbone`` (its backbone
+    on ``device``) and the classes (all of the profile's). ``options`` go to
+    :func:`dsco.nopt.synthesize` on top of the dataset's NOpt defaults (ignored for ``random``).
+    Same arguments on the same device type ⇒ the same set (and a cache hit). Labels are the
+    dataset's (the backbone is conditioned on ``ds.class_ids``).
     """
     from .datasets import Dataset, get
 
@@ -116,21 +141,41 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
     if mode is not None and backbone is None:
         backbone = ds.backbone(device)
 
-    if mode == "free" and ipc < 2:  # Eq. 25 needs a neighbour: NOpt drops the term, so the switch names nothing
+    if (
+        mode == "free" and ipc < 2
+    ):  # Eq. 25 needs a neighbour: NOpt drops the term, so the switch names nothing
         resolved["maxoc"] = False
-    key = {"version": CACHE_VERSION, "method": method, "ipc": ipc, "seed": seed, "dataset": ds.name,
-           "classes": classes, "options": resolved, "device": torch.device(device).type,
-           "backbone": nopt.fingerprint(backbone) if backbone is not None else None,
-           "real": real_key(ds, real)}
+    key = {
+        "version": CACHE_VERSION,
+        "method": method,
+        "ipc": ipc,
+        "seed": seed,
+        "dataset": ds.name,
+        "classes": classes,
+        "options": resolved,
+        "device": torch.device(device).type,
+        "backbone": nopt.fingerprint(backbone) if backbone is not None else None,
+        "real": real_key(ds, real),
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = Path(cache_dir or CACHE_DIR) / f"{ds.name}-{method}-ipc{ipc}-s{seed}-{digest}.pt"
     what = dict(method=method, ipc=ipc, seed=seed, key=digest)
     if cache and path.is_file():
         trace.event("synth", time.time(), True, **what)
         e = torch.load(path, weights_only=False)
-        return Surrogate(ImageSet(e["x"], e["y"], list(real.classes), f"{ds.name}-{method}", "train"),
-                         method, ipc, seed, opts, e["wall_s"], e["peak_mem_mb"], e["device"], True,
-                         pd.DataFrame(e["log"]), e.get("z"))
+        return Surrogate(
+            ImageSet(e["x"], e["y"], list(real.classes), f"{ds.name}-{method}", "train"),
+            method,
+            ipc,
+            seed,
+            opts,
+            e["wall_s"],
+            e["peak_mem_mb"],
+            e["device"],
+            True,
+            pd.DataFrame(e["log"]),
+            e.get("z"),
+        )
 
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -138,42 +183,85 @@ def make(method: str, ipc: int, seed: int = 0, *, dataset="digits", classes=None
     z = None
     if mode is None:
         picked = real.sample_per_class(ipc, seed)
-        picked = picked.subset(torch.nonzero(torch.isin(picked.y, torch.tensor(classes))).flatten()).in_memory()
+        picked = picked.subset(
+            torch.nonzero(torch.isin(picked.y, torch.tensor(classes))).flatten()
+        ).in_memory()
         x, y, log = picked.x.float(), picked.y, pd.DataFrame()
     else:
         cond = {c: ds.class_ids[c] for c in classes}  # label -> the backbone's conditioning class
         real_latents = None
         if mode == "accessible":  # FolderSet latents are cached by dsco.data, keyed by the weights
-            real_latents = {cond[c]: encode_class(real, c, backbone.encode, encoder_id=key["backbone"],
-                                                  progress=False) for c in classes}
+            real_latents = {
+                cond[c]: encode_class(
+                    real, c, backbone.encode, encoder_id=key["backbone"], progress=False
+                )
+                for c in classes
+            }
         label = {v: c for c, v in cond.items()}
         try:
-            z, y_cond, log = nopt.synthesize(backbone, list(cond.values()), ipc, mode, seed, real_latents=real_latents,
-                                             template_cache=template_cache, progress=progress, **opts)
-        except nopt.NOptDiverged as e:   # name the dataset's class, not the backbone's conditioning index
+            z, y_cond, log = nopt.synthesize(
+                backbone,
+                list(cond.values()),
+                ipc,
+                mode,
+                seed,
+                real_latents=real_latents,
+                template_cache=template_cache,
+                progress=progress,
+                **opts,
+            )
+        except (
+            nopt.NOptDiverged
+        ) as e:  # name the dataset's class, not the backbone's conditioning index
             raise nopt.NOptDiverged(label[e.cls], e.step, e.t, e.what, e.lr) from None
         y = torch.tensor([label[int(v)] for v in y_cond], dtype=torch.long)
         if len(log):
             log["class"] = log["class"].map(label)
         with torch.no_grad():
-            x = torch.cat([backbone.decode(z[i:i + 64].to(backbone.device)).float().cpu()
-                           for i in range(0, len(z), 64)])
+            x = torch.cat(
+                [
+                    backbone.decode(z[i : i + 64].to(backbone.device)).float().cpu()
+                    for i in range(0, len(z), 64)
+                ]
+            )
         bad = ~torch.isfinite(x.flatten(1)).all(1)
         if bad.any():
-            raise SurrogateError(f"class {int(y[bad][0])}: non-finite decoded image: the latents left the decoder's "
-                                 "range; lower lr or lambda_align / lambda_maxoc / lambda_stats")
+            raise SurrogateError(
+                f"class {int(y[bad][0])}: non-finite decoded image: the latents left the decoder's "
+                "range; lower lr or lambda_align / lambda_maxoc / lambda_stats"
+            )
         x = x.clamp(-1, 1)
     wall = time.perf_counter() - start
     trace.event("synth", time.time() - wall, False, **what)
-    out = Surrogate(ImageSet(x.contiguous(), y.long(), list(real.classes), f"{ds.name}-{method}", "train"),
-                    method, ipc, seed, opts, wall, peak_mem_mb(device), str(device), False, log,
-                    None if z is None else z.float().contiguous())
+    out = Surrogate(
+        ImageSet(x.contiguous(), y.long(), list(real.classes), f"{ds.name}-{method}", "train"),
+        method,
+        ipc,
+        seed,
+        opts,
+        wall,
+        peak_mem_mb(device),
+        str(device),
+        False,
+        log,
+        None if z is None else z.float().contiguous(),
+    )
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as tmp:  # an interrupted run never leaves a half-written entry
-            torch.save({"x": out.data.x, "y": out.data.y, "z": out.latents, "wall_s": wall,
-                        "peak_mem_mb": out.peak_mem_mb, "device": out.device, "log": log.to_dict("list"),
-                        "key": key}, tmp)
+            torch.save(
+                {
+                    "x": out.data.x,
+                    "y": out.data.y,
+                    "z": out.latents,
+                    "wall_s": wall,
+                    "peak_mem_mb": out.peak_mem_mb,
+                    "device": out.device,
+                    "log": log.to_dict("list"),
+                    "key": key,
+                },
+                tmp,
+            )
     return out
 
 
@@ -188,18 +276,22 @@ def real_key(ds, real) -> list:
     base = [real.name, real.split, len(real)]
     if isinstance(real, FolderSet):
         if real not in _FOLDER_KEYS:
-            _FOLDER_KEYS[real] = [files_digest(real.files), _tensor_sha(real.y),
-                                  repr(real.transform)]
+            _FOLDER_KEYS[real] = [
+                files_digest(real.files),
+                _tensor_sha(real.y),
+                repr(real.transform),
+            ]
         return base + _FOLDER_KEYS[real]
     if ds.entry.kind == "embedded":
         own = ds.train()
-        if real is own or (len(real) == len(own) and torch.equal(real.y, own.y)
-                           and torch.equal(real.x, own.x)):
+        if real is own or (
+            len(real) == len(own) and torch.equal(real.y, own.y) and torch.equal(real.x, own.x)
+        ):
             return base
     return base + [_tensor_sha(real.x, real.y)]
 
 
-_FOLDER_KEYS = weakref.WeakKeyDictionary()   # FolderSet -> its part of real_key
+_FOLDER_KEYS = weakref.WeakKeyDictionary()  # FolderSet -> its part of real_key
 
 
 def _tensor_sha(*tensors) -> str:
@@ -210,11 +302,18 @@ def _tensor_sha(*tensors) -> str:
 
 
 def cost_table(made: dict, label: str = "set") -> pd.DataFrame:
-    """One row per set of ``made`` (``{key: Surrogate}``) with its cost (:meth:`Surrogate.cost`): wall
-    time, seconds per image, peak memory and device of the run that made it, and whether it was read
-    back from the cache. A tuple key's first part goes in the column ``label``."""
-    return pd.DataFrame([{label: k[0] if isinstance(k, tuple) else k, **{c: v for c, v in s.cost().items() if c != label}}
-                         for k, s in made.items()])  # a label named like a cost column (e.g. "method") wins
+    """One row per set of ``made`` (``{key: Surrogate}``) with its cost (:meth:`Surrogate.cost`):
+    wall time, seconds per image, peak memory and device of the run that made it, and whether it was
+    read back from the cache. A tuple key's first part goes in the column ``label``."""
+    return pd.DataFrame(
+        [
+            {
+                label: k[0] if isinstance(k, tuple) else k,
+                **{c: v for c, v in s.cost().items() if c != label},
+            }
+            for k, s in made.items()
+        ]
+    )  # a label named like a cost column (e.g. "method") wins
 
 
 def nopt_options(ds, method: str, options: dict) -> tuple[dict, dict | None]:
@@ -224,15 +323,27 @@ def nopt_options(ds, method: str, options: dict) -> tuple[dict, dict | None]:
     (``None`` for ``random``). An unknown option raises :class:`SurrogateError`."""
     unknown = set(options) - (set(nopt.synthesize.__kwdefaults__) - {"real_latents", "progress"})
     if unknown:
-        raise SurrogateError(f"unknown NOpt option(s) {sorted(unknown)}: see dsco.nopt.synthesize for the names")
+        raise SurrogateError(
+            f"unknown NOpt option(s) {sorted(unknown)}: see dsco.nopt.synthesize for the names"
+        )
     if METHODS[method] is None:
         return {}, None
     opts = {**ds.nopt_defaults, **options}
-    return opts, {k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items() if k not in NOT_IN_KEY}
+    return opts, {
+        k: v for k, v in {**nopt.synthesize.__kwdefaults__, **opts}.items() if k not in NOT_IN_KEY
+    }
 
 
-def make_all(methods, ipcs, seed: int = 0, *, replicates: int = 1, dataset="digits",
-             progress: bool = True, **kwargs) -> dict:
+def make_all(
+    methods,
+    ipcs,
+    seed: int = 0,
+    *,
+    replicates: int = 1,
+    dataset="digits",
+    progress: bool = True,
+    **kwargs,
+) -> dict:
     """``{(label, ipc, r): Surrogate}`` for every method, IPC and replicate ``r`` of
     ``range(replicates)``: replicate ``r`` is made from the seed ``seed + r`` (its random subset or
     its synthesis noise), as the replicate design of :mod:`dsco.verdicts` asks; pass the result to
@@ -244,7 +355,13 @@ def make_all(methods, ipcs, seed: int = 0, *, replicates: int = 1, dataset="digi
     if int(replicates) < 1:
         raise SurrogateError(f"replicates={replicates}: make at least 1 replicate")
     methods = methods if isinstance(methods, dict) else {m: m for m in methods}
-    jobs = [(m, label, int(ipc), r) for r in range(int(replicates))
-            for m, label in methods.items() for ipc in ipcs]
-    return {(label, ipc, r): make(m, ipc, seed + r, dataset=dataset, progress=False, **kwargs)
-            for m, label, ipc, r in tqdm(jobs, desc="surrogate sets", disable=not progress)}
+    jobs = [
+        (m, label, int(ipc), r)
+        for r in range(int(replicates))
+        for m, label in methods.items()
+        for ipc in ipcs
+    ]
+    return {
+        (label, ipc, r): make(m, ipc, seed + r, dataset=dataset, progress=False, **kwargs)
+        for m, label, ipc, r in tqdm(jobs, desc="surrogate sets", disable=not progress)
+    }

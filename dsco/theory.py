@@ -23,6 +23,7 @@ The kernel, the MMD and the point checks are the building blocks of :mod:`dsco.m
 imports nothing from here); §3.4's exact-score diffusion toy is :mod:`dsco.exact_diffusion`.
 Everything is CPU, float64 and deterministic for a given seed.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,11 +44,13 @@ from .metrics import as_points, check_positive, log_kernel, mmd2, mmd2_torch, sa
 def _check_int(value, name: str, minimum: int = 1) -> int:
     """Return ``value`` as an int, or raise one clear ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum} (got {value!r}): pass a whole "
-                         "number")
+        raise ValueError(
+            f"{name} must be an integer >= {minimum} (got {value!r}): pass a whole number"
+        )
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum} (got {value}): pass a larger "
-                         f"{name}")
+        raise ValueError(
+            f"{name} must be an integer >= {minimum} (got {value}): pass a larger {name}"
+        )
     return int(value)
 
 
@@ -78,7 +81,7 @@ def occupancy_counts(n: int, n_exp: int = 500, seed: int = 0) -> np.ndarray:
         # offset each experiment's region ids so a single bincount counts all experiments
         flat = (draws + n * np.arange(rows)[:, None]).ravel()
         hits = np.bincount(flat, minlength=rows * n).reshape(rows, n)
-        counts[lo:lo + rows] = (hits > 0).sum(axis=1)
+        counts[lo : lo + rows] = (hits > 0).sum(axis=1)
     return counts
 
 
@@ -172,7 +175,7 @@ def ideal_sampling_chance(n: int) -> float:
     """
     n = _check_int(n, "n")
     if n <= 1000:
-        return math.factorial(n) / n ** n
+        return math.factorial(n) / n**n
     return math.exp(log_ideal_sampling_chance(n))
 
 
@@ -194,15 +197,18 @@ def check_mixture(means, scales, weights):
     scales = np.asarray(scales, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     if means.ndim != 2 or scales.shape != (len(means),) or weights.shape != (len(means),):
-        raise ValueError("means must be (K, d), scales and weights length K: "
-                         f"got {means.shape}, {scales.shape}, {weights.shape}")
+        raise ValueError(
+            "means must be (K, d), scales and weights length K: "
+            f"got {means.shape}, {scales.shape}, {weights.shape}"
+        )
     if np.any(scales <= 0) or np.any(weights < 0) or weights.sum() <= 0:
         raise ValueError("scales must be > 0 and weights >= 0 with a positive sum")
     return means, scales, weights
 
 
-def sample_gaussian_mixture(n: int, means=GMM_MEANS, scales=GMM_SCALES, weights=GMM_WEIGHTS,
-                            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def sample_gaussian_mixture(
+    n: int, means=GMM_MEANS, scales=GMM_SCALES, weights=GMM_WEIGHTS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` points from an isotropic Gaussian mixture (the toy target set ``T``).
 
     ``means`` is ``(K, d)``, ``scales`` the ``K`` standard deviations, ``weights`` the ``K`` mixture
@@ -256,12 +262,13 @@ H_FUNCTIONS = {
     "linear": "h(u) = u / M  — linear, the case the paper solves (Eq. 10–11)",
     "saturating": "h(u) = 1 - exp(-u)  — saturating: a second surrogate near a target adds little",
     "log": "h(u) = log(u / M)  — beyond the paper: the log-likelihood of the target under the "
-           "surrogates' kernel density; not in (0, 1)",
+    "surrogates' kernel density; not in (0, 1)",
 }
 
 
-def _recognition_torch(targets: torch.Tensor, surrogates: torch.Tensor, bandwidth: float,
-                       h: str) -> torch.Tensor:
+def _recognition_torch(
+    targets: torch.Tensor, surrogates: torch.Tensor, bandwidth: float, h: str
+) -> torch.Tensor:
     """Eq. 6 per target, differentiable: ``h(sum_s g(||f^τ - f^s||^2))`` with ``g = k``.
 
     For the Gaussian kernel ``g(d^2) = 1 - d^2/2 = k(x^τ, x^s)`` is monotonically decreasing in the
@@ -278,8 +285,9 @@ def _recognition_torch(targets: torch.Tensor, surrogates: torch.Tensor, bandwidt
     raise ValueError(f"unknown h {h!r}: use one of {', '.join(H_FUNCTIONS)}")
 
 
-def recognition_chance(targets, surrogates, bandwidth: float = 1.0,
-                       h: str = "linear") -> np.ndarray:
+def recognition_chance(
+    targets, surrogates, bandwidth: float = 1.0, h: str = "linear"
+) -> np.ndarray:
     """Chance of recognising each target given the surrogate set, Eq. 6.
 
     ``p_rec(x^τ | S) = h( sum_s g(||f^τ - f^s||^2) )`` with ``g`` the Gaussian kernel (see
@@ -295,8 +303,9 @@ def recognition_chance(targets, surrogates, bandwidth: float = 1.0,
     return _recognition_torch(t, s, bandwidth, h).numpy()
 
 
-def expected_recognition_chance(targets, surrogates, bandwidth: float = 1.0,
-                                h: str = "linear") -> float:
+def expected_recognition_chance(
+    targets, surrogates, bandwidth: float = 1.0, h: str = "linear"
+) -> float:
     """Expected chance of recognition over the target set, Eq. 7 with the empirical ``P_T``.
 
     The mean of :func:`recognition_chance` over the targets (the quantity dataset distillation
@@ -319,9 +328,17 @@ class SurrogateFit:
     snapshots: dict = field(default_factory=dict)
 
 
-def optimise_surrogates(targets, init, bandwidth: float = 1.0, h: str = "linear",
-                        objective: str = "recognition", steps: int = 300, lr: float = 0.05,
-                        log_every: int = 1, snapshot_steps=()) -> SurrogateFit:
+def optimise_surrogates(
+    targets,
+    init,
+    bandwidth: float = 1.0,
+    h: str = "linear",
+    objective: str = "recognition",
+    steps: int = 300,
+    lr: float = 0.05,
+    log_every: int = 1,
+    snapshot_steps=(),
+) -> SurrogateFit:
     """Move ``M`` surrogate points by gradient steps (Adam, torch autograd) — the check of Prop. 1.
 
     ``objective="recognition"`` maximises the expected chance of recognition (Eq. 7 with Eq. 6 and
@@ -364,10 +381,13 @@ def _optimise(t, s, bandwidth, h, objective, steps, lr, log_every, snapshot_step
 
     def record(step: int) -> None:
         with torch.no_grad():
-            rows.append(dict(
-                step=step,
-                expected_recognition=float(_recognition_torch(t, s, bandwidth, h).mean()),
-                mmd2=float(mmd2_torch(s, t, bandwidth, ktt).clamp_min(0.0))))
+            rows.append(
+                dict(
+                    step=step,
+                    expected_recognition=float(_recognition_torch(t, s, bandwidth, h).mean()),
+                    mmd2=float(mmd2_torch(s, t, bandwidth, ktt).clamp_min(0.0)),
+                )
+            )
         if step in snapshot_steps:
             snaps[step] = s.detach().numpy().copy()
 
@@ -383,15 +403,16 @@ def _optimise(t, s, bandwidth, h, objective, steps, lr, log_every, snapshot_step
             loss = mmd2_torch(s, t, bandwidth, ktt)
         loss.backward()
         opt.step()
-    return SurrogateFit(surrogates=s.detach().numpy().copy(), history=pd.DataFrame(rows),
-                        snapshots=snaps)
+    return SurrogateFit(
+        surrogates=s.detach().numpy().copy(), history=pd.DataFrame(rows), snapshots=snaps
+    )
 
 
 def kernel_density(grid, points, bandwidth: float = 1.0) -> np.ndarray:
     """The Gaussian kernel density ``mean_s k(x, x^s) / (2π σ²)`` of 2-D ``points`` at every row
     of ``grid`` (the mean embedding evaluated at ``x``; MMD is the distance between two such
     functions)."""
-    return gaussian_kernel(grid, points, bandwidth).mean(1) / (2 * math.pi * bandwidth ** 2)
+    return gaussian_kernel(grid, points, bandwidth).mean(1) / (2 * math.pi * bandwidth**2)
 
 
 def distinct_positions(points, tol: float) -> int:
@@ -416,14 +437,15 @@ def describe_set(points, targets, bandwidth: float = 1.0, means=GMM_MEANS) -> di
     np.fill_diagonal(dist, np.inf)
     nearest = np.argmin(((p[:, None] - np.asarray(means)[None]) ** 2).sum(-1), axis=1)
     shares = np.bincount(nearest, minlength=len(means)) / len(p)
-    return dict(mmd2=mmd2(p, targets, bandwidth),
-                recognition_linear=expected_recognition_chance(targets, p, bandwidth, "linear"),
-                recognition_saturating=expected_recognition_chance(targets, p, bandwidth,
-                                                                   "saturating"),
-                covered_pct=100 * recognised(targets, p, recognition_radius(bandwidth)).mean(),
-                distinct_positions=distinct_positions(p, 0.1 * bandwidth),
-                mean_nn_distance=float(dist.min(1).mean()),
-                **{f"share_c{i}": s for i, s in enumerate(shares)})
+    return dict(
+        mmd2=mmd2(p, targets, bandwidth),
+        recognition_linear=expected_recognition_chance(targets, p, bandwidth, "linear"),
+        recognition_saturating=expected_recognition_chance(targets, p, bandwidth, "saturating"),
+        covered_pct=100 * recognised(targets, p, recognition_radius(bandwidth)).mean(),
+        distinct_positions=distinct_positions(p, 0.1 * bandwidth),
+        mean_nn_distance=float(dist.min(1).mean()),
+        **{f"share_c{i}": s for i, s in enumerate(shares)},
+    )
 
 
 def prop1_draw(n_targets: int, n_surrogates: int, n_subsets: int, seed: int = 0):
@@ -435,13 +457,24 @@ def prop1_draw(n_targets: int, n_surrogates: int, n_subsets: int, seed: int = 0)
     targets = sample_gaussian_mixture(n_targets, seed=seed)[0]
     rng = np.random.default_rng(seed)
     init = rng.uniform(targets.min(0), targets.max(0), size=(n_surrogates, targets.shape[1]))
-    subsets = [targets[rng.choice(n_targets, n_surrogates, replace=False)]
-               for _ in range(_check_int(n_subsets, "n_subsets"))]
+    subsets = [
+        targets[rng.choice(n_targets, n_surrogates, replace=False)]
+        for _ in range(_check_int(n_subsets, "n_subsets"))
+    ]
     return targets, init, subsets
 
 
-def prop1_sweep(n_targets: int, n_surrogates: int, bandwidths, fits: dict, *, seeds,
-                steps: int, lr: float = 0.05, n_subsets: int = 10) -> pd.DataFrame:
+def prop1_sweep(
+    n_targets: int,
+    n_surrogates: int,
+    bandwidths,
+    fits: dict,
+    *,
+    seeds,
+    steps: int,
+    lr: float = 0.05,
+    n_subsets: int = 10,
+) -> pd.DataFrame:
     """The Prop. 1 comparison over replicates (notebook 11): for every seed of ``seeds`` (one
     replicate: its own :func:`prop1_draw`) and every bandwidth, the final MMD² of every optimiser
     of ``fits`` (``{name: optimise_surrogates kwargs}``, e.g. ``{"linear h": dict(h="linear",
@@ -453,11 +486,17 @@ def prop1_sweep(n_targets: int, n_surrogates: int, bandwidths, fits: dict, *, se
     for r, seed in enumerate(seeds):
         targets, init, subsets = prop1_draw(n_targets, n_surrogates, n_subsets, seed)
         for bw in bandwidths:
-            row = dict(replicate=r, seed=seed, bandwidth=bw, start=mmd2(init, targets, bw),
-                       random_subset=float(np.mean([mmd2(s, targets, bw) for s in subsets])))
+            row = dict(
+                replicate=r,
+                seed=seed,
+                bandwidth=bw,
+                start=mmd2(init, targets, bw),
+                random_subset=float(np.mean([mmd2(s, targets, bw) for s in subsets])),
+            )
             for name, kw in fits.items():
-                fit = optimise_surrogates(targets, init, bandwidth=bw, steps=steps, lr=lr,
-                                          log_every=max(steps, 1), **kw)
+                fit = optimise_surrogates(
+                    targets, init, bandwidth=bw, steps=steps, lr=lr, log_every=max(steps, 1), **kw
+                )
                 row[name] = float(fit.history.mmd2.iloc[-1])
                 row[f"{name}: distinct"] = distinct_positions(fit.surrogates, 0.1 * bw)
             rows.append(row)
@@ -501,9 +540,18 @@ def far_apart_mask(points, radius: float) -> np.ndarray:
     return (d.min(dim=1).values > 2 * radius).numpy()
 
 
-def sample_far_apart_target(n_core: int, n_far: int, radius: float, *, means=((0.0, 0.0),),
-                            scales=(1.0,), weights=(1.0,), box: float = 12.0, seed: int = 0,
-                            max_tries: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+def sample_far_apart_target(
+    n_core: int,
+    n_far: int,
+    radius: float,
+    *,
+    means=((0.0, 0.0),),
+    scales=(1.0,),
+    weights=(1.0,),
+    box: float = 12.0,
+    seed: int = 0,
+    max_tries: int = 100_000,
+) -> tuple[np.ndarray, np.ndarray]:
     """A 2-D (or d-D) toy target for §3.5: a dense core plus scattered far-apart points.
 
     The core is ``n_core`` draws of :func:`sample_gaussian_mixture` (``means``, ``scales``,
@@ -524,9 +572,11 @@ def sample_far_apart_target(n_core: int, n_far: int, radius: float, *, means=((0
     far, tries = [], 0
     while len(far) < n_far:
         if tries >= max_tries:
-            raise ValueError(f"placed only {len(far)} of {n_far} far-apart points after "
-                             f"{max_tries} tries: use a larger box, a smaller radius or fewer "
-                             "far points")
+            raise ValueError(
+                f"placed only {len(far)} of {n_far} far-apart points after "
+                f"{max_tries} tries: use a larger box, a smaller radius or fewer "
+                "far points"
+            )
         tries += 1
         p = rng.uniform(-box, box, size=core.shape[1])
         if np.min(np.linalg.norm(np.asarray(kept) - p, axis=1)) > 2 * radius:
@@ -543,8 +593,9 @@ def smoothed_draws(target, m: int, bandwidth: float, seed) -> np.ndarray:
     ``numpy.random.default_rng`` (an int or a sequence)."""
     target = np.asarray(target, float)
     rng = np.random.default_rng(seed)
-    return (target[rng.integers(0, len(target), m)]
-            + bandwidth * rng.standard_normal((m, target.shape[1])))
+    return target[rng.integers(0, len(target), m)] + bandwidth * rng.standard_normal(
+        (m, target.shape[1])
+    )
 
 
 def dope_farthest(target, base, budget: int) -> np.ndarray:
@@ -552,5 +603,5 @@ def dope_farthest(target, base, budget: int) -> np.ndarray:
     far-apart samples that Doping adds, by distance instead of a student's confusion)."""
     target, base = np.asarray(target, float), np.asarray(base, float)
     d = np.linalg.norm(target[:, None] - base[None], axis=-1).min(1)
-    order = np.argsort(-d, kind="stable")   # farthest first
+    order = np.argsort(-d, kind="stable")  # farthest first
     return np.concatenate([base, target[order[:budget]]])

@@ -372,9 +372,11 @@ def recorded(folder=None) -> dict:
 
 
 def describe(trace: Trace, name: str = "") -> str:
-    """One markdown line on a trace: its name, date and commit, and the note on how it was recorded."""
+    """One markdown line on a trace: its name, date and commit, and the note on how it was
+    recorded."""
     m = trace.meta
-    head = f"**{name or m.get('label', 'trace')}** ({m.get('date', '')}, commit `{m.get('commit', '')}`"
+    title = name or m.get("label", "trace")
+    head = f"**{title}** ({m.get('date', '')}, commit `{m.get('commit', '')}`"
     return (
         head + f", {m.get('profile', '')} profile of {m.get('dataset', '')}): {m.get('note', '')}"
     )

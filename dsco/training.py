@@ -19,6 +19,7 @@ horizontal flip and no colour augmentation for digits (:func:`resolve`); the SGD
 the paper omits, are the official code's (``SGD``). Bad input raises
 :class:`dsco.architectures.EvaluateError`.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,10 +36,20 @@ from tqdm.auto import tqdm
 from .architectures import EvaluateError, channels_last
 
 
-def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, protocol: Protocol,
-                epochs: int, *, num_classes: int, teacher: Callable | None = None, test=None,
-                best_of_last_third: bool = False, device: str = "cpu",
-                progress: bool = False) -> dict:
+def train_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    protocol: Protocol,
+    epochs: int,
+    *,
+    num_classes: int,
+    teacher: Callable | None = None,
+    test=None,
+    best_of_last_third: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict:
     """Train ``model`` on (``x``, ``y``) with a *resolved* ``protocol`` for ``epochs`` epochs.
 
     Each step: a shuffled batch → :func:`make_augment` → :func:`make_cutmix` → hard labels:
@@ -54,8 +65,9 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, protocol: Pr
     if protocol.labels == "soft" and teacher is None:
         raise EvaluateError("the soft-label protocol needs teacher=: a callable returning logits")
     if protocol.flip is None or protocol.color is None:
-        raise EvaluateError("train_model needs a resolved protocol: pass resolve(protocol, "
-                            "dataset, channels)")
+        raise EvaluateError(
+            "train_model needs a resolved protocol: pass resolve(protocol, dataset, channels)"
+        )
     model.to(device).train()
     layout = torch.channels_last if channels_last(model) else torch.contiguous_format
     augment = make_augment(protocol)
@@ -80,15 +92,18 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, protocol: Pr
             opt.step()
             steps += 1
         sched.step()
-        if (test is not None and best_of_last_third and epoch >= 2 * epochs / 3
-                and (epochs - epoch) % every == 0):
+        if (
+            test is not None
+            and best_of_last_third
+            and epoch >= 2 * epochs / 3
+            and (epochs - epoch) % every == 0
+        ):
             acc = accuracy(model, *test)
             best = acc if best is None else max(best, acc)
     final = accuracy(model, *test) if test is not None else None
     if best_of_last_third and final is not None:
         best = final if best is None else max(best, final)
-    return {"final_acc": final, "best_acc": best, "steps": steps,
-            "last_loss": float(loss.detach())}
+    return {"final_acc": final, "best_acc": best, "steps": steps, "last_loss": float(loss.detach())}
 
 
 @torch.no_grad()
@@ -113,6 +128,7 @@ def accuracy(model: nn.Module, x, y: torch.Tensor | None = None, batch_size: int
 # ---------------------------------------------------------------------------------------------
 # 1. Protocols
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -174,8 +190,9 @@ SGD = replace(HARD, name="sgd", optimizer="sgd", lr=0.01, weight_decay=1e-4)
 PROTOCOLS = {"hard": HARD, "soft": SOFT, "sgd": SGD}
 
 
-def get_protocol(name: str | Protocol = "hard", profile: str | None = None,
-                 **overrides) -> Protocol:
+def get_protocol(
+    name: str | Protocol = "hard", profile: str | None = None, **overrides
+) -> Protocol:
     """The preset ``name`` ("hard", "soft", "sgd"; or a :class:`Protocol`) with ``profile`` and
     any field overridden, e.g. ``get_protocol("hard", "smoke", epochs=5)``."""
     if isinstance(name, Protocol):
@@ -183,27 +200,32 @@ def get_protocol(name: str | Protocol = "hard", profile: str | None = None,
     elif name in PROTOCOLS:
         base = PROTOCOLS[name]
     else:
-        raise EvaluateError(f"unknown protocol {name!r}: use one of {', '.join(PROTOCOLS)} "
-                            "or a Protocol")
+        raise EvaluateError(
+            f"unknown protocol {name!r}: use one of {', '.join(PROTOCOLS)} or a Protocol"
+        )
     if profile is not None:
         overrides["profile"] = profile
     bad = set(overrides) - set(Protocol.__dataclass_fields__)
     if bad:
-        raise EvaluateError(f"unknown Protocol field(s) {sorted(bad)}: use "
-                            f"{', '.join(Protocol.__dataclass_fields__)}")
+        raise EvaluateError(
+            f"unknown Protocol field(s) {sorted(bad)}: use "
+            f"{', '.join(Protocol.__dataclass_fields__)}"
+        )
     p = replace(base, **overrides)
     _check_protocol(p)
     return p
 
 
 def _check_protocol(p: Protocol) -> None:
-    checks = [(p.labels in ("hard", "soft"), "labels must be 'hard' or 'soft'"),
-              (p.optimizer in ("adamw", "sgd"), "optimizer must be 'adamw' or 'sgd'"),
-              (p.schedule in ("multistep", "cosine"), "schedule must be 'multistep' or 'cosine'"),
-              (p.profile in STEP_BUDGET, f"profile must be one of {', '.join(STEP_BUDGET)}"),
-              (p.batch_size >= 2, "batch_size must be at least 2"),
-              (p.epochs is None or p.epochs >= 1, "epochs must be None or at least 1"),
-              (0.0 <= p.cutmix_p <= 1.0, "cutmix_p must lie in [0, 1]")]
+    checks = [
+        (p.labels in ("hard", "soft"), "labels must be 'hard' or 'soft'"),
+        (p.optimizer in ("adamw", "sgd"), "optimizer must be 'adamw' or 'sgd'"),
+        (p.schedule in ("multistep", "cosine"), "schedule must be 'multistep' or 'cosine'"),
+        (p.profile in STEP_BUDGET, f"profile must be one of {', '.join(STEP_BUDGET)}"),
+        (p.batch_size >= 2, "batch_size must be at least 2"),
+        (p.epochs is None or p.epochs >= 1, "epochs must be None or at least 1"),
+        (0.0 <= p.cutmix_p <= 1.0, "cutmix_p must lie in [0, 1]"),
+    ]
     for ok, msg in checks:
         if not ok:
             raise EvaluateError(f"bad protocol {p.name!r}: {msg}")
@@ -214,28 +236,33 @@ def resolve(protocol: Protocol, dataset: str, channels: int) -> Protocol:
     registry's ``Entry.flip``; an unset one raises, naming the fix), ``color`` (jitter + lighting)
     is on only for 3-channel images. ``dataset`` names the images in that error."""
     if protocol.flip is None:
-        raise EvaluateError(f"protocol {protocol.name!r} does not say whether to flip the "
-                            f"{dataset or 'training'} images: take it from "
-                            f"ds.protocol({protocol.name!r}) (the registry's flip) or pass "
-                            "flip=True/False to get_protocol")
+        raise EvaluateError(
+            f"protocol {protocol.name!r} does not say whether to flip the "
+            f"{dataset or 'training'} images: take it from "
+            f"ds.protocol({protocol.name!r}) (the registry's flip) or pass "
+            "flip=True/False to get_protocol"
+        )
     flip = protocol.flip
     color = protocol.color if protocol.color is not None else channels == 3
     if color and channels != 3:
-        raise EvaluateError(f"colour augmentation needs 3-channel images (got {channels}): "
-                            "set color=False")
+        raise EvaluateError(
+            f"colour augmentation needs 3-channel images (got {channels}): set color=False"
+        )
     return replace(protocol, flip=bool(flip), color=bool(color))
 
 
 #: Optimiser steps per training run and epoch clamps, per budget (see :func:`epochs_for`);
 #: ``"full"`` is the paper's own epoch schedule (the ImageNet datasets' ``paper`` profile).
-STEP_BUDGET = {"paper": dict(steps=1000, min_epochs=30, max_epochs=1000),
-               "smoke": dict(steps=40, min_epochs=1, max_epochs=40),
-               "full": dict(epochs=((1, 3000), (10, 2000), (50, 1500), (200, 1000),
-                                    (float("inf"), 500)))}
+STEP_BUDGET = {
+    "paper": dict(steps=1000, min_epochs=30, max_epochs=1000),
+    "smoke": dict(steps=40, min_epochs=1, max_epochs=40),
+    "full": dict(epochs=((1, 3000), (10, 2000), (50, 1500), (200, 1000), (float("inf"), 500))),
+}
 
 
-def epochs_for(ipc: float, profile: str = "paper", num_classes: int = 10,
-               batch_size: int = 64) -> int:
+def epochs_for(
+    ipc: float, profile: str = "paper", num_classes: int = 10, batch_size: int = 64
+) -> int:
     """Training epochs for a surrogate set of ``ipc`` images per class at the embedded scale.
 
     The paper trains 2000 / 1500 / 1000 epochs at IPC 10 / 50 / 100 on ImageNette (the official
@@ -256,8 +283,10 @@ def epochs_for(ipc: float, profile: str = "paper", num_classes: int = 10,
     if profile not in STEP_BUDGET:
         raise EvaluateError(f"unknown profile {profile!r}: use one of {', '.join(STEP_BUDGET)}")
     if ipc <= 0 or num_classes < 1 or batch_size < 1:
-        raise EvaluateError(f"epochs_for needs ipc > 0, num_classes >= 1, batch_size >= 1 "
-                            f"(got {ipc}, {num_classes}, {batch_size})")
+        raise EvaluateError(
+            f"epochs_for needs ipc > 0, num_classes >= 1, batch_size >= 1 "
+            f"(got {ipc}, {num_classes}, {batch_size})"
+        )
     b = STEP_BUDGET[profile]
     if "epochs" in b:  # the paper's schedule: 2000 / 1500 / 1000 epochs at IPC 10 / 50 / 100
         return int(next(e for upto, e in b["epochs"] if ipc <= upto))
@@ -268,6 +297,7 @@ def epochs_for(ipc: float, profile: str = "paper", num_classes: int = 10,
 # ---------------------------------------------------------------------------------------------
 # 2. The pieces of a training step
 # ---------------------------------------------------------------------------------------------
+
 
 def make_augment(protocol: Protocol) -> Callable[[torch.Tensor], torch.Tensor]:
     """The augmentation of a *resolved* protocol (App. D.1) for a batch N×C×H×W in [-1, 1]:
@@ -282,11 +312,13 @@ def make_augment(protocol: Protocol) -> Callable[[torch.Tensor], torch.Tensor]:
             x01 = torch.stack([jitter(img) for img in ((out + 1) / 2).clamp(0, 1)])
             out = lighting(x01) * 2 - 1
         return out
+
     return augment
 
 
-def random_resized_crop(x: torch.Tensor, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3),
-                        flip: bool = False) -> torch.Tensor:
+def random_resized_crop(
+    x: torch.Tensor, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), flip: bool = False
+) -> torch.Tensor:
     """RandomResizedCrop (and optional horizontal flip, p 0.5) of every image of a batch N×C×H×W,
     each with its own box, back to H×W -- torchvision's ``RandomResizedCrop`` box rule, batched:
     area ~ U(scale) × H·W, log aspect ~ U(log ratio), box width/height rounded, first of 10 draws
@@ -317,9 +349,9 @@ def random_resized_crop(x: torch.Tensor, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3),
 
 #: AlexNet's PCA lighting noise on ImageNet RGB (eigenvalues, eigenvectors as columns), std 0.1.
 _LIGHT_EIGVAL = torch.tensor([0.2175, 0.0188, 0.0045])
-_LIGHT_EIGVEC = torch.tensor([[-0.5675, 0.7192, 0.4009],
-                              [-0.5808, -0.0045, -0.8140],
-                              [-0.5836, -0.6948, 0.4203]])
+_LIGHT_EIGVEC = torch.tensor(
+    [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]]
+)
 
 
 def lighting(x01: torch.Tensor, alphastd: float = 0.1) -> torch.Tensor:
@@ -344,15 +376,20 @@ def make_cutmix(protocol: Protocol, num_classes: int) -> Callable:
         if protocol.cutmix_p > 0 and x.shape[0] > 1 and float(torch.rand(())) < protocol.cutmix_p:
             return cutmix(x, y)
         return x, F.one_hot(y, num_classes).float()
+
     return mix
 
 
-def soft_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                    temperature: float) -> torch.Tensor:
+def soft_label_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """App. D.2: KL(softmax(teacher/T) ‖ softmax(student/T)), batch mean, T = 20; no T² factor
     (as the official code; AdamW is insensitive to the loss scale)."""
-    return F.kl_div(F.log_softmax(student_logits / temperature, 1),
-                    F.softmax(teacher_logits / temperature, 1), reduction="batchmean")
+    return F.kl_div(
+        F.log_softmax(student_logits / temperature, 1),
+        F.softmax(teacher_logits / temperature, 1),
+        reduction="batchmean",
+    )
 
 
 def _batches(n: int, batch_size: int) -> list[torch.Tensor]:
@@ -368,10 +405,12 @@ def _optimizer(p: Protocol, params):
     parameters; measured on the 2-core CPU, Dec. 2026: an AdamW step 3–4× faster, 0.31 instead of
     1.32 ms for ResNetAP-10 at width 16, 3.5 instead of 13.3 ms for EfficientNet-B0)."""
     if p.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=p.lr, betas=p.betas, eps=p.eps,
-                                 weight_decay=p.weight_decay, fused=True)
-    return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay,
-                           fused=True)
+        return torch.optim.AdamW(
+            params, lr=p.lr, betas=p.betas, eps=p.eps, weight_decay=p.weight_decay, fused=True
+        )
+    return torch.optim.SGD(
+        params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay, fused=True
+    )
 
 
 def _scheduler(p: Protocol, opt, epochs: int):
@@ -386,9 +425,10 @@ def _scheduler(p: Protocol, opt, epochs: int):
 # 3. Cost
 # ---------------------------------------------------------------------------------------------
 
+
 def peak_mem_mb(device: str) -> float:
     """Peak memory in MiB: on CUDA ``torch.cuda.max_memory_allocated`` (since the last reset), on
     CPU the process's peak resident set size so far (``ru_maxrss``)."""
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2 ** 20
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

@@ -16,6 +16,7 @@ files, and raises :class:`~dsco.errors.DatasetError` (a ``ValueError``), one lin
 :func:`need` (a parameter is given) and :func:`check_backbone_shape` (a loaded backbone fits the
 dataset) are also what :mod:`dsco.models` checks when it loads a model.
 """
+
 from __future__ import annotations
 
 from .errors import DatasetError
@@ -45,12 +46,16 @@ def need(ds, name: str) -> None:
     if ds.params.get(name):
         return
     folder = ds.entry.kind == "folder"
-    what = {"root": "the ImageFolder root " + ("holding <class>/<images>" if folder
-                                               else "holding train/<wnid>/ and val/<wnid>/"),
-            "backbone_path": "a DiT-XL/2 folder or hub id (e.g. facebook/DiT-XL-2-256)"}[name]
+    what = {
+        "root": "the ImageFolder root "
+        + ("holding <class>/<images>" if folder else "holding train/<wnid>/ and val/<wnid>/"),
+        "backbone_path": "a DiT-XL/2 folder or hub id (e.g. facebook/DiT-XL-2-256)",
+    }[name]
     example = "" if folder else " -p backbone_path /models/DiT-XL-2-256"
-    raise DatasetError(f"dataset {ds.name!r} needs -p {name} ({what}): dsco run --dataset "
-                       f"{ds.name} -p root /data/{ds.name}{example}")
+    raise DatasetError(
+        f"dataset {ds.name!r} needs -p {name} ({what}): dsco run --dataset "
+        f"{ds.name} -p root /data/{ds.name}{example}"
+    )
 
 
 def check_backbone_shape(ds, num_classes, latent_shape, factor, vae_channels=None) -> None:
@@ -62,16 +67,22 @@ def check_backbone_shape(ds, num_classes, latent_shape, factor, vae_channels=Non
     want = 1000 if imagenet else ds.num_classes
     if int(num_classes) != want:
         how = "it is conditioned on ImageNet-1k class indices" if imagenet else "one per class"
-        raise DatasetError(f"the backbone has {num_classes} classes but {ds.name} needs {want} "
-                           f"({how}): pass a backbone trained for this dataset")
+        raise DatasetError(
+            f"the backbone has {num_classes} classes but {ds.name} needs {want} "
+            f"({how}): pass a backbone trained for this dataset"
+        )
     c, h, _ = (int(s) for s in latent_shape)
     if vae_channels is not None and vae_channels != c:
-        raise DatasetError(f"the VAE has {vae_channels} latent channels but the DiT expects {c}: "
-                           "pass the matching -p vae_path")
+        raise DatasetError(
+            f"the VAE has {vae_channels} latent channels but the DiT expects {c}: "
+            "pass the matching -p vae_path"
+        )
     if imagenet and h * factor != ds.image_size:
-        raise DatasetError(f"the backbone's latent {c}×{h}×{h} decodes to {h * factor} px images "
-                           f"but {ds.name} is loaded at image_size {ds.image_size}: pass -p "
-                           f"image_size {h * factor} (or a backbone for {ds.image_size} px)")
+        raise DatasetError(
+            f"the backbone's latent {c}×{h}×{h} decodes to {h * factor} px images "
+            f"but {ds.name} is loaded at image_size {ds.image_size}: pass -p "
+            f"image_size {h * factor} (or a backbone for {ds.image_size} px)"
+        )
 
 
 def _check_class_sizes(ds) -> None:
@@ -79,9 +90,11 @@ def _check_class_sizes(ds) -> None:
     counts, most = ds.train().counts(), ds.max_ipc()
     if int(counts.min()) < most:
         small = ds.classes[int(counts.argmin())]
-        raise DatasetError(f"class {small!r} has {int(counts.min())} training images but the "
-                           f"{ds.profile} profile uses up to {most} per class: add images (at "
-                           f"least {most} per class for training)")
+        raise DatasetError(
+            f"class {small!r} has {int(counts.min())} training images but the "
+            f"{ds.profile} profile uses up to {most} per class: add images (at "
+            f"least {most} per class for training)"
+        )
 
 
 def _check_backbone_config(ds) -> None:
@@ -91,8 +104,9 @@ def _check_backbone_config(ds) -> None:
     cfg, vae = dit.dit_configs(ds.params["backbone_path"], ds.params.get("vae_path"))
     factor = 2 ** (len(vae["block_out_channels"]) - 1)
     shape = (cfg["in_channels"], cfg["sample_size"], cfg["sample_size"])
-    check_backbone_shape(ds, cfg["num_embeds_ada_norm"], shape, factor,
-                         vae_channels=vae["latent_channels"])
+    check_backbone_shape(
+        ds, cfg["num_embeds_ada_norm"], shape, factor, vae_channels=vae["latent_channels"]
+    )
 
 
 def _check_teacher_classes(ds) -> None:
@@ -102,6 +116,8 @@ def _check_teacher_classes(ds) -> None:
     path = ds.params["teacher_path"]
     n = teacher_mod.timm_num_classes(path, ds.entry.teacher["arch"])
     if n != ds.num_classes:
-        raise DatasetError(f"teacher {path} has {n} classes but {ds.name} has {ds.num_classes}: "
-                           f"pass a teacher trained on {ds.name}, or leave teacher_path out so "
-                           "that notebook 00 trains one")
+        raise DatasetError(
+            f"teacher {path} has {n} classes but {ds.name} has {ds.num_classes}: "
+            f"pass a teacher trained on {ds.name}, or leave teacher_path out so "
+            "that notebook 00 trains one"
+        )

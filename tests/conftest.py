@@ -3,9 +3,11 @@ every kernel or subprocess they start.
 
 Extra threads only add synchronisation overhead at these sizes, and on a shared 2-core machine idle
 OpenMP threads spin-wait and stall other processes (measured here: up to 40x slower with 2 threads).
-``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadgroup``), so a batch test's
-kernels share the cores with the other worker's tests: one thread each keeps them from spinning.
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadgroup``), so a batch
+test's kernels share the cores with the other worker's tests: one thread each keeps them from
+spinning.
 """
+
 import pytest
 import torch
 
@@ -25,9 +27,10 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def nette_params(tmp_path_factory):
-    """The offline ImageNette stand-in of :mod:`dsco.fixtures` (a 10-class wnid tree with 10 train and 4 val
-    images per class, a tiny random DiT-XL/2-class transformer + VAE and a narrow timm ResNet-18 teacher),
-    made once per test module: the ``-p`` parameters of ``dsco run --dataset imagenette``."""
+    """The offline ImageNette stand-in of :mod:`dsco.fixtures` (a 10-class wnid tree with 10 train
+    and 4 val images per class, a tiny random DiT-XL/2-class transformer + VAE and a narrow timm
+    ResNet-18 teacher), made once per test module: the ``-p`` parameters of ``dsco run --dataset
+    imagenette``."""
     from dsco import fixtures
 
     return fixtures.make(tmp_path_factory.mktemp("fixtures"))
@@ -35,7 +38,8 @@ def nette_params(tmp_path_factory):
 
 @pytest.fixture
 def nette_ds(nette_params):
-    """A fresh ``imagenette`` smoke Dataset on the fixture (its loaded splits and models are not shared)."""
+    """A fresh ``imagenette`` smoke Dataset on the fixture (its loaded splits and models are not
+    shared)."""
     from dsco import datasets
 
     return datasets.get("imagenette", "smoke", **nette_params)

@@ -1,4 +1,5 @@
 """Tests for dsco.architectures: the registry, build() and the small-input adaptation."""
+
 import pytest
 import torch
 from torch import nn
@@ -46,8 +47,11 @@ def test_instance_norm_is_groupnorm_per_channel():
 
 def _smallest_normalised_map(model, x):
     sizes = []
-    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1] * o.shape[-2]))
-             for m in model.modules() if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: sizes.append(o.shape[-1] * o.shape[-2]))
+        for m in model.modules()
+        if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))
+    ]
     model(x)
     for h in hooks:
         h.remove()
@@ -99,9 +103,11 @@ def test_timm_models_come_channels_last_and_the_own_families_do_not():
     for name, kwargs in small.items():
         m = arc.build(name, 10, (1, 8, 8), seed=0, **kwargs).eval()
         assert arc.channels_last(m)
-        assert m.conv_stem.weight.is_contiguous(memory_format=torch.channels_last) \
-            if name == "efficientnet_b0" else m.layer1[0].conv1.weight.is_contiguous(
-                memory_format=torch.channels_last)
+        assert (
+            m.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+            if name == "efficientnet_b0"
+            else m.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        )
         plain = copy.deepcopy(m).to(memory_format=torch.contiguous_format)
         with torch.no_grad():
             a, b = m(x.contiguous(memory_format=torch.channels_last)), plain(x)

@@ -4,6 +4,7 @@ The builds here use tiny synthetic "executed" notebooks written with nbformat (a
 cell, $x^2$ math, a matplotlib PNG output), so they do not depend on the real notebooks. Two Sphinx
 builds in all (~15 s each on 2 cores); MathJax comes from the npm registry once (build/node/).
 """
+
 from __future__ import annotations
 
 import base64
@@ -39,27 +40,55 @@ def _png() -> str:
 
 
 def _error_cell(tags=()):
-    return new_code_cell("1 / 0", execution_count=4, metadata={"tags": list(tags)}, outputs=[
-        new_output("error", ename="ZeroDivisionError", evalue="division by zero",
-                   traceback=["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"])])
+    return new_code_cell(
+        "1 / 0",
+        execution_count=4,
+        metadata={"tags": list(tags)},
+        outputs=[
+            new_output(
+                "error",
+                ename="ZeroDivisionError",
+                evalue="division by zero",
+                traceback=["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"],
+            )
+        ],
+    )
 
 
 def _executed(title: str, extra_cells=()) -> nbformat.NotebookNode:
     cells = [
-        new_markdown_cell(f"# {title}\n\nThe loss is $x^2$, and $$\\int_0^1 x^2\\,dx = \\tfrac13.$$"),
-        new_code_cell('dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"',
-                      metadata={"tags": ["parameters"]}, execution_count=1),
-        new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1, 2], [0, 1, 4])",
-                      execution_count=2, outputs=[
-                          new_output("display_data", data={"image/png": _png(),
-                                                           "text/plain": "<Figure size 300x200>"}),
-                          new_output("stream", name="stderr", text="100%|##########| 3/3\n")]),
+        new_markdown_cell(
+            f"# {title}\n\nThe loss is $x^2$, and $$\\int_0^1 x^2\\,dx = \\tfrac13.$$"
+        ),
+        new_code_cell(
+            'dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"',
+            metadata={"tags": ["parameters"]},
+            execution_count=1,
+        ),
+        new_code_cell(
+            "import matplotlib.pyplot as plt\nplt.plot([0, 1, 2], [0, 1, 4])",
+            execution_count=2,
+            outputs=[
+                new_output(
+                    "display_data",
+                    data={"image/png": _png(), "text/plain": "<Figure size 300x200>"},
+                ),
+                new_output("stream", name="stderr", text="100%|##########| 3/3\n"),
+            ],
+        ),
         *extra_cells,
     ]
-    return new_notebook(cells=cells, metadata={
-        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-        "language_info": {"name": "python"},
-        "papermill": {"end_time": "2026-01-02T03:04:05.000000", "parameters": {"profile": "smoke"}}})
+    return new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+            "language_info": {"name": "python"},
+            "papermill": {
+                "end_time": "2026-01-02T03:04:05.000000",
+                "parameters": {"profile": "smoke"},
+            },
+        },
+    )
 
 
 def _project(tmp: Path, extra_cells=None) -> dict:
@@ -82,11 +111,14 @@ def _project(tmp: Path, extra_cells=None) -> dict:
 @pytest.fixture(scope="module")
 def good_book(tmp_path_factory):
     dirs = _project(tmp_path_factory.mktemp("good"))
-    with pytest.MonkeyPatch.context() as mp:   # one recorded verdict for the scorecard page
+    with pytest.MonkeyPatch.context() as mp:  # one recorded verdict for the scorecard page
         mp.setenv("DSCO_RESULTS", str(tmp_path_factory.mktemp("results")))
         results.start("digits", "smoke", 0, "cpu")
-        scorecard.record({"occupancy ≈ 1 − 1/e": V.agreement(0.632, 0.001, 0.632, 0.01)},
-                         "10_occupancy_table13", "App. B")
+        scorecard.record(
+            {"occupancy ≈ 1 − 1/e": V.agreement(0.632, 0.001, 0.632, 0.01)},
+            "10_occupancy_table13",
+            "App. B",
+        )
         index = book.build("digits", "smoke", commit="0123456789abcdef", **dirs)
     return index, dirs
 
@@ -95,11 +127,16 @@ def good_book(tmp_path_factory):
 def bad_book(tmp_path_factory):
     """21_...: an error output and a link to a page that does not exist; 10_...: an error shown on
     purpose (tag raises-exception) and a heading level skipped (a suppressed, harmless warning)."""
-    dirs = _project(tmp_path_factory.mktemp("bad"), extra_cells={
-        "21_nopt_fig5_fig6": [_error_cell(),
-                                     new_markdown_cell("See {doc}`12_sampling_bias`.")],
-        "10_occupancy_table13": [_error_cell(tags=["raises-exception"]),
-                                 new_markdown_cell("### Skipped a level")]})
+    dirs = _project(
+        tmp_path_factory.mktemp("bad"),
+        extra_cells={
+            "21_nopt_fig5_fig6": [_error_cell(), new_markdown_cell("See {doc}`12_sampling_bias`.")],
+            "10_occupancy_table13": [
+                _error_cell(tags=["raises-exception"]),
+                new_markdown_cell("### Skipped a level"),
+            ],
+        },
+    )
     with pytest.raises(book.BookError) as err:
         book.build("digits", "smoke", **dirs)
     return dirs["out_dir"] / "html", str(err.value)
@@ -117,7 +154,7 @@ def test_build_writes_index_and_pages(good_book):
     toc = (dirs["out_dir"] / "src" / "_toc.yml").read_text()
     assert "caption: Theory" in toc and "caption: The method on a dataset" in toc
     assert "Setup" not in toc  # no 0x notebook present -> no empty part
-    assert toc.index("file: scorecard") < toc.index("file: notebooks/")   # the scorecard comes first
+    assert toc.index("file: scorecard") < toc.index("file: notebooks/")  # the scorecard comes first
     card = (html / "scorecard.html").read_text()
     assert 'href="notebooks/10_occupancy_table13.html"' in card and "occupancy ≈ 1 − 1/e" in card
     assert "not measured (smoke)" in card and "Smoke profile: nothing here is a finding" in card
@@ -174,10 +211,14 @@ def test_check_html_flags_missing_image_and_cdn(good_book, tmp_path):
     img = re.search(r'<img[^>]+src="([^"]+)"', page.read_text()).group(1)
     (page.parent / img).unlink()
     text = page.read_text().replace(
-        "</head>", '<script src="https://cdn.jsdelivr.net/npm/x.js"></script>'
-                   '<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Lato">'
-                   "</head>")
-    page.write_text(text.replace("</body>", '<a href="https://arxiv.org/abs/2603.27987">paper</a></body>'))
+        "</head>",
+        '<script src="https://cdn.jsdelivr.net/npm/x.js"></script>'
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css?family=Lato">'
+        "</head>",
+    )
+    page.write_text(
+        text.replace("</body>", '<a href="https://arxiv.org/abs/2603.27987">paper</a></body>')
+    )
     problems = sitecheck.check_html(html)
     assert any("missing image" in p and img in p for p in problems)
     assert any("cdn.jsdelivr.net" in p for p in problems)
@@ -201,18 +242,28 @@ def test_check_html_flags_a_code_line_that_needs_a_scrollbar(good_book, tmp_path
     html = tmp_path / "html"
     shutil.copytree(index.parent, html)
     page = html / "notebooks" / "10_occupancy_table13.html"
-    assert sitecheck.check_html(html) == []   # the rendered input cells: short lines
+    assert sitecheck.check_html(html) == []  # the rendered input cells: short lines
     text = page.read_text()
     assert '<div class="cell_input' in text and "<pre><span></span>" in text
-    page.write_text(text.replace("<pre><span></span>", "<pre><span></span># " + "x" * 111 + "\n", 1))
+    page.write_text(
+        text.replace("<pre><span></span>", "<pre><span></span># " + "x" * 111 + "\n", 1)
+    )
     assert sitecheck.check_html(html) == [
         "notebooks/10_occupancy_table13.html: a code line of 113 characters (over 100: wrap it, "
-        "e.g. ruff format --line-length 100)"]
+        "e.g. ruff format --line-length 100)"
+    ]
     # a user's long path in the cell papermill injects is not authored code
-    at = text.index('<pre><span></span>')
+    at = text.index("<pre><span></span>")
     cell = text.rindex('<div class="cell ', 0, at) + len('<div class="cell ')
-    page.write_text(text[:cell] + "tag_injected-parameters " + text[cell:at] + "<pre><span></span>root = '/"
-                    + "x" * 111 + "'\n" + text[at + len("<pre><span></span>"):])
+    page.write_text(
+        text[:cell]
+        + "tag_injected-parameters "
+        + text[cell:at]
+        + "<pre><span></span>root = '/"
+        + "x" * 111
+        + "'\n"
+        + text[at + len("<pre><span></span>") :]
+    )
     assert sitecheck.check_html(html) == []
 
 
@@ -229,15 +280,22 @@ def test_check_html_flags_error_output(bad_book):
 def test_build_without_executed_notebooks_names_the_fix(tmp_path):
     dirs = _project(tmp_path)
     shutil.rmtree(dirs["runs_dir"])
-    with pytest.raises(book.BookError, match=r"run `dsco run --dataset digits --profile smoke` first"):
+    with pytest.raises(
+        book.BookError, match=r"run `dsco run --dataset digits --profile smoke` first"
+    ):
         book.build("digits", "smoke", **dirs)
     (dirs["runs_dir"] / "digits" / "smoke").mkdir(parents=True)
     nbformat.write(_executed("x"), dirs["runs_dir"] / "digits" / "smoke" / f"{PRESENT[0]}.ipynb")
-    with pytest.raises(book.BookError, match=rf"no executed copy of {PRESENT[1]} .*"
-                                             r"run `dsco run --dataset digits --profile smoke` first"):
+    with pytest.raises(
+        book.BookError,
+        match=rf"no executed copy of {PRESENT[1]} .*"
+        r"run `dsco run --dataset digits --profile smoke` first",
+    ):
         book.executed_notebooks("digits", "smoke", dirs["runs_dir"], dirs["notebooks_dir"])
-    partial = book.executed_notebooks("digits", "smoke", dirs["runs_dir"], dirs["notebooks_dir"], partial=True)
-    assert [p.stem for p in partial] == [PRESENT[0]]   # a batch run with --only: those notebooks
+    partial = book.executed_notebooks(
+        "digits", "smoke", dirs["runs_dir"], dirs["notebooks_dir"], partial=True
+    )
+    assert [p.stem for p in partial] == [PRESENT[0]]  # a batch run with --only: those notebooks
     with pytest.raises(ValueError, match="unknown profile"):
         book.build("digits", "fast", **dirs)
 
@@ -260,15 +318,22 @@ def test_make_toc_groups_by_first_digit():
     assert toc["format"] == "jb-book" and toc["root"] == "intro"
     assert [p["caption"] for p in toc["parts"]] == ["Setup", "Theory", "Cost and beyond the paper"]
     assert toc["parts"][1]["chapters"] == [{"file": "notebooks/11_b"}, {"file": "notebooks/12_c"}]
-    front = book.make_toc(["00_a"], front=["scorecard"])["parts"]   # the scorecard comes first
-    assert front[0] == {"caption": "Claims", "chapters": [{"file": "scorecard"}]} and front[1]["caption"] == "Setup"
+    front = book.make_toc(["00_a"], front=["scorecard"])["parts"]  # the scorecard comes first
+    assert (
+        front[0] == {"caption": "Claims", "chapters": [{"file": "scorecard"}]}
+        and front[1]["caption"] == "Setup"
+    )
 
 
 def test_paper_map_covers_every_section_table_and_figure():
     data = book.load_paper_map(ROOT / "book" / "paper_map.yml")
     ids = {e["id"] for entries in data["items"].values() for e in entries}
-    wanted = ({f"§3.{i}" for i in range(1, 6)} | {"§4.1", "§4.2"}
-              | {f"Table {i}" for i in range(1, 14)} | {f"Figure {i}" for i in range(1, 9)})
+    wanted = (
+        {f"§3.{i}" for i in range(1, 6)}
+        | {"§4.1", "§4.2"}
+        | {f"Table {i}" for i in range(1, 14)}
+        | {f"Figure {i}" for i in range(1, 9)}
+    )
     assert wanted <= ids, wanted - ids
     assert all(e["notebooks"] for entries in data["items"].values() for e in entries)
     # every notebook the project has is on the map (so the intro never hides one)
@@ -277,14 +342,22 @@ def test_paper_map_covers_every_section_table_and_figure():
 
 
 def test_paper_map_markdown_links_or_plans(tmp_path):
-    data = {"notebooks": {"10_a": {"issue": 2}, "11_b": {"issue": 9}},
-            "items": {"tables": [{"id": "Table 13", "title": "x | y", "notebooks": ["10_a"]},
-                                 {"id": "Table 1", "title": "t", "notebooks": ["11_b"]}]}}
+    data = {
+        "notebooks": {"10_a": {"issue": 2}, "11_b": {"issue": 9}},
+        "items": {
+            "tables": [
+                {"id": "Table 13", "title": "x | y", "notebooks": ["10_a"]},
+                {"id": "Table 1", "title": "t", "notebooks": ["11_b"]},
+            ]
+        },
+    }
     md = book.paper_map_markdown(data, present={"10_a", "12_extra"})
     assert "| Table 13 | x \\| y | {doc}`10_a <notebooks/10_a>` |" in md
     assert "`11_b` — planned (issue #9)" in md
     assert "{doc}`12_extra <notebooks/12_extra>`" in md  # present but unmapped: still listed
-    assert "`11_b` — not run in this build" in book.paper_map_markdown(data, {"10_a"}, existing={"10_a", "11_b"})
+    assert "`11_b` — not run in this build" in book.paper_map_markdown(
+        data, {"10_a"}, existing={"10_a", "11_b"}
+    )
     bad = tmp_path / "map.yml"
     bad.write_text("notebooks: {}\nitems:\n  tables:\n    - {id: T1, notebooks: [99_x]}\n")
     with pytest.raises(book.BookError, match="99_x"):
@@ -306,8 +379,12 @@ def test_ensure_mathjax_is_cached(good_book):
 
 def test_run_parameters_come_from_papermill_metadata_and_the_intro_describes_the_dataset(tmp_path):
     paths = []
-    for i, given in enumerate([{"profile": "smoke"}, {"root": "/data/nette", "backbone_path": "/m/dit", "seed": 3,
-                                                       "teacher_path": None}]):
+    for i, given in enumerate(
+        [
+            {"profile": "smoke"},
+            {"root": "/data/nette", "backbone_path": "/m/dit", "seed": 3, "teacher_path": None},
+        ]
+    ):
         nb = _executed(f"N{i}")
         nb.metadata["papermill"]["parameters"] = given
         paths.append(tmp_path / f"{i}.ipynb")
@@ -324,23 +401,37 @@ def test_the_built_intro_says_what_stands_in_for_what(good_book):
 
 def test_collapse_setup_tags_the_parameters_and_the_setup_cell():
     nb = _executed("t", [new_code_cell("x = 1")])
-    nb.cells.insert(2, new_code_cell('profile = "paper"', metadata={"tags": ["injected-parameters"]}))
+    nb.cells.insert(
+        2, new_code_cell('profile = "paper"', metadata={"tags": ["injected-parameters"]})
+    )
     book.collapse_setup(nb)
     tags = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
-    assert ["hide-input" in t for t in tags] == [True, True, True, False]   # params, injected, setup; not x = 1
-    assert book.collapse_setup(nb).cells[1].metadata["tags"] == ["parameters", "hide-input"]   # idempotent
+    assert ["hide-input" in t for t in tags] == [
+        True,
+        True,
+        True,
+        False,
+    ]  # params, injected, setup; not x = 1
+    assert book.collapse_setup(nb).cells[1].metadata["tags"] == [
+        "parameters",
+        "hide-input",
+    ]  # idempotent
     plain = new_notebook(cells=[new_code_cell("y = 2")])
-    assert "tags" not in book.collapse_setup(plain).cells[0].metadata   # no parameters: nothing is hidden
+    assert (
+        "tags" not in book.collapse_setup(plain).cells[0].metadata
+    )  # no parameters: nothing is hidden
 
 
 def test_setup_cells_are_collapsed_behind_a_toggle_in_the_built_pages(good_book):
     from bs4 import BeautifulSoup
 
     index, _ = good_book
-    soup = BeautifulSoup((index.parent / "notebooks" / f"{PRESENT[0]}.html").read_text(), "html.parser")
+    soup = BeautifulSoup(
+        (index.parent / "notebooks" / f"{PRESENT[0]}.html").read_text(), "html.parser"
+    )
     cells = soup.select("div.cell")
     assert len(cells) >= 2
-    for cell in cells[:2]:   # the parameters cell and the setup cell after it
+    for cell in cells[:2]:  # the parameters cell and the setup cell after it
         assert "tag_hide-input" in cell["class"]
         toggle = cell.find("details")
         assert toggle is not None and toggle.find("div", class_="cell_input") is not None
@@ -358,18 +449,25 @@ def test_the_reference_book_renders_shipped_runs_and_a_rerun_is_compared_with_th
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DSCO_RESULTS", str(tmp_path / "results"))
         results.start("digits", "smoke", 0, "cpu")
-        scorecard.record({"occupancy ≈ 1 − 1/e": verdict}, "10_occupancy_table13", "App. B",
-                         show=False)
-    books = book.build_reference("smoke", folder=tmp_path, out_dir=tmp_path / "books",
-                                 notebooks_dir=dirs["notebooks_dir"])
+        scorecard.record(
+            {"occupancy ≈ 1 − 1/e": verdict}, "10_occupancy_table13", "App. B", show=False
+        )
+    books = book.build_reference(
+        "smoke", folder=tmp_path, out_dir=tmp_path / "books", notebooks_dir=dirs["notebooks_dir"]
+    )
     card = (books["digits"].parent / "scorecard.html").read_text()
     assert "occupancy ≈ 1 − 1/e" in card and "against the reference run" in card
     assert "none shipped" in card and "reproduced" not in card  # not compared with itself
     with pytest.MonkeyPatch.context() as mp:  # a rerun of the same claims, the reference shipped
         mp.setattr(reference, "REFERENCE", tmp_path)
         mp.setenv("DSCO_RESULTS", str(tmp_path / "results"))
-        index = book.build("digits", "smoke", runs_dir=dirs["runs_dir"],
-                           notebooks_dir=dirs["notebooks_dir"], out_dir=tmp_path / "rerun")
+        index = book.build(
+            "digits",
+            "smoke",
+            runs_dir=dirs["runs_dir"],
+            notebooks_dir=dirs["notebooks_dir"],
+            out_dir=tmp_path / "rerun",
+        )
     card = (index.parent / "scorecard.html").read_text()
     assert "1 reproduced, 0 changed, 0 new" in card
     with pytest.raises(book.BookError, match="no reference run of the paper profile"):

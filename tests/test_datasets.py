@@ -1,5 +1,7 @@
-"""Tests for dsco.datasets: the registry, get()'s errors, the paper's columns, the per-profile budgets,
-and Dataset.check() on the offline fixture (dsco.fixtures) with every bad input it must refuse."""
+"""Tests for dsco.datasets: the registry, get()'s errors, the paper's columns, the per-profile
+budgets, and Dataset.check() on the offline fixture (dsco.fixtures) with every bad input it must
+refuse."""
+
 import csv
 import re
 import shutil
@@ -20,14 +22,21 @@ def one_line_error(exc_info, *fragments):
     return msg
 
 
-# --- the registry ------------------------------------------------------------------------------------
+# --- the registry
+# ------------------------------------------------------------------------------------
+
 
 def test_registry_entries_and_budgets():
-    assert tuple(datasets.REGISTRY) == datasets.NAMES == ("digits", "mnist", "folder", "imagenette", "imagewoof",
-                                                          "imagenet1k")
+    assert (
+        tuple(datasets.REGISTRY)
+        == datasets.NAMES
+        == ("digits", "mnist", "folder", "imagenette", "imagewoof", "imagenet1k")
+    )
     for name, e in datasets.REGISTRY.items():
         assert e.name == name and set(e.budgets) == set(datasets.PROFILES)
-        assert e.kind in ("embedded", "folder", "imagenet") and e.channels in ((0,) if e.kind == "folder" else (1, 3))
+        assert e.kind in ("embedded", "folder", "imagenet") and e.channels in (
+            (0,) if e.kind == "folder" else (1, 3)
+        )
         assert {"low", "high", "cross", "lossless"} <= set(e.paper)
         for profile, b in e.budgets.items():
             assert isinstance(b, datasets.Budget) and b.note
@@ -36,20 +45,41 @@ def test_registry_entries_and_budgets():
             assert set(b.nopt) | set(b.sweep_nopt) <= set(nopt.synthesize.__kwdefaults__)
             assert b.ipcs["trigger_ipc"] in b.ipcs["trigger"]
     d = datasets.REGISTRY["digits"]
-    assert (d.kind, d.image_size, d.backbone["kind"], d.teacher["kind"]) == ("embedded", 8, "shipped", "shipped")
+    assert (d.kind, d.image_size, d.backbone["kind"], d.teacher["kind"]) == (
+        "embedded",
+        8,
+        "shipped",
+        "shipped",
+    )
     n = datasets.REGISTRY["imagenette"]
     assert (n.kind, n.image_size, n.backbone, n.teacher["arch"]) == (
-        "imagenet", None, {"kind": "pretrained", "name": "dit-xl-2-256"}, "resnet18")
-    # smoke is one tiny budget for every dataset; the ImageNet paper profile is the paper's own setting
-    assert all(e.budgets["smoke"] is datasets.SMOKE for e in datasets.REGISTRY.values() if e.kind != "folder")
-    folder = datasets.REGISTRY["folder"].budgets["smoke"]   # the same sizes, and the tiny recipe for notebook 00
+        "imagenet",
+        None,
+        {"kind": "pretrained", "name": "dit-xl-2-256"},
+        "resnet18",
+    )
+    # smoke is one tiny budget for every dataset; the ImageNet paper profile is the paper's own
+    # setting
+    assert all(
+        e.budgets["smoke"] is datasets.SMOKE
+        for e in datasets.REGISTRY.values()
+        if e.kind != "folder"
+    )
+    folder = datasets.REGISTRY["folder"].budgets[
+        "smoke"
+    ]  # the same sizes, and the tiny recipe for notebook 00
     assert folder.ipcs == datasets.SMOKE.ipcs and folder.models["recipe"] == "tiny"
     m = datasets.REGISTRY["mnist"]
     assert (m.kind, m.image_size, m.backbone["name"]) == ("embedded", 28, "latent-ddpm")
-    assert m.projector is None   # NOpt's default for its 4×8×8 latents
+    assert m.projector is None  # NOpt's default for its 4×8×8 latents
     assert datasets.REGISTRY["folder"].projector == "latent"  # any side: the image size decides it
     paper = datasets.REGISTRY["imagewoof"].budgets["paper"]
-    assert paper.nopt == {**paper.nopt, "iterations": 200, "diffusion_repeats": 5, "n_templates": 200}
+    assert paper.nopt == {
+        **paper.nopt,
+        "iterations": 200,
+        "diffusion_repeats": 5,
+        "n_templates": 200,
+    }
     assert (paper.train, paper.replicates) == ("full", 5)
     # digits' paper profile is sized for a 2-core CPU: fewer NOpt iterations than the paper's 200
     dp = d.budgets["paper"]
@@ -59,21 +89,37 @@ def test_registry_entries_and_budgets():
 def test_get_resolves_and_drops_empty_params():
     ds = datasets.get("imagenette", "paper", root=None, backbone_path="", image_size="64")
     assert ds.params == {"image_size": 64} and ds.image_size == 64 and ds.image_shape == (3, 64, 64)
-    assert ds.budget is datasets.REGISTRY["imagenette"].budgets["paper"] and ds.ipcs is ds.budget.ipcs
+    assert (
+        ds.budget is datasets.REGISTRY["imagenette"].budgets["paper"] and ds.ipcs is ds.budget.ipcs
+    )
     assert datasets.get("imagewoof").image_size == 256  # the default without -p image_size
     d = datasets.get("digits")
     assert (d.profile, d.image_shape, d.gray, d.num_classes) == ("smoke", (1, 8, 8), True, 10)
     assert "digits" in repr(d) and "smoke" in repr(d)
 
 
-@pytest.mark.parametrize("args,kwargs,fragments", [
-    (("cifar10",), {}, ["unknown dataset 'cifar10'", "digits, mnist, folder, imagenette, imagewoof, imagenet1k"]),
-    (("digits", "fast"), {}, ["unknown profile 'fast'", "smoke, paper"]),
-    (("imagenette",), {"rooot": "/x"}, ["unknown dataset parameter(s) ['rooot']", "root, backbone_path"]),
-    (("digits",), {"image_size": 16}, ["fixed image size (8 px)", "drop -p image_size"]),
-    (("imagenette",), {"image_size": "big"}, ["image_size='big'", "integer >= 8"]),
-    (("imagenette",), {"image_size": 4}, ["image_size=4", "integer >= 8"]),
-])
+@pytest.mark.parametrize(
+    "args,kwargs,fragments",
+    [
+        (
+            ("cifar10",),
+            {},
+            [
+                "unknown dataset 'cifar10'",
+                "digits, mnist, folder, imagenette, imagewoof, imagenet1k",
+            ],
+        ),
+        (("digits", "fast"), {}, ["unknown profile 'fast'", "smoke, paper"]),
+        (
+            ("imagenette",),
+            {"rooot": "/x"},
+            ["unknown dataset parameter(s) ['rooot']", "root, backbone_path"],
+        ),
+        (("digits",), {"image_size": 16}, ["fixed image size (8 px)", "drop -p image_size"]),
+        (("imagenette",), {"image_size": "big"}, ["image_size='big'", "integer >= 8"]),
+        (("imagenette",), {"image_size": 4}, ["image_size=4", "integer >= 8"]),
+    ],
+)
 def test_get_errors_name_the_fix(args, kwargs, fragments):
     with pytest.raises(DatasetError) as e:
         datasets.get(*args, **kwargs)
@@ -85,7 +131,12 @@ def test_ipc_map_by_rank_and_by_scale():
     smoke, paper = datasets.get("digits", "smoke"), datasets.get("digits", "paper")
     assert smoke.ipc_map("low") == {1: 10, 2: 50}  # by rank: our k-th column is the paper's k-th
     assert paper.ipc_map("low") == {1: 10, 5: 50, 10: 100}
-    assert paper.ipc_map("high") == {20: 200, 40: 400, 70: 700, 100: 1000}  # × 10 (fraction of a class)
+    assert paper.ipc_map("high") == {
+        20: 200,
+        40: 400,
+        70: 700,
+        100: 1000,
+    }  # × 10 (fraction of a class)
     assert paper.ipc_map("high", [3]) == {3: 30}
     assert paper.ipc_map("cross") == {10: 10}
     nette = datasets.get("imagenette", "paper")
@@ -105,8 +156,11 @@ def test_class_ids_are_the_imagenet_indices_of_the_pinned_classes():
     with open(data.CLASS_DIR / "imagenette.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     nette = datasets.get("imagenette")
-    assert nette.class_ids == [int(r["imagenet_index"]) for r in rows] == [0, 217, 482, 491, 497, 566, 569, 571,
-                                                                            574, 701]
+    assert (
+        nette.class_ids
+        == [int(r["imagenet_index"]) for r in rows]
+        == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
+    )
     assert nette.classes == [r["name"] for r in rows] and nette.num_classes == 10
     assert datasets.get("digits").class_ids == list(range(10))  # the shipped DDPM: the label itself
     woof = datasets.get("imagewoof")
@@ -133,7 +187,12 @@ def test_smoke_profile_keeps_the_first_classes(tmp_path):
     fixtures.imagenet_tree(tmp_path, "imagewoof", train=2, val=1)  # 20 wnid folders in one root
     smoke = datasets.get("imagenet1k", "smoke", root=str(tmp_path), image_size=8)
     train = smoke.train()
-    assert len(train.classes) == 10 and len(train.wnids) == 10 and int(train.y.max()) == 9 and len(train) == 20
+    assert (
+        len(train.classes) == 10
+        and len(train.wnids) == 10
+        and int(train.y.max()) == 9
+        and len(train) == 20
+    )
     assert train.wnids == sorted(p.name for p in (tmp_path / "train").iterdir())[:10]
     assert smoke.train() is train and smoke.test() is smoke.test()  # loaded once
     assert isinstance(smoke.test(), data.ImageSet) and smoke.test().x.shape == (10, 3, 8, 8)
@@ -150,15 +209,22 @@ def test_describe_arch_kwargs_protocol_and_key():
     assert "Profile **smoke**" in text and "3×256×256" in text
     assert "trained by notebook 00" in datasets.get("imagenette", "paper").describe()
     # the sizes in the prose come from the budget, beside the paper's where they differ
-    assert "1 replicate per cell (each its own set and training) (paper 5)" in datasets.get(
-        "digits", "smoke").describe()
+    assert (
+        "1 replicate per cell (each its own set and training) (paper 5)"
+        in datasets.get("digits", "smoke").describe()
+    )
     mnist = datasets.get("mnist", "paper")
     assert mnist.budget.settings().endswith("5 replicates per cell (each its own set and training)")
     assert mnist.budget.settings() in mnist.describe()
     assert "1 diffusion per real latent (paper 5)" in mnist.budget.settings()
     paper = datasets.get("digits", "paper")
-    assert paper.arch_kwargs("convnet") == {"width": 32} and paper.arch_kwargs("efficientnet_b0") == {}
-    assert datasets.get("digits").arch_kwargs("timm_resnet18") == {"channels": (8, 16, 32, 64), "stem_width": 8}
+    assert (
+        paper.arch_kwargs("convnet") == {"width": 32} and paper.arch_kwargs("efficientnet_b0") == {}
+    )
+    assert datasets.get("digits").arch_kwargs("timm_resnet18") == {
+        "channels": (8, 16, 32, 64),
+        "stem_width": 8,
+    }
     p = paper.protocol("soft", epochs=3)
     assert (p.name, p.profile, p.epochs) == ("soft", "paper", 3)
     assert datasets.get("imagenette", "paper").protocol().profile == "full"
@@ -180,7 +246,7 @@ def test_measured_numbers_in_printed_text_say_when_and_where():
     texts = [why for e in datasets.REGISTRY.values() for _, why in e.nopt_defaults.values()]
     texts += [b.note for e in datasets.REGISTRY.values() for b in e.budgets.values()]
     measured = [t for t in texts if re.search(r"\d ?(min|h|s)\b|MMD² \d", t)]
-    assert len(measured) >= 4   # digits' reason and paper note, folder's, the ImageNet ones
+    assert len(measured) >= 4  # digits' reason and paper note, folder's, the ImageNet ones
     for t in measured:
         assert re.search(r"measured|recorded", t) and re.search(r"20\d\d-\d\d", t), t
 
@@ -190,14 +256,17 @@ def test_the_registry_decides_the_horizontal_flip(tmp_path):
     from dsco import fixtures
 
     flips = {n: datasets.get(n).protocol().flip for n in ("digits", "mnist", "imagenette")}
-    assert flips == {n: datasets.REGISTRY[n].flip for n in flips} == {
-        "digits": False, "mnist": False, "imagenette": True}   # today's numbers
-    assert datasets.get("digits").protocol("soft", flip=True).flip is True   # explicit wins
+    assert (
+        flips
+        == {n: datasets.REGISTRY[n].flip for n in flips}
+        == {"digits": False, "mnist": False, "imagenette": True}
+    )  # today's numbers
+    assert datasets.get("digits").protocol("soft", flip=True).flip is True  # explicit wins
     sgd = training.get_protocol("sgd", flip=False)
     assert datasets.get("imagenette").protocol(sgd).flip is False
     grey = datasets.get("folder", root=str(fixtures.folder_tree(tmp_path / "t", mode="L")))
     p = training.resolve(grey.protocol(), grey.name, grey.channels)
-    assert grey.channels == 1 and p.flip is True and p.color is False   # registered with flips
+    assert grey.channels == 1 and p.flip is True and p.color is False  # registered with flips
     with pytest.raises(training.EvaluateError, match=r"ds\.protocol\('hard'\)"):
         training.resolve(training.get_protocol("hard"), "folder", 1)
 
@@ -208,13 +277,16 @@ def test_validation_and_models_live_in_their_modules(nette_params, monkeypatch, 
     ds = datasets.get("imagenette", **nette_params)
     assert validation.check(ds) is ds and ds.check() is ds
     monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
-    assert ds.teacher_file() == models.teacher_file(ds) == tmp_path / "models" / "imagenette" / (
-        f"teacher-smoke-{ds.key()}")
+    assert (
+        ds.teacher_file()
+        == models.teacher_file(ds)
+        == tmp_path / "models" / "imagenette" / (f"teacher-smoke-{ds.key()}")
+    )
     assert models.digest("imagenette") == models.digest("imagenette")
     before = models.digest("imagenette")
     (tmp_path / "models" / "imagenette").mkdir(parents=True)
     (tmp_path / "models" / "imagenette" / "weights.safetensors").write_bytes(b"x")
-    assert models.digest("imagenette") != before   # a trained model file changes the digest
+    assert models.digest("imagenette") != before  # a trained model file changes the digest
 
 
 def test_digits_loads_shipped_models_once():
@@ -227,7 +299,9 @@ def test_digits_loads_shipped_models_once():
     ds.check()  # nothing to check for the embedded dataset
 
 
-# --- check() on the offline fixture ------------------------------------------------------------------
+# --- check() on the offline fixture
+# ------------------------------------------------------------------
+
 
 def test_check_passes_on_the_fixture_and_loads(nette_params, nette_ds):
     assert nette_ds.check() is nette_ds
@@ -267,15 +341,20 @@ def test_check_root_missing_wnids_lists_them(nette_params, tmp_path):
 
 
 def test_check_backbone_with_wrong_class_count(nette_params, tmp_path):
-    bb = backbones.load("dit-xl-2-256", random_weights=True, config=dit.TINY_DIT,
-                        vae_config=dit.TINY_VAE)
+    bb = backbones.load(
+        "dit-xl-2-256", random_weights=True, config=dit.TINY_DIT, vae_config=dit.TINY_VAE
+    )
     assert bb.num_classes == 10  # TINY_DIT: num_embeds_ada_norm=10
     bb.model.save_pretrained(tmp_path / "dit10")
     ds = datasets.get("imagenette", **{**nette_params, "backbone_path": str(tmp_path / "dit10")})
     with pytest.raises(DatasetError) as e:
         ds.check()
-    one_line_error(e, "has 10 classes but imagenette needs 1000", "ImageNet-1k class indices",
-                   "pass a backbone trained for this dataset")
+    one_line_error(
+        e,
+        "has 10 classes but imagenette needs 1000",
+        "ImageNet-1k class indices",
+        "pass a backbone trained for this dataset",
+    )
     with pytest.raises(DatasetError, match="has 10 classes"):
         ds.backbone()  # the loaded model is checked the same way
 
@@ -291,7 +370,8 @@ def test_check_vae_with_other_latent_channels(nette_params, tmp_path):
     from diffusers import AutoencoderKL
 
     AutoencoderKL(**dict(dit.SD_VAE, **dit.TINY_VAE, latent_channels=8)).save_pretrained(
-        tmp_path / "vae8")
+        tmp_path / "vae8"
+    )
     with pytest.raises(DatasetError) as e:
         datasets.get("imagenette", **{**nette_params, "vae_path": str(tmp_path / "vae8")}).check()
     one_line_error(e, "8 latent channels but the DiT expects 4", "-p vae_path")
@@ -300,7 +380,9 @@ def test_check_vae_with_other_latent_channels(nette_params, tmp_path):
 def test_check_backbone_path_without_a_model(nette_params, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError) as e:
-        datasets.get("imagenette", **{**nette_params, "backbone_path": str(tmp_path / "empty")}).check()
+        datasets.get(
+            "imagenette", **{**nette_params, "backbone_path": str(tmp_path / "empty")}
+        ).check()
     one_line_error(e, "no DiTTransformer2DModel config", "pass -p backbone_path")
 
 
@@ -308,7 +390,9 @@ def test_check_teacher_with_wrong_class_count(nette_params, tmp_path):
     import timm
     from timm.models import save_for_hf
 
-    five = timm.create_model("resnet18", pretrained=False, num_classes=5, channels=(8, 16, 32, 64), stem_width=8)
+    five = timm.create_model(
+        "resnet18", pretrained=False, num_classes=5, channels=(8, 16, 32, 64), stem_width=8
+    )
     save_for_hf(five, str(tmp_path / "t5"), safe_serialization=True)
     ds = datasets.get("imagenette", **{**nette_params, "teacher_path": str(tmp_path / "t5")})
     with pytest.raises(DatasetError) as e:
@@ -318,20 +402,32 @@ def test_check_teacher_with_wrong_class_count(nette_params, tmp_path):
         ds.teacher()
     one_line_error(e, "has 5 classes, the dataset 10")
     with pytest.raises(CheckpointError) as e:
-        datasets.get("imagenette", **{**nette_params, "teacher_path": str(tmp_path / "none.pth")}).check()
+        datasets.get(
+            "imagenette", **{**nette_params, "teacher_path": str(tmp_path / "none.pth")}
+        ).check()
     one_line_error(e, "no teacher checkpoint", "-p teacher_path")
 
 
-def test_teacher_without_path_or_trained_teacher_names_notebook_00(nette_params, tmp_path, monkeypatch):
+def test_teacher_without_path_or_trained_teacher_names_notebook_00(
+    nette_params, tmp_path, monkeypatch
+):
     monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
-    ds = datasets.get("imagenette", **{k: v for k, v in nette_params.items() if k != "teacher_path"})
+    ds = datasets.get(
+        "imagenette", **{k: v for k, v in nette_params.items() if k != "teacher_path"}
+    )
     ds.check()  # no teacher_path: notebook 00 trains one, nothing to check
     assert ds.teacher_file().parent == tmp_path / "models" / "imagenette"
     assert ds.teacher_file().name == f"teacher-smoke-{ds.key()}"
     with pytest.raises(DatasetError) as e:
         ds.teacher()
-    one_line_error(e, "no teacher for imagenette", "-p teacher_path", "run notebook 00 first",
-                   "--only 00", str(ds.teacher_file()))
+    one_line_error(
+        e,
+        "no teacher for imagenette",
+        "-p teacher_path",
+        "run notebook 00 first",
+        "--only 00",
+        str(ds.teacher_file()),
+    )
 
 
 def test_a_folder_dataset_reads_its_shape_and_classes_from_the_images(tmp_path, monkeypatch):
@@ -340,10 +436,20 @@ def test_a_folder_dataset_reads_its_shape_and_classes_from_the_images(tmp_path, 
     monkeypatch.setattr(models, "BUILD_MODELS", tmp_path / "models")
     root = fixtures.folder_tree(tmp_path / "t", classes=4, per_class=12, size=10, mode="RGB")
     ds = datasets.get("folder", "smoke", root=str(root)).check()
-    assert ds.image_shape == (3, 10, 10) and ds.channels == 3 and ds.classes == [f"class_{c}" for c in range(4)]
-    assert ds.class_ids == [0, 1, 2, 3] and ds.show_classes == [0, 1] and "trained by notebook 00" in ds.describe()
+    assert (
+        ds.image_shape == (3, 10, 10)
+        and ds.channels == 3
+        and ds.classes == [f"class_{c}" for c in range(4)]
+    )
+    assert (
+        ds.class_ids == [0, 1, 2, 3]
+        and ds.show_classes == [0, 1]
+        and "trained by notebook 00" in ds.describe()
+    )
     assert str(ds.model_prefix()).startswith(str(tmp_path / "models" / "folder"))
-    with pytest.raises(datasets.DatasetError, match="no trained ddpm for folder .*run notebook 00 first"):
+    with pytest.raises(
+        datasets.DatasetError, match="no trained ddpm for folder .*run notebook 00 first"
+    ):
         ds.backbone()
     with pytest.raises(datasets.DatasetError, match="fixed image size \\(read from its images\\)"):
         datasets.get("folder", "smoke", root=str(root), image_size=32)
@@ -351,8 +457,17 @@ def test_a_folder_dataset_reads_its_shape_and_classes_from_the_images(tmp_path, 
 
 def test_mnist_is_an_embedded_latent_dataset():
     ds = datasets.get("mnist", "paper")
-    assert ds.image_shape == (1, 28, 28) and ds.budget.replicates == 5 and ds.archs["low"] == ["convnet"]
-    assert ds.max_ipc() <= int(ds.train().counts().min()) and ds.ipc_map("high") == {70: 210, 130: 390, 230: 690, 330: 990}
+    assert (
+        ds.image_shape == (1, 28, 28)
+        and ds.budget.replicates == 5
+        and ds.archs["low"] == ["convnet"]
+    )
+    assert ds.max_ipc() <= int(ds.train().counts().min()) and ds.ipc_map("high") == {
+        70: 210,
+        130: 390,
+        230: 690,
+        330: 990,
+    }
 
 
 def test_budget_reads_a_profile_without_resolving_the_dataset():

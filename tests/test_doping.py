@@ -1,5 +1,6 @@
 """Tests for dsco.doping: confusion-score orientation (Eq. 31), the Dope Trigger (Eq. 30),
 per-class / global selection, concentration, and the ImageFolder export round trip."""
+
 import json
 
 import numpy as np
@@ -10,16 +11,19 @@ from dsco import data, doping
 from dsco.data import ImageSet
 from dsco.doping import DopingError
 
-
-
 # --- confusion scores (Eq. 31) -------------------------------------------------------------
+
 
 def test_confusion_scores_rank_the_disagreeing_sample_first():
     teacher = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1]])
-    student = torch.tensor([[0.8, 0.1, 0.1],    # agrees, confident
-                            [0.1, 0.7, 0.2],    # agrees
-                            [0.6, 0.1, 0.3],    # DISAGREES: teacher says 2, student says 0
-                            [0.45, 0.4, 0.15]])  # agrees, barely
+    student = torch.tensor(
+        [
+            [0.8, 0.1, 0.1],  # agrees, confident
+            [0.1, 0.7, 0.2],  # agrees
+            [0.6, 0.1, 0.3],  # DISAGREES: teacher says 2, student says 0
+            [0.45, 0.4, 0.15],
+        ]
+    )  # agrees, barely
     s = doping.confusion_scores(student, teacher)
     # negation of the printed Eq. 31: max_{c != c_T} p_S(c) - p_S(c_T)
     assert torch.allclose(s, torch.tensor([0.1 - 0.8, 0.2 - 0.7, 0.6 - 0.3, 0.4 - 0.45]))
@@ -40,6 +44,7 @@ def test_confusion_scores_bad_input():
 
 # --- Dope Trigger (Eq. 30) -----------------------------------------------------------------
 
+
 def test_dope_trigger_table_and_firing_point():
     # M = 10, 50, 100, 200, 400 samples; gains 200/40=5, 150/50=3, 150/100=1.5, 150/200=0.75
     t = doping.dope_trigger([1, 5, 10, 20, 40], [50, 250, 400, 550, 700], num_classes=10)
@@ -55,8 +60,13 @@ def _counts(curves):
     """One row per replicate and schedule point: N_M of the replicate's curve."""
     import pandas as pd
 
-    return pd.DataFrame([{"replicate": r, "ipc": ipc, "N": n} for r, curve in enumerate(curves)
-                         for ipc, n in curve.items()])
+    return pd.DataFrame(
+        [
+            {"replicate": r, "ipc": ipc, "N": n}
+            for r, curve in enumerate(curves)
+            for ipc, n in curve.items()
+        ]
+    )
 
 
 def _gains(curves):
@@ -64,8 +74,9 @@ def _gains(curves):
 
 
 def test_trigger_gains_stack_one_eq30_table_per_replicate():
-    gains = doping.trigger_gains(_counts([{1: 50, 5: 250, 10: 400}, {1: 40, 5: 260, 10: 380}]),
-                                 num_classes=10)
+    gains = doping.trigger_gains(
+        _counts([{1: 50, 5: 250, 10: 400}, {1: 40, 5: 260, 10: 380}]), num_classes=10
+    )
     assert gains["replicate"].tolist() == [0, 0, 1, 1]
     assert np.allclose(gains["gain"], [5, 3, 5.5, 2.4]) and not gains["fires"].any()
     with pytest.raises(DopingError, match="empty"):
@@ -75,8 +86,9 @@ def test_trigger_gains_stack_one_eq30_table_per_replicate():
 def test_trigger_findings_judge_the_replicates_with_the_rules():
     schedule = [1, 5, 10, 20, 40]
     # diminishing returns, the last gain (IPC 20 -> 40, ΔM = 200) about 0.75: both claims hold
-    falling = [dict(zip(schedule, [50 + d, 250 + d, 400 + d, 550 + 2 * d, 700 + 3 * d]))
-               for d in range(5)]
+    falling = [
+        dict(zip(schedule, [50 + d, 250 + d, 400 + d, 550 + 2 * d, 700 + 3 * d])) for d in range(5)
+    ]
     v = doping.trigger_findings(_gains(falling))
     fires, down = v.values()
     assert {type(x).__name__ for x in v.values()} == {"Verdict"}
@@ -99,8 +111,8 @@ def test_trigger_findings_judge_the_replicates_with_the_rules():
 
 
 def test_dope_trigger_on_a_concave_curve():
-    # N(M) = 2000 (1 - exp(-M / 400)), M = 10 * IPC: slope 5 exp(-M/400) <= 1 for M >= 400 ln 5 ~ 644,
-    # so the secant over [M1, M1 + 10] first drops <= 1 at IPC 64 (M1 = 640, M2 = 650).
+    # N(M) = 2000 (1 - exp(-M / 400)), M = 10 * IPC: slope 5 exp(-M/400) <= 1 for M >= 400 ln 5 ~
+    # 644, so the secant over [M1, M1 + 10] first drops <= 1 at IPC 64 (M1 = 640, M2 = 650).
     ipc = np.arange(1, 120)
     n = 2000 * (1 - np.exp(-ipc * 10 / 400))
     t = doping.dope_trigger(ipc, n, num_classes=10)
@@ -119,9 +131,10 @@ def test_dope_trigger_bad_input():
 
 # --- selection and concentration -----------------------------------------------------------
 
+
 def test_select_per_class_and_global():
     labels = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 2, 2])
-    scores = torch.tensor([.9, .8, .7, .1, .2, .3, .4, .5, .5, .6])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.6])
     per = doping.select(scores, labels, 2)
     assert per.tolist() == [0, 1, 6, 5, 9, 7]  # ties (7, 8 at .5) keep dataset order
     assert torch.bincount(labels[per]).tolist() == [2, 2, 2]
@@ -151,7 +164,9 @@ def digits_train():
 
 def test_concentrate_sizes_and_labels(digits_train):
     real = digits_train
-    synthetic = ImageSet(torch.zeros(20, 1, 8, 8), torch.arange(10).repeat(2), list(real.classes), "dsco", "train")
+    synthetic = ImageSet(
+        torch.zeros(20, 1, 8, 8), torch.arange(10).repeat(2), list(real.classes), "dsco", "train"
+    )
     scores = torch.linspace(0, 1, len(real))
     sel = doping.select(scores, real.y, 3)
     conc = doping.concentrate(synthetic, real, sel)
@@ -161,10 +176,13 @@ def test_concentrate_sizes_and_labels(digits_train):
     with pytest.raises(DopingError, match="outside"):
         doping.concentrate(synthetic, real, [len(real)])
     with pytest.raises(DopingError, match="differ in shape"):
-        doping.concentrate(ImageSet(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), list(real.classes)), real, sel)
+        doping.concentrate(
+            ImageSet(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), list(real.classes)), real, sel
+        )
 
 
 # --- export / read_export ------------------------------------------------------------------
+
 
 def test_export_round_trip_hashes_and_tamper(digits_train, tmp_path):
     s = digits_train.sample_per_class(3, seed=0)
@@ -177,7 +195,9 @@ def test_export_round_trip_hashes_and_tamper(digits_train, tmp_path):
     assert torch.equal(back.y, s.y) and back.classes == s.classes
     # uint8 quantisation: within half a grey level (0.5 / 127.5); a second round trip is exact
     assert (back.x - s.x).abs().max() <= 0.5 / 127.5 + 1e-6
-    again = doping.read_export(doping.export(back, tmp_path / "again", method="copy", parameters={}, seeds=0))
+    again = doping.read_export(
+        doping.export(back, tmp_path / "again", method="copy", parameters={}, seeds=0)
+    )
     assert torch.equal(again.x, back.x)
     png = out / m["files"][4]["path"]
     png.write_bytes(png.read_bytes() + b"\0")
@@ -189,11 +209,22 @@ def test_export_round_trip_hashes_and_tamper(digits_train, tmp_path):
 def test_export_rgb_clamps_and_refuses_nonempty(tmp_path):
     x = torch.rand(4, 3, 5, 6) * 2.4 - 1.2  # some values outside [-1, 1]
     y = torch.tensor([1, 0, 1, 1])
-    out = doping.export((x, y), tmp_path / "rgb", method="dsco", parameters={"g": 4.0}, seeds=[1, 2],
-                        classes=["cat", "dog/wolf"])
+    out = doping.export(
+        (x, y),
+        tmp_path / "rgb",
+        method="dsco",
+        parameters={"g": 4.0},
+        seeds=[1, 2],
+        classes=["cat", "dog/wolf"],
+    )
     m = json.loads((out / "manifest.json").read_text())
-    assert doping.class_folder(5, "", 1000) == "005" and doping.class_folder(3, "three", 10) == "03_three"
-    assert m["class_folders"] == ["00_cat", "01_dog-wolf"] and m["n_clamped"] == int((x.abs() > 1).sum())
+    assert (
+        doping.class_folder(5, "", 1000) == "005"
+        and doping.class_folder(3, "three", 10) == "03_three"
+    )
+    assert m["class_folders"] == ["00_cat", "01_dog-wolf"] and m["n_clamped"] == int(
+        (x.abs() > 1).sum()
+    )
     back = doping.read_export(out)
     assert (back.x - x.clamp(-1, 1)).abs().max() <= 0.5 / 127.5 + 1e-6 and torch.equal(back.y, y)
     (out / "00_cat" / "stray.png").write_bytes(b"x")
@@ -205,14 +236,32 @@ def test_export_rgb_clamps_and_refuses_nonempty(tmp_path):
 
 def test_export_failure_leaves_nothing(tmp_path):
     with pytest.raises(DopingError, match="C = 1 or 3"):
-        doping.export((torch.zeros(2, 2, 4, 4), torch.tensor([0, 1])), tmp_path / "bad", method="m",
-                      parameters={}, seeds=0)
+        doping.export(
+            (torch.zeros(2, 2, 4, 4), torch.tensor([0, 1])),
+            tmp_path / "bad",
+            method="m",
+            parameters={},
+            seeds=0,
+        )
     with pytest.raises(DopingError, match="pass classes="):
-        doping.export((torch.zeros(2, 1, 4, 4), torch.tensor([0, 5])), tmp_path / "bad", method="m",
-                      parameters={}, seeds=0, classes=["a", "b"])
-    with pytest.raises(TypeError):  # fails mid-write (manifest not JSON-able keys) -> no partial tree
-        doping.export((torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])), tmp_path / "bad", method="m",
-                      parameters={(1, 2): 3}, seeds=0)
+        doping.export(
+            (torch.zeros(2, 1, 4, 4), torch.tensor([0, 5])),
+            tmp_path / "bad",
+            method="m",
+            parameters={},
+            seeds=0,
+            classes=["a", "b"],
+        )
+    with pytest.raises(
+        TypeError
+    ):  # fails mid-write (manifest not JSON-able keys) -> no partial tree
+        doping.export(
+            (torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])),
+            tmp_path / "bad",
+            method="m",
+            parameters={(1, 2): 3},
+            seeds=0,
+        )
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(DopingError, match="manifest.json"):
         doping.read_export(tmp_path)
@@ -233,24 +282,38 @@ def test_torchvision_imagefolder_reads_export(digits_train, tmp_path):
     assert [by_file[f"{i:02d}.png"] for i in range(20)] == s.y.tolist()
 
 
-# --- confusion_of / dope: the two steps of every high-IPC notebook ------------------------------------
+# --- confusion_of / dope: the two steps of every high-IPC notebook
+# ------------------------------------
+
 
 def test_dope_sizes_and_exclude(digits_train):
     real = digits_train
-    synthetic = ImageSet(torch.zeros(20, 1, 8, 8), torch.arange(10).repeat_interleave(2), list(real.classes),
-                         "dsco", "train")
+    synthetic = ImageSet(
+        torch.zeros(20, 1, 8, 8),
+        torch.arange(10).repeat_interleave(2),
+        list(real.classes),
+        "dsco",
+        "train",
+    )
     scores = torch.rand(len(real), generator=torch.Generator().manual_seed(0)) * 2 - 1
     conc, sel = doping.dope(synthetic, scores, real, target_ipc=5)
     assert len(conc) == 50 and torch.bincount(conc.y).tolist() == [5] * 10 and len(sel) == 30
-    assert torch.equal(sel, doping.select(scores, real.y, 3)) and torch.equal(conc.x[20:], real.x[sel])
+    assert torch.equal(sel, doping.select(scores, real.y, 3)) and torch.equal(
+        conc.x[20:], real.x[sel]
+    )
     assert conc.name == "dsco+doped" and torch.equal(conc.x[:20], synthetic.x)
     # the real samples a random real part already holds are never picked twice
     exclude = sel[::3]
     conc2, sel2 = doping.dope(synthetic, scores, real, target_ipc=5, exclude=exclude)
-    assert not set(exclude.tolist()) & set(sel2.tolist()) and torch.bincount(conc2.y).tolist() == [5] * 10
+    assert (
+        not set(exclude.tolist()) & set(sel2.tolist())
+        and torch.bincount(conc2.y).tolist() == [5] * 10
+    )
     kept = [i for i in sel.tolist() if i not in set(exclude.tolist())]
     assert set(kept) <= set(sel2.tolist())  # the rest of the choice stands
-    assert doping.dope(synthetic, scores, real, target_ipc=2)[1].numel() == 0  # already at the target
+    assert (
+        doping.dope(synthetic, scores, real, target_ipc=2)[1].numel() == 0
+    )  # already at the target
     g, gsel = doping.dope(synthetic, scores, real, target_ipc=5, per_class=False)
     assert len(g) == 50 and torch.equal(gsel, doping.select(scores, real.y, 3, per_class=False))
 
@@ -270,7 +333,12 @@ def test_confusion_of_scores_every_real_sample(digits_train):
     assert not torch.equal(s, other)
     # Eq. 31 of the student train_student trains, against the teacher's class
     student = doping.train_student(train, "convnet", 10, p, clf, seed=1, width=8)
-    assert torch.equal(s, doping.confusion_scores(teacher.predict_proba(student, real), teacher.predict_proba(clf, real)))
+    assert torch.equal(
+        s,
+        doping.confusion_scores(
+            teacher.predict_proba(student, real), teacher.predict_proba(clf, real)
+        ),
+    )
 
 
 def test_confusion_of_trains_a_student_once_per_key(digits_train, tmp_path, monkeypatch):
@@ -282,7 +350,9 @@ def test_confusion_of_trains_a_student_once_per_key(digits_train, tmp_path, monk
     p = training.get_protocol("hard", "smoke", epochs=2, flip=False)
     trained = []
     student = doping.train_student
-    monkeypatch.setattr(doping, "train_student", lambda *a, **k: trained.append(k) or student(*a, **k))
+    monkeypatch.setattr(
+        doping, "train_student", lambda *a, **k: trained.append(k) or student(*a, **k)
+    )
     args = dict(seed=1, cache_dir=tmp_path, width=8)
     s = doping.confusion_of(train, "convnet", real, clf, p, **args)
     assert len(trained) == 1 and len(list(tmp_path.glob("*.pt"))) == 1
@@ -300,8 +370,13 @@ def test_confusion_of_trains_a_student_once_per_key(digits_train, tmp_path, monk
 
 def _two_per_class(real):
     """A stand-in synthetic set: two blank images per class of ``real``."""
-    return ImageSet(torch.zeros(20, 1, 8, 8), torch.arange(10).repeat_interleave(2),
-                    list(real.classes), "dsco", "train")
+    return ImageSet(
+        torch.zeros(20, 1, 8, 8),
+        torch.arange(10).repeat_interleave(2),
+        list(real.classes),
+        "dsco",
+        "train",
+    )
 
 
 def test_selection_times_time_only_the_count_dependent_stages(digits_train):
@@ -309,8 +384,9 @@ def test_selection_times_time_only_the_count_dependent_stages(digits_train):
     synthetic = _two_per_class(real)
     scores = torch.rand(len(real), generator=torch.Generator().manual_seed(0)) * 2 - 1
     t = doping.selection_times(scores, synthetic, real, [0, 1, 5], rounds=3)
-    assert t[["round", "doped_ipc"]].values.tolist() == [[r, k] for r in range(3)
-                                                          for k in (0, 1, 5)]
+    assert t[["round", "doped_ipc"]].values.tolist() == [
+        [r, k] for r in range(3) for k in (0, 1, 5)
+    ]
     assert t["doped_samples"].tolist() == [0, 10, 50] * 3
     assert np.allclose(t["seconds"], t["select_s"] + t["concentrate_s"])
     assert (t["seconds"] > 0).all()
@@ -322,11 +398,18 @@ def test_stage_costs_label_once_and_time_the_selection_per_count(digits_train):
     real = digits_train.subset(torch.arange(0, 200, 2))
     synthetic = _two_per_class(real)
     torch.manual_seed(0)
-    student, teacher = (torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
-                        for _ in range(2))
+    student, teacher = (
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)) for _ in range(2)
+    )
     cost = doping.stage_costs(student, teacher, synthetic, real, [0, 1, 2], repeats=2)
-    assert list(cost.columns) == ["doped_ipc", "doped_samples", "label_s", "scores_s", "select_s",
-                                  "concentrate_s"]
+    assert list(cost.columns) == [
+        "doped_ipc",
+        "doped_samples",
+        "label_s",
+        "scores_s",
+        "select_s",
+        "concentrate_s",
+    ]
     assert cost["doped_samples"].tolist() == [0, 10, 20]
     assert cost["label_s"].nunique() == 1 and cost["scores_s"].nunique() == 1  # timed once
     assert (cost[["select_s", "concentrate_s"]] > 0).all().all()

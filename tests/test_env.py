@@ -1,4 +1,5 @@
 """Install files agree with each other: environment.yml (conda) pins what requirements.txt pins."""
+
 import tomllib
 
 import yaml
@@ -8,7 +9,7 @@ from dsco import ROOT
 
 def requirement_pins():
     lines = (ROOT / "requirements.txt").read_text().splitlines()
-    return [l.strip() for l in lines if l.strip() and not l.startswith("#")]
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 def test_requirements_are_all_exact_pins():

@@ -1,5 +1,6 @@
 """Tests for dsco.exact_diffusion: the exact-score Gaussian-mixture diffusion and §3.4's
 sampling-bias experiment."""
+
 import math
 
 import numpy as np
@@ -12,17 +13,25 @@ from dsco import nopt, theory
 from dsco.metrics import set_distance
 
 
-@pytest.mark.parametrize("means,scales,weights", [
-    (theory.GMM_MEANS, theory.GMM_SCALES, theory.GMM_WEIGHTS),
-    ([[-2.0], [1.5]], [0.5, 0.8], [0.3, 0.7]),
-])
+@pytest.mark.parametrize(
+    "means,scales,weights",
+    [
+        (theory.GMM_MEANS, theory.GMM_SCALES, theory.GMM_WEIGHTS),
+        ([[-2.0], [1.5]], [0.5, 0.8], [0.3, 0.7]),
+    ],
+)
 @pytest.mark.parametrize("t", [0, 300, 999])
 def test_gmm_exact_score_matches_finite_difference(means, scales, weights, t):
     bb = D.GaussianMixtureDiffusion(means, scales, weights)
     z = torch.as_tensor(np.random.default_rng(0).normal(size=(5, bb.dim)) * 2)
     h = 1e-5
-    fd = torch.stack([(bb.log_prob(z + h * e, t) - bb.log_prob(z - h * e, t)) / (2 * h)
-                      for e in torch.eye(bb.dim, dtype=torch.float64)], dim=1)
+    fd = torch.stack(
+        [
+            (bb.log_prob(z + h * e, t) - bb.log_prob(z - h * e, t)) / (2 * h)
+            for e in torch.eye(bb.dim, dtype=torch.float64)
+        ],
+        dim=1,
+    )
     assert torch.allclose(bb.score(z, t), fd, atol=1e-6)
     # the ε-prediction is −√(1−ᾱ_t)·score, with the latent shape (D, 1, 1)
     a = bb.scheduler.alphas_cumprod[t].double()
@@ -35,8 +44,10 @@ def test_gmm_log_prob_is_the_noisy_mixture_density():
     bb = D.GaussianMixtureDiffusion([[0.0], [3.0]], [1.0, 0.5], [0.5, 0.5])
     a = float(bb.scheduler.alphas_cumprod[500])
     z = torch.tensor([[0.7]], dtype=torch.float64)
-    dens = sum(0.5 / math.sqrt(2 * math.pi * v) * math.exp(-(0.7 - math.sqrt(a) * m) ** 2 / (2 * v))
-               for m, v in ((0.0, a * 1.0 + 1 - a), (3.0, a * 0.25 + 1 - a)))
+    dens = sum(
+        0.5 / math.sqrt(2 * math.pi * v) * math.exp(-((0.7 - math.sqrt(a) * m) ** 2) / (2 * v))
+        for m, v in ((0.0, a * 1.0 + 1 - a), (3.0, a * 0.25 + 1 - a))
+    )
     assert float(bb.log_prob(z, 500)) == pytest.approx(math.log(dens), rel=1e-10)
 
 
@@ -71,10 +82,18 @@ def test_gmm_backbone_runs_through_nopt_and_traces_steps():
     assert [t for t, _ in bb.trace] == bb.timesteps.tolist() and bb.trace[0][1].shape == (8, 2)
     points = theory.sample_gaussian_mixture(200, seed=0)[0]
     real = {0: torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2, 1, 1)}
-    z, _, log = nopt.synthesize(bb, [0], 8, "accessible", seed=1, num_steps=5, iterations=20,
-                                real_latents=real,
-                                projector={"in_channels": 2, "widths": (16,), "groups": 1},
-                                progress=False)
+    z, _, log = nopt.synthesize(
+        bb,
+        [0],
+        8,
+        "accessible",
+        seed=1,
+        num_steps=5,
+        iterations=20,
+        real_latents=real,
+        projector={"in_channels": 2, "widths": (16,), "groups": 1},
+        progress=False,
+    )
     assert z.shape == (8, 2, 1, 1) and torch.isfinite(z).all()
     assert (log["align_last"] < log["align_first"]).all()
 
@@ -93,11 +112,15 @@ def test_sampling_bias_measures_every_step_of_plain_nopt_and_the_iid_floor():
     bb = D.GaussianMixtureDiffusion(num_steps=3)
     points = theory.sample_gaussian_mixture(64, seed=1)[0]
     real = {0: torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2, 1, 1)}
-    kw = dict(iterations=2, projector={"in_channels": 2, "widths": (8,), "groups": 1},
-              n_reference=100, progress=False)
+    kw = dict(
+        iterations=2,
+        projector={"in_channels": 2, "widths": (8,), "groups": 1},
+        n_reference=100,
+        progress=False,
+    )
     bias = D.sampling_bias(bb, [4, 6], [0], real, **kw)
     d = bias.distance
-    assert len(d) == 2 * 3 * 4   # N × methods × levels
+    assert len(d) == 2 * 3 * 4  # N × methods × levels
     assert set(d["method"]) == {"plain", "NOpt", "i.i.d. from p_t"}
     assert d.groupby(["N", "method"])["step"].apply(list).map(lambda s: s == [0, 1, 2, 3]).all()
     assert (d["distance"] >= 0).all() and d.loc[d.step == 3, "t"].eq(-1).all()
@@ -106,6 +129,6 @@ def test_sampling_bias_measures_every_step_of_plain_nopt_and_the_iid_floor():
     assert len(bias.logs) and bb.trace is None
     plain = d[(d.method == "plain") & (d.step == 0)]["distance"].to_numpy()
     nopt_start = d[(d.method == "NOpt") & (d.step == 0)]["distance"].to_numpy()
-    assert np.array_equal(plain, nopt_start)   # both start from the same z_T
+    assert np.array_equal(plain, nopt_start)  # both start from the same z_T
     again = D.sampling_bias(bb, [4, 6], [0], real, **kw).distance
-    assert again["distance"].tolist() == d["distance"].tolist()   # same seed, same numbers
+    assert again["distance"].tolist() == d["distance"].tolist()  # same seed, same numbers

@@ -1,6 +1,7 @@
-"""Tests for dsco.fixtures: the offline ImageNet-layout tree and tiny checkpoints are what a user's downloads
-would be (torchvision's ImageFolder reads the tree, dsco.backbones and dsco.teacher load the checkpoints),
-and the same seed makes the same files."""
+"""Tests for dsco.fixtures: the offline ImageNet-layout tree and tiny checkpoints are what a user's
+downloads would be (torchvision's ImageFolder reads the tree, dsco.backbones and dsco.teacher load
+the checkpoints), and the same seed makes the same files."""
+
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ def test_tree_is_an_imagefolder_of_the_pinned_wnids(nette_params):
     assert train.classes == sorted(wnids) and val.classes == sorted(wnids)
     assert len(train) == 10 * 10 and len(val) == 10 * 4
     sizes = {train[i][0].size for i in range(0, len(train), 7)}
-    assert len(sizes) > 1 and all(10 <= w <= 14 and 10 <= h <= 14 for w, h in sizes)  # sizes vary, as ImageNet's
+    assert len(sizes) > 1 and all(
+        10 <= w <= 14 and 10 <= h <= 14 for w, h in sizes
+    )  # sizes vary, as ImageNet's
     assert all(p.endswith(".JPEG") for p, _ in train.samples)
     # the package reads it in the pinned label order
     s = data.load("imagenette", "train", root, size=8)
@@ -28,8 +31,12 @@ def test_tree_is_an_imagefolder_of_the_pinned_wnids(nette_params):
 
 def test_checkpoints_load_as_a_user_download(nette_params):
     assert nette_params["image_size"] == fixtures.TINY_IMAGE_SIZE == 8
-    bb = backbones.load("dit-xl-2-256", nette_params["backbone_path"], vae_path=nette_params["vae_path"],
-                        local_files_only=True)
+    bb = backbones.load(
+        "dit-xl-2-256",
+        nette_params["backbone_path"],
+        vae_path=nette_params["vae_path"],
+        local_files_only=True,
+    )
     assert isinstance(bb, dit.DiT) and bb.num_classes == 1000 and bb.latent_shape == (4, 4, 4)
     assert bb.latent_shape[1] * bb.image_factor == nette_params["image_size"]
     x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -37,7 +44,9 @@ def test_checkpoints_load_as_a_user_download(nette_params):
     clf = T.load_timm_teacher(nette_params["teacher_path"], "resnet18", 10)
     assert clf.num_classes == 10 and T.timm_num_classes(nette_params["teacher_path"]) == 10
     assert clf(x).shape == (2, 10)
-    assert fixtures.command("imagenette", nette_params).startswith("dsco run --dataset imagenette --profile smoke -p root ")
+    assert fixtures.command("imagenette", nette_params).startswith(
+        "dsco run --dataset imagenette --profile smoke -p root "
+    )
 
 
 def _files(folder: Path) -> dict:
@@ -54,16 +63,24 @@ def test_deterministic_given_the_seed(tmp_path):
     assert all(fa[f].read_bytes() == fb[f].read_bytes() for f in images)
     assert any(fa[f].read_bytes() != fc[f].read_bytes() for f in images)
     for name in ("dit", "vae", "teacher"):
-        (wa,), (wb,), (wc,) = ([p for k, p in f.items() if k.startswith(name + "/") and k.endswith(".safetensors")]
-                               for f in (fa, fb, fc))
+        (wa,), (wb,), (wc,) = (
+            [p for k, p in f.items() if k.startswith(name + "/") and k.endswith(".safetensors")]
+            for f in (fa, fb, fc)
+        )
         sa, sb, sc = load_file(wa), load_file(wb), load_file(wc)
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-        assert any(not torch.equal(sa[k], sc[k]) for k in sa if sa[k].is_floating_point() and sa[k].numel() > 1)
+        assert any(
+            not torch.equal(sa[k], sc[k])
+            for k in sa
+            if sa[k].is_floating_point() and sa[k].numel() > 1
+        )
     assert {k: v for k, v in a.items() if not k.endswith(("root", "path"))} == {"image_size": 8}
 
 
 def test_imagewoof_tree(tmp_path):
     root = fixtures.imagenet_tree(tmp_path / "woof", "imagewoof", train=1, val=1)
-    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(r["wnid"] for r in data.class_table("imagewoof"))
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(
+        r["wnid"] for r in data.class_table("imagewoof")
+    )
     with pytest.raises(data.DatasetError, match="no class table"):
         fixtures.imagenet_tree(tmp_path / "x", "digits")

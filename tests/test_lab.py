@@ -1,5 +1,7 @@
 """`make lab`: JupyterLab from the project's environment on the notebooks folder. The server starts
-headless, lists the notebooks through its REST API, runs one notebook in a kernel it started, and stops."""
+headless, lists the notebooks through its REST API, runs one notebook in a kernel it started, and
+stops."""
+
 import os
 import socket
 import subprocess
@@ -22,14 +24,34 @@ def _free_port() -> int:
 def test_make_lab_serves_the_notebooks_and_runs_one_in_its_kernel(tmp_path):
     from jupyter_client import BlockingKernelClient
 
-    assert "lab:" in (ROOT / "Makefile").read_text() and "--notebook-dir notebooks" in (ROOT / "Makefile").read_text()
+    assert (
+        "lab:" in (ROOT / "Makefile").read_text()
+        and "--notebook-dir notebooks" in (ROOT / "Makefile").read_text()
+    )
     port, token = _free_port(), "dsco-test-token"
-    env_dirs = {"JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-                "DSCO_RESULTS": str(tmp_path / "results")}   # the digits batch test may run beside it
+    env_dirs = {
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "DSCO_RESULTS": str(tmp_path / "results"),
+    }  # the digits batch test may run beside it
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", f"--IdentityProvider.token={token}",
-         "--notebook-dir", str(ROOT / "notebooks"), "--ServerApp.ip=127.0.0.1", "--allow-root"],
-        env={**os.environ, **env_dirs}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            "--notebook-dir",
+            str(ROOT / "notebooks"),
+            "--ServerApp.ip=127.0.0.1",
+            "--allow-root",
+        ],
+        env={**os.environ, **env_dirs},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base, head = f"http://127.0.0.1:{port}/api", {"Authorization": f"token {token}"}
     listing = None
     try:
@@ -41,10 +63,16 @@ def test_make_lab_serves_the_notebooks_and_runs_one_in_its_kernel(tmp_path):
             except requests.ConnectionError:
                 pass
             time.sleep(0.5)
-        assert listing is not None and listing.ok, "the JupyterLab server did not answer within a minute"
-        names = sorted(item["name"] for item in listing.json()["content"] if item["type"] == "notebook")
+        assert listing is not None and listing.ok, (
+            "the JupyterLab server did not answer within a minute"
+        )
+        names = sorted(
+            item["name"] for item in listing.json()["content"] if item["type"] == "notebook"
+        )
         assert names == sorted(p.name for p in runner.notebooks())
-        kernel = requests.post(f"{base}/kernels", headers=head, json={"name": "python3"}, timeout=30).json()
+        kernel = requests.post(
+            f"{base}/kernels", headers=head, json={"name": "python3"}, timeout=30
+        ).json()
         connection = Path(env_dirs["JUPYTER_RUNTIME_DIR"]) / f"kernel-{kernel['id']}.json"
         for _ in range(60):
             if connection.is_file():
@@ -59,10 +87,18 @@ def test_make_lab_serves_the_notebooks_and_runs_one_in_its_kernel(tmp_path):
         client.execute_interactive(f"import os; os.chdir({str(ROOT / 'notebooks')!r})", timeout=60)
         for cell in (c for c in nb.cells if c.cell_type == "code"):
             reply = client.execute_interactive(cell.source, timeout=300, output_hook=outputs.append)
-            assert reply["content"]["status"] == "ok", (cell.source[:80], reply["content"].get("evalue"))
-        assert any(o["msg_type"] == "display_data" for o in outputs)   # its figures and tables came back
+            assert reply["content"]["status"] == "ok", (
+                cell.source[:80],
+                reply["content"].get("evalue"),
+            )
+        assert any(
+            o["msg_type"] == "display_data" for o in outputs
+        )  # its figures and tables came back
         client.stop_channels()
-        assert requests.delete(f"{base}/kernels/{kernel['id']}", headers=head, timeout=30).status_code == 204
+        assert (
+            requests.delete(f"{base}/kernels/{kernel['id']}", headers=head, timeout=30).status_code
+            == 204
+        )
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -12,6 +12,7 @@ Reading a *name* from the package itself (``from . import ROOT``: no ``dsco/ROOT
 edge: Python initialises the package before any of its modules, so the name is there as long as
 ``__init__.py`` defines its names before it imports a submodule -- which the second test checks.
 """
+
 from __future__ import annotations
 
 import ast
@@ -36,13 +37,14 @@ def imported(path: Path, names: set[str], package: str = "dsco") -> set[str]:
                 if parts[0] == package and len(parts) > 1:
                     found.add(parts[1])
         elif isinstance(node, ast.ImportFrom):
-            if node.level == 1 or (node.level == 0 and node.module
-                                   and node.module.split(".")[0] == package):
+            if node.level == 1 or (
+                node.level == 0 and node.module and node.module.split(".")[0] == package
+            ):
                 inner = (node.module or "").split(".")
                 inner = inner[1:] if node.level == 0 else inner
                 if inner and inner[0]:
-                    found.add(inner[0])                               # from .x import y
-                else:                                                 # from . import x
+                    found.add(inner[0])  # from .x import y
+                else:  # from . import x
                     found |= {a.name for a in node.names if a.name in names}
     return (found & names) - {path.stem}
 
@@ -111,10 +113,15 @@ def test_the_package_has_no_import_cycle():
 def test_init_defines_its_names_before_it_imports_a_submodule():
     """A module's ``from . import NAME`` must find NAME even while ``__init__`` is still running."""
     body = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf8")).body
-    first = next((i for i, node in enumerate(body) if isinstance(node, ast.ImportFrom)
-                  and node.level == 1), len(body))
-    late = [getattr(node, "name", None) or ast.unparse(node).splitlines()[0]
-            for node in body[first:] if not isinstance(node, (ast.Import, ast.ImportFrom))]
+    first = next(
+        (i for i, node in enumerate(body) if isinstance(node, ast.ImportFrom) and node.level == 1),
+        len(body),
+    )
+    late = [
+        getattr(node, "name", None) or ast.unparse(node).splitlines()[0]
+        for node in body[first:]
+        if not isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
     assert not late, f"dsco/__init__.py defines {late} after importing a submodule: move them up"
 
 

@@ -1,4 +1,5 @@
 """Tests for dsco.losses (Eq. 18-27), with hand-computed values on tiny tensors."""
+
 import math
 
 import pytest
@@ -19,8 +20,8 @@ def test_absn2_values_and_gradient():
 def test_reality_loss_hand_values():
     d_sqrt = 2.0  # C*H*W = 4
     eps = torch.zeros(3, 1, 2, 2)
-    eps[0] = 1.0               # norm 2 -> absn2(0) = 0
-    eps[1, 0, 0, 0] = 3.0      # norm 3 -> absn2(1) = 2
+    eps[0] = 1.0  # norm 2 -> absn2(0) = 0
+    eps[1, 0, 0, 0] = 3.0  # norm 3 -> absn2(1) = 2
     # eps[2] = 0               # norm 0 -> absn2(-2) = 6
     assert math.isclose(losses.reality_loss(eps).item(), 0.0 + 2.0 + 6.0)
     eps = eps.requires_grad_()
@@ -36,14 +37,18 @@ def test_pool_and_channel_stats_hand_values():
     assert torch.allclose(mean, torch.tensor([3.0]))
     assert torch.allclose(std, torch.tensor([math.sqrt(3.5)]))  # population: (4+1+0+9)/4
     mean2, std2 = losses.channel_stats(torch.tensor([[1.0, 0.0], [3.0, 4.0]]))
-    assert torch.allclose(mean2, torch.tensor([2.0, 2.0])) and torch.allclose(std2, torch.tensor([1.0, 2.0]))
+    assert torch.allclose(mean2, torch.tensor([2.0, 2.0])) and torch.allclose(
+        std2, torch.tensor([1.0, 2.0])
+    )
 
 
 def test_cross_normalise_hand_values():
     f = torch.tensor([[[[1.0, 2.0]]], [[[3.0, 6.0]]]])
     out = losses.cross_normalise(f, torch.tensor([2.0]), torch.tensor([2.0]))
     assert torch.allclose(out.flatten(), torch.tensor([-0.5, 0.0, 0.5, 2.0]))
-    pooled = losses.cross_normalise(torch.tensor([[1.0, 0.0]]), torch.tensor([2.0, 2.0]), torch.tensor([1.0, 2.0]))
+    pooled = losses.cross_normalise(
+        torch.tensor([[1.0, 0.0]]), torch.tensor([2.0, 2.0]), torch.tensor([1.0, 2.0])
+    )
     assert torch.allclose(pooled, torch.tensor([[-1.0, -1.0]]))
 
 

@@ -1,4 +1,5 @@
 """Tests for dsco.metrics: MMD², the set distance, coverage and the per-class Reference."""
+
 import math
 
 import numpy as np
@@ -29,12 +30,13 @@ def test_set_distance():
 
 # ---- coverage of a real class by a synthetic set ----------------------------------------------
 
+
 def test_coverage_hand_values():
     real = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [10.0, 0.0]])
     synthetic = np.array([[0.0, 1.0], [3.0, 2.0]])
     # nearest synthetic distances: 1, 2, 3, sqrt(49 + 4) = 7.28
     assert M.coverage(real, synthetic, 0.5) == 0.0
-    assert M.coverage(real, synthetic, 1.0) == 0.25          # the radius is inclusive
+    assert M.coverage(real, synthetic, 1.0) == 0.25  # the radius is inclusive
     assert M.coverage(real, synthetic, 2.5) == 0.5
     assert M.coverage(real, synthetic, 3.0) == 0.75
     assert M.coverage(real, synthetic, 8.0) == 1.0
@@ -44,8 +46,8 @@ def test_coverage_hand_values():
 def test_coverage_flattens_image_tensors():
     torch = pytest.importorskip("torch")
     real = torch.zeros(3, 1, 2, 2)
-    real[1] += 1.0                      # distance 2 from the zero image (4 pixels of 1)
-    real[2] += 3.0                      # distance 6
+    real[1] += 1.0  # distance 2 from the zero image (4 pixels of 1)
+    real[2] += 3.0  # distance 6
     synthetic = torch.zeros(1, 1, 2, 2)
     assert M.coverage(real, synthetic, 2.0) == pytest.approx(2 / 3)
     assert M.coverage(real.numpy(), synthetic.numpy(), 1.0) == pytest.approx(1 / 3)

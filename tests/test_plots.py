@@ -19,7 +19,9 @@ def test_image_grid_grey_and_rgb():
     assert plots.image_grid(grey, nrow=1).shape == (3 * (8 + 1) + 1, 8 + 2)  # one image per row
     rgb = torch.rand(4, 3, 6, 6) * 2 - 1
     c = plots.image_grid(rgb, nrow=2, pad=0)
-    assert c.shape == (12, 12, 3) and np.allclose(c[:6, 6:], ((rgb[1].permute(1, 2, 0) + 1) / 2).numpy())
+    assert c.shape == (12, 12, 3) and np.allclose(
+        c[:6, 6:], ((rgb[1].permute(1, 2, 0) + 1) / 2).numpy()
+    )
     assert plots.image_grid(torch.full((1, 3, 4, 4), 5.0)).max() == 1  # clamped
 
 
@@ -27,13 +29,19 @@ def test_show_images_and_mosaic():
     fig, ax = plt.subplots()
     plots.show_images(ax, torch.zeros(2, 1, 8, 8), title="digits")
     im = ax.get_images()[0]
-    assert im.get_cmap().name == "gray_r" and ax.get_title() == "digits" and list(ax.get_xticks()) == []
+    assert (
+        im.get_cmap().name == "gray_r"
+        and ax.get_title() == "digits"
+        and list(ax.get_xticks()) == []
+    )
     plt.close(fig)
     fig, ax = plt.subplots()
     plots.show_images(ax, torch.zeros(2, 3, 8, 8))
     assert ax.get_images()[0].get_array().shape == (10, 19, 3)  # RGB as it is
     plt.close(fig)
-    fig = plots.mosaic({"random": torch.zeros(3, 1, 8, 8), "DsCo": torch.ones(2, 1, 8, 8)}, title="first per class")
+    fig = plots.mosaic(
+        {"random": torch.zeros(3, 1, 8, 8), "DsCo": torch.ones(2, 1, 8, 8)}, title="first per class"
+    )
     assert len(fig.axes) == 2 and [a.get_ylabel() for a in fig.axes] == ["random", "DsCo"]
     assert fig._suptitle.get_text() == "first per class"
     plt.close(fig)
@@ -45,7 +53,11 @@ def test_first_per_class():
     from dsco.data import ImageSet
 
     s = ImageSet(x, y, ["a", "b", "c"])
-    assert plots.first_per_class(s).flatten().tolist() == [1, 3, 0]  # class 0, 1, 2: their first image
+    assert plots.first_per_class(s).flatten().tolist() == [
+        1,
+        3,
+        0,
+    ]  # class 0, 1, 2: their first image
     assert plots.first_per_class((x, y), k=2).flatten().tolist() == [1, 4, 3, 5, 0, 2]
 
 
@@ -55,15 +67,22 @@ def test_framework_names_functions_that_exist_and_draws_every_stage():
     from dsco import datasets
 
     table = plots.framework_table()
-    assert len(table) == sum(len(f) for _, _, f in plots.FRAMEWORK) and table["what it does"].str.len().min() > 10
+    assert (
+        len(table) == sum(len(f) for _, _, f in plots.FRAMEWORK)
+        and table["what it does"].str.len().min() > 10
+    )
     ds = datasets.get("mnist", "paper")
     fig = plots.framework(ds)
     text = "\n".join(t.get_text() for t in fig.axes[0].texts)
     for _, _, functions in plots.FRAMEWORK:
         assert all(f"dsco.{f}" in text for f in functions)
-    assert f"{ds.budget.nopt['num_steps']} denoising steps" in text and str(ds.budget.ipcs["trigger"]) in text
+    assert (
+        f"{ds.budget.nopt['num_steps']} denoising steps" in text
+        and str(ds.budget.ipcs["trigger"]) in text
+    )
     assert "latent-ddpm" in text and "digits-ddpm" in "\n".join(
-        t.get_text() for t in plots.framework(datasets.get("digits", "smoke")).axes[0].texts)
+        t.get_text() for t in plots.framework(datasets.get("digits", "smoke")).axes[0].texts
+    )
     plt.close("all")
 
 

@@ -1,4 +1,5 @@
 """Tests for dsco.projector (App. C random feature projector)."""
+
 import pytest
 import torch
 
@@ -29,7 +30,12 @@ def test_layer_structure_dense_then_grouped():
     first, *rest = convs
     assert first.groups == 1 and first.kernel_size == (3, 3) and first.stride == (1, 1)
     assert first.weight.shape == (32, 4, 3, 3)
-    assert rest[0].weight.shape == (64, 32 // 16, 4, 4) and rest[1].weight.shape == (128, 64 // 16, 4, 4)
+    assert rest[0].weight.shape == (64, 32 // 16, 4, 4) and rest[1].weight.shape == (
+        128,
+        64 // 16,
+        4,
+        4,
+    )
     assert all(c.groups == 16 and c.stride == (2, 2) and c.padding == (1, 1) for c in rest)
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in p.modules())
 
@@ -104,29 +110,37 @@ def test_the_tiny_dit_keeps_the_projector_it_had():
     p = projector.for_latents((4, 4, 4), seed=2)
     before = projector.make("digits", seed=2, in_channels=4)
     assert projector.preset_for((4, 4, 4)) == "latent"
-    assert all(torch.equal(a, b) for a, b in zip(p.state_dict().values(),
-                                                 before.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(p.state_dict().values(), before.state_dict().values())
+    )
 
 
 # --- measuring a projector (notebook 13) ----------------------------------------------------------
+
 
 def test_channel_rows_pooled_and_full():
     f = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)  # N=2, J=3, 2×2 maps
     pooled = projector.channel_rows(f)
     assert pooled.shape == (3, 2) and torch.equal(pooled[1], f[:, 1].mean((1, 2)))
     full = projector.channel_rows(f, pooled=False)
-    assert full.shape == (3, 2 * 4) and torch.equal(full[2], torch.cat([f[0, 2].flatten(), f[1, 2].flatten()]))
+    assert full.shape == (3, 2 * 4) and torch.equal(
+        full[2], torch.cat([f[0, 2].flatten(), f[1, 2].flatten()])
+    )
 
 
 def test_mean_abs_correlation_and_effective_rank_known_answers():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(500, generator=g)
     assert projector.mean_abs_correlation(torch.stack([a, -2 * a, a + 1])) == pytest.approx(1.0)
-    assert projector.effective_rank(torch.stack([a, -2 * a, 3 * a])) == pytest.approx(1.0)  # one direction
+    assert projector.effective_rank(torch.stack([a, -2 * a, 3 * a])) == pytest.approx(
+        1.0
+    )  # one direction
     iso = torch.randn(8, 20_000, generator=g)  # 8 independent unit-variance channels
     assert projector.effective_rank(iso) == pytest.approx(8.0, rel=0.02)
     assert projector.mean_abs_correlation(iso) < 0.02  # E|r| ≈ √(2/(π·20000)) ≈ 0.006
-    assert projector.effective_rank(iso * torch.tensor([10.0] + [1e-3] * 7)[:, None]) == pytest.approx(1.0, rel=1e-3)
+    assert projector.effective_rank(
+        iso * torch.tensor([10.0] + [1e-3] * 7)[:, None]
+    ) == pytest.approx(1.0, rel=1e-3)
 
 
 def test_decay_claims_judge_the_seeds_log_log_slopes_with_the_trend_rule():
@@ -136,13 +150,19 @@ def test_decay_claims_judge_the_seeds_log_log_slopes_with_the_trend_rule():
     m = np.array([16, 64, 256])
 
     def rows(exponent, seeds=3):  # one curve per projector seed, slopes spread by ±0.01
-        return pd.DataFrame([{"curve": "c", "m": w, "seed": s,
-                              "mean |corr|": 0.5 * w ** (exponent - 0.01 * s)}
-                             for s in range(seeds) for w in m])
+        return pd.DataFrame(
+            [
+                {"curve": "c", "m": w, "seed": s, "mean |corr|": 0.5 * w ** (exponent - 0.01 * s)}
+                for s in range(seeds)
+                for w in m
+            ]
+        )
 
     claim, flat = projector.decay_claims(rows(-0.1), "c").popitem()
-    assert claim.startswith("the random projector's channel correlations fall as O(1/√m): "
-                            "log-log slope below -0.4 (-0.5 within 0.1; c, widths 16–256)")
+    assert claim.startswith(
+        "the random projector's channel correlations fall as O(1/√m): "
+        "log-log slope below -0.4 (-0.5 within 0.1; c, widths 16–256)"
+    )
     assert type(flat).__name__ == "Verdict" and flat.verdict == "does not hold"
     assert flat.cells.iloc[0]["estimate"] == pytest.approx(-0.11) and "log-log slope" in flat.rule
     assert projector.decay_claims(rows(-0.5), "c").popitem()[1].verdict == "holds"

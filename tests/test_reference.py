@@ -20,30 +20,47 @@ def _fake_batch(tmp_path, dataset="digits", profile="paper", value=70.0):
     res = tmp_path / "build" / "results"
     runs.mkdir(parents=True)
     for p in runner.notebooks():
-        meta = {"metadata": {"papermill": {"duration": 12.5, "end_time": "2026-12-05T01:00:00"}},
-                "cells": [], "nbformat": 4, "nbformat_minor": 5}
+        meta = {
+            "metadata": {"papermill": {"duration": 12.5, "end_time": "2026-12-05T01:00:00"}},
+            "cells": [],
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        }
         (runs / p.name).write_text(json.dumps(meta))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DSCO_RESULTS", str(res))
         mp.setenv("DSCO_NOTEBOOK", NB)
         results.start(dataset, profile, 0, "cpu")
-        results.save(pd.DataFrame({"method": ["A", "B"], "acc": [value, 60.0],
-                                   "wall_s": [1.0, 2.0]}), "table01_02_stats")
+        results.save(
+            pd.DataFrame({"method": ["A", "B"], "acc": [value, 60.0], "wall_s": [1.0, 2.0]}),
+            "table01_02_stats",
+        )
         scorecard.record({"A > B": V.superiority(_runs(3.0), "A", "B")}, NB, "§5", show=False)
     return tmp_path / "build" / "runs", res
 
 
 def _runs(gap, seed=0, reps=5):
     rng = np.random.default_rng(seed)
-    return pd.DataFrame([dict(method=m, arch="convnet", ipc=1, replicate=r,
-                              acc=70 + r + (gap + rng.normal(0, 0.3) if m == "A" else 0))
-                         for r in range(reps) for m in "AB"])
+    return pd.DataFrame(
+        [
+            dict(
+                method=m,
+                arch="convnet",
+                ipc=1,
+                replicate=r,
+                acc=70 + r + (gap + rng.normal(0, 0.3) if m == "A" else 0),
+            )
+            for r in range(reps)
+            for m in "AB"
+        ]
+    )
 
 
 def test_ship_copies_a_finished_batch_with_its_run_record(tmp_path):
     runs, res = _fake_batch(tmp_path)
-    folder = reference.ship("digits", "paper", runs_dir=runs, results_dir=res,
-                            folder=tmp_path / "ref")
+    folder = reference.ship(
+        "digits", "paper", runs_dir=runs, results_dir=res, folder=tmp_path / "ref"
+    )
     assert folder == tmp_path / "ref" / "runs" / "digits" / "paper"
     assert sorted(p.stem for p in folder.glob("*.ipynb")) == [p.stem for p in runner.notebooks()]
     shipped = tmp_path / "ref" / "results" / "digits" / "paper"
@@ -64,42 +81,64 @@ def test_ship_refuses_a_partial_batch_and_a_reference_over_budget(tmp_path, monk
     runs2, res2 = _fake_batch(tmp_path / "again", value=71.0)
     monkeypatch.setattr(reference, "BUDGET_MB", 1e-4)
     with pytest.raises(reference.ReferenceError, match="over the 0.0001 MB budget"):
-        reference.ship("digits", "paper", runs_dir=runs2, results_dir=res2,
-                       folder=tmp_path / "ref")
+        reference.ship("digits", "paper", runs_dir=runs2, results_dir=res2, folder=tmp_path / "ref")
     kept = pd.read_csv(tmp_path / "ref" / "results" / "digits" / "paper" / "table01_02_stats.csv")
     assert kept["acc"].tolist() == [70.0, 60.0]  # the previous reference stays
     assert not list((tmp_path / "ref").glob(".staging-*"))
 
 
 def test_the_shipped_references_fit_their_budget():
-    for dataset in {p.name for kind in ("runs", "results")
-                    for p in (reference.REFERENCE / kind).glob("*") if p.is_dir()}:
+    for dataset in {
+        p.name
+        for kind in ("runs", "results")
+        for p in (reference.REFERENCE / kind).glob("*")
+        if p.is_dir()
+    }:
         assert reference.size_mb(dataset) <= reference.BUDGET_MB, dataset
 
 
 def _long(runs_by_claim, dataset="digits"):
     rows = []
     for claim, v in runs_by_claim.items():
-        rows.append({"dataset": dataset, "notebook": NB, "claim": claim, "verdict": v.verdict,
-                     "cells": v.cells_json()})
+        rows.append(
+            {
+                "dataset": dataset,
+                "notebook": NB,
+                "claim": claim,
+                "verdict": v.verdict,
+                "cells": v.cells_json(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def test_compare_marks_reproduced_changed_new_and_flipped():
-    ref = _long({"A > B": V.superiority(_runs(3.0), "A", "B"),
-                 "B > A": V.superiority(_runs(3.0), "B", "A"),
-                 "noise": V.superiority(_runs(0.0, seed=1), "A", "B")})
-    same = _long({"A > B": V.superiority(_runs(3.0), "A", "B"),
-                  "B > A": V.superiority(_runs(3.0), "B", "A"),
-                  "noise": V.superiority(_runs(0.0, seed=1), "A", "B"),
-                  "extra": V.superiority(_runs(1.0), "A", "B")})
+    ref = _long(
+        {
+            "A > B": V.superiority(_runs(3.0), "A", "B"),
+            "B > A": V.superiority(_runs(3.0), "B", "A"),
+            "noise": V.superiority(_runs(0.0, seed=1), "A", "B"),
+        }
+    )
+    same = _long(
+        {
+            "A > B": V.superiority(_runs(3.0), "A", "B"),
+            "B > A": V.superiority(_runs(3.0), "B", "A"),
+            "noise": V.superiority(_runs(0.0, seed=1), "A", "B"),
+            "extra": V.superiority(_runs(1.0), "A", "B"),
+        }
+    )
     out = reference.compare(same, ref).set_index("claim")
     assert out.loc[["A > B", "B > A", "noise"], "status"].tolist() == ["reproduced"] * 3
     assert out.loc["extra", "status"] == "new" and not out["flipped"].any()
     # a deliberately changed training seed: the same claims on other draws
-    other = _long({"A > B": V.superiority(_runs(6.0, seed=9), "A", "B"),   # same verdict, moved
-                   "B > A": V.superiority(_runs(0.0, seed=9), "B", "A"),   # decided -> undecided
-                   "noise": V.superiority(_runs(0.0, seed=9), "A", "B")})  # overlapping intervals
+    other = _long(
+        {
+            "A > B": V.superiority(_runs(6.0, seed=9), "A", "B"),  # same verdict, moved
+            "B > A": V.superiority(_runs(0.0, seed=9), "B", "A"),  # decided -> undecided
+            "noise": V.superiority(_runs(0.0, seed=9), "A", "B"),
+        }
+    )  # overlapping intervals
     out = reference.compare(other, ref).set_index("claim")
     assert out.loc["A > B", "status"] == "changed" and "against [" in out.loc["A > B", "why"]
     assert not out.loc["A > B", "flipped"]
@@ -115,7 +154,8 @@ def test_a_moved_smoke_number_is_reported_until_the_reference_is_updated(tmp_pat
     runs2, res2 = _fake_batch(tmp_path / "moved", value=70.5)
     moved = reference.compare_numbers(res2 / "digits" / "paper", shipped)
     assert moved[["notebook", "result", "column", "row", "reference", "new"]].values.tolist() == [
-        [NB, "table01_02_stats.csv", "acc", 0, 70.0, 70.5]]  # wall_s moved too: not compared
+        [NB, "table01_02_stats.csv", "acc", 0, 70.0, 70.5]
+    ]  # wall_s moved too: not compared
     reference.ship("digits", "paper", runs_dir=runs2, results_dir=res2, folder=tmp_path / "ref")
     assert reference.compare_numbers(res2 / "digits" / "paper", shipped).empty  # updated
     (res2 / "digits" / "paper" / "table01_02_stats.csv").unlink()
@@ -144,8 +184,9 @@ def test_verify_exits_1_when_a_decided_verdict_flips(tmp_path, monkeypatch, caps
 
         assert force and os.environ["DSCO_CACHE"].startswith(str(tmp_path / "scratch"))
         results.start(dataset, profile, 0, "cpu")
-        scorecard.record({"A > B": V.superiority(_runs(gap["value"]), "A", "B")}, NB, "§5",
-                         show=False)
+        scorecard.record(
+            {"A > B": V.superiority(_runs(gap["value"]), "A", "B")}, NB, "§5", show=False
+        )
         return [runner.Result(NB, "executed", 1.0, runs_dir / f"{NB}.ipynb")]
 
     monkeypatch.setattr(runner, "run", rerun)

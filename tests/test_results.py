@@ -21,8 +21,10 @@ def test_start_validates_and_seeds():
     a = (np.random.rand(), torch.rand(1).item())
     results.start("digits", "smoke", 7, "cpu")
     assert (np.random.rand(), torch.rand(1).item()) == a
-    for bad, match in [(("cifar10", "smoke"), "unknown dataset 'cifar10'"),
-                       (("digits", "fast"), "unknown profile 'fast'")]:
+    for bad, match in [
+        (("cifar10", "smoke"), "unknown dataset 'cifar10'"),
+        (("digits", "fast"), "unknown profile 'fast'"),
+    ]:
         with pytest.raises(ValueError, match=match):
             results.start(*bad, 0, "cpu")
     with pytest.raises(ValueError, match="unknown device"):
@@ -59,8 +61,12 @@ def test_save_refuses_a_repeated_name(tmp_path, monkeypatch):
     results.save(pd.DataFrame({"a": [1]}), "table_once")
     with pytest.raises(ValueError, match="'table_once' was already saved"):
         results.save(pd.DataFrame({"a": [2]}), "table_once")
-    assert pd.read_csv(tmp_path / "digits" / "smoke" / "table_once.csv", index_col=0)["a"].tolist() == [1]
-    results.save(pd.DataFrame({"a": [3]}), "table_once", folder=tmp_path / "elsewhere")  # an explicit folder: allowed
+    assert pd.read_csv(tmp_path / "digits" / "smoke" / "table_once.csv", index_col=0)[
+        "a"
+    ].tolist() == [1]
+    results.save(
+        pd.DataFrame({"a": [3]}), "table_once", folder=tmp_path / "elsewhere"
+    )  # an explicit folder: allowed
     results.start("digits", "smoke", 0, "cpu")  # a new run starts a new list of names
     results.save(pd.DataFrame({"a": [4]}), "table_once")
 
@@ -71,10 +77,16 @@ def test_beside_other_lines_up_another_datasets_saved_result(tmp_path, monkeypat
     monkeypatch.setenv("DSCO_RESULTS", str(tmp_path))
     results.start("digits", "smoke", 0)
     ours = pd.DataFrame({"ipc": [1, 2], "mean": [50.0, 60.0]})
-    assert "compare_with = 'digits'" in results.beside_other(ours, "t", "digits", on="ipc", values=["mean"])
-    assert "run `dsco run --dataset mnist --profile smoke` first" in results.beside_other(ours, "t", "mnist", "ipc", ["mean"])
+    assert "compare_with = 'digits'" in results.beside_other(
+        ours, "t", "digits", on="ipc", values=["mean"]
+    )
+    assert "run `dsco run --dataset mnist --profile smoke` first" in results.beside_other(
+        ours, "t", "mnist", "ipc", ["mean"]
+    )
     (tmp_path / "mnist" / "smoke").mkdir(parents=True)
-    pd.DataFrame({"ipc": [2, 5], "mean": [70.0, 80.0]}).to_csv(tmp_path / "mnist" / "smoke" / "t.csv")
+    pd.DataFrame({"ipc": [2, 5], "mean": [70.0, 80.0]}).to_csv(
+        tmp_path / "mnist" / "smoke" / "t.csv"
+    )
     both = results.beside_other(ours, "t", "mnist", on="ipc", values=["mean"])
     assert list(both.columns) == ["ipc", "mean (digits)", "mean (mnist)"] and len(both) == 3
     assert both.set_index("ipc").loc[2].tolist() == [60.0, 70.0]

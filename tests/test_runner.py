@@ -8,11 +8,17 @@ from dsco import cli, fixtures, runner
 
 def make_notebook(path, body="x = 1", tagged=True):
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"\nroot = None')
+    params = nbformat.v4.new_code_cell(
+        'dataset = "digits"\nprofile = "smoke"\nseed = 0\ndevice = "cpu"\nroot = None'
+    )
     if tagged:
         params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
     return path
 
@@ -28,7 +34,7 @@ def folder(tmp_path):
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     make_notebook(nbs / "10_first.ipynb", "result = (dataset, profile, seed)\nprint(result)")
-    make_notebook(nbs / "20_second.ipynb", "print(root)" )
+    make_notebook(nbs / "20_second.ipynb", "print(root)")
     (nbs / "notes.ipynb").write_text("{}")  # not numbered: ignored
     return nbs
 
@@ -41,7 +47,10 @@ def run(folder, tmp_path, **kw):
 def test_notebooks_order_and_only(folder):
     assert [p.stem for p in runner.notebooks(folder=folder)] == ["10_first", "20_second"]
     assert [p.stem for p in runner.notebooks(["20"], folder)] == ["20_second"]
-    assert [p.stem for p in runner.notebooks(["20_second.ipynb", "10_first"], folder)] == ["10_first", "20_second"]
+    assert [p.stem for p in runner.notebooks(["20_second.ipynb", "10_first"], folder)] == [
+        "10_first",
+        "20_second",
+    ]
     with pytest.raises(runner.RunError, match="no notebook '99'"):
         runner.notebooks(["99"], folder)
 
@@ -83,11 +92,14 @@ def test_failure_names_cell_and_exception_and_removes_stale_output(folder, tmp_p
     assert (stale.parent / "20_second.failed.ipynb").exists()
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(dataset="cifar10"), "unknown dataset 'cifar10'"),
-    (dict(profile="fast"), "unknown profile 'fast'"),
-    (dict(only=["42"]), "no notebook '42'"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(dataset="cifar10"), "unknown dataset 'cifar10'"),
+        (dict(profile="fast"), "unknown profile 'fast'"),
+        (dict(only=["42"]), "no notebook '42'"),
+    ],
+)
 def test_bad_input_writes_nothing(folder, tmp_path, kw, match):
     with pytest.raises(runner.RunError, match=match):
         run(folder, tmp_path, **kw)
@@ -121,13 +133,13 @@ def test_tree_digest_follows_paths_sizes_and_modification_times(tmp_path):
     image.write_bytes(b"abc")
     first = tree_digest(root)
     assert first == tree_digest(str(root)) and first != tree_digest(tmp_path / "nowhere")
-    shutil.copytree(root, tmp_path / "copy")   # copytree keeps the times: the same content
+    shutil.copytree(root, tmp_path / "copy")  # copytree keeps the times: the same content
     assert tree_digest(tmp_path / "copy") == first
-    image.write_bytes(b"abcd")   # another size
+    image.write_bytes(b"abcd")  # another size
     resized = tree_digest(root)
     assert resized != first
     st = image.stat()
-    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))   # rewritten: another time
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # rewritten: another time
     assert tree_digest(root) != resized
     (root / "a" / "2.png").write_bytes(b"")
     assert len({tree_digest(root), resized, first}) == 3
@@ -194,7 +206,9 @@ def test_cli_run_on_folder(monkeypatch, folder, tmp_path, capsys):
 
 def test_kernels_do_not_print_the_tqdm_ipywidgets_warning(folder, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONWARNINGS", "")  # restored after the test
-    make_notebook(folder / "10_first.ipynb", "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))")
+    make_notebook(
+        folder / "10_first.ipynb", "from tqdm.auto import tqdm\nprint(sum(tqdm(range(3))))"
+    )
     out = run(folder, tmp_path, only=["10"])[0].output.read_text()
     assert "IProgress" not in out and '"3\\n"' in out
 
@@ -208,8 +222,13 @@ def test_parallel_jobs_run_setup_first_and_collect_every_failure(folder, tmp_pat
     msg = str(err.value)
     assert msg.startswith("2 notebook(s) failed") and "third broke" in msg and "fourth broke" in msg
     out = tmp_path / "runs" / "digits" / "smoke"
-    assert {p.name for p in out.glob("*.ipynb")} == {"00_setup.ipynb", "10_first.ipynb", "20_second.ipynb",
-                                                    "30_third.failed.ipynb", "40_fourth.failed.ipynb"}
+    assert {p.name for p in out.glob("*.ipynb")} == {
+        "00_setup.ipynb",
+        "10_first.ipynb",
+        "20_second.ipynb",
+        "30_third.failed.ipynb",
+        "40_fourth.failed.ipynb",
+    }
     for bad in ("30_third", "40_fourth"):
         (folder / f"{bad}.ipynb").unlink()
     again = run(folder, tmp_path, jobs=3)
@@ -218,20 +237,34 @@ def test_parallel_jobs_run_setup_first_and_collect_every_failure(folder, tmp_pat
 
 
 def test_each_notebook_receives_the_parameters_it_declares(folder, tmp_path):
-    make_notebook(folder / "30_third.ipynb", "print(sorted(k for k in dir() if k in ('root', 'threads')))")
+    make_notebook(
+        folder / "30_third.ipynb", "print(sorted(k for k in dir() if k in ('root', 'threads')))"
+    )
     nb = nbformat.read(folder / "30_third.ipynb", as_version=4)
     nb.cells[1].source += "\nthreads = 1"
     nbformat.write(nb, folder / "30_third.ipynb")
-    assert runner.declared(folder / "30_third.ipynb") == ["dataset", "profile", "seed", "device", "root", "threads"]
+    assert runner.declared(folder / "30_third.ipynb") == [
+        "dataset",
+        "profile",
+        "seed",
+        "device",
+        "root",
+        "threads",
+    ]
     out = run(folder, tmp_path, extra={"root": "/x", "threads": 2})
-    first = nbformat.read(out[0].output, as_version=4)   # declares no threads: papermill is never given it
+    first = nbformat.read(
+        out[0].output, as_version=4
+    )  # declares no threads: papermill is never given it
     injected = next(c for c in first.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert "threads" not in injected.source and "root = " in injected.source
     assert "threads = 2" in out[2].output.read_text()
 
 
 def test_a_parameter_no_notebook_declares_is_refused_before_anything_runs(folder, tmp_path):
-    with pytest.raises(runner.RunError, match=r"no notebook declares the parameter\(s\) rooot: use -p with one of root"):
+    with pytest.raises(
+        runner.RunError,
+        match=r"no notebook declares the parameter\(s\) rooot: use -p with one of root",
+    ):
         run(folder, tmp_path, extra={"rooot": "/x"})
     assert not (tmp_path / "runs").exists()
 
@@ -255,19 +288,35 @@ def dsfolder(tmp_path):
     return nbs
 
 
-@pytest.mark.parametrize("change, match", [
-    (dict(root=None), r"dataset 'imagenette' needs -p root"),
-    (dict(backbone_path=None), r"needs -p backbone_path"),
-    (dict(image_size=16), r"decodes to 8 px images but imagenette is loaded at image_size 16: pass -p image_size 8"),
-    (dict(teacher_path="vae"), r"teacher .* not a timm|no teacher|has no|is not a timm"),
-    (dict(root="missing"), r"class folder\(s\) missing under .*n01440764 \(tench\)"),
-])
-def test_dataset_parameters_are_checked_before_anything_runs(dsfolder, tmp_path, nette, change, match, capsys,
-                                                             monkeypatch):
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(root=None), r"dataset 'imagenette' needs -p root"),
+        (dict(backbone_path=None), r"needs -p backbone_path"),
+        (
+            dict(image_size=16),
+            r"decodes to 8 px images but imagenette is loaded at image_size 16: pass -p "
+            r"image_size 8",
+        ),
+        (dict(teacher_path="vae"), r"teacher .* not a timm|no teacher|has no|is not a timm"),
+        (dict(root="missing"), r"class folder\(s\) missing under .*n01440764 \(tench\)"),
+    ],
+)
+def test_dataset_parameters_are_checked_before_anything_runs(
+    dsfolder, tmp_path, nette, change, match, capsys, monkeypatch
+):
     folder = dsfolder
     params = dict(nette)
     for k, v in change.items():
-        params[k] = None if v is None else v if k == "image_size" else nette["vae_path"] if v == "vae" else str(tmp_path / v)
+        params[k] = (
+            None
+            if v is None
+            else v
+            if k == "image_size"
+            else nette["vae_path"]
+            if v == "vae"
+            else str(tmp_path / v)
+        )
     if change.get("root") == "missing":
         (tmp_path / "missing" / "train").mkdir(parents=True)
     params = {k: v for k, v in params.items() if v is not None}
@@ -276,7 +325,9 @@ def test_dataset_parameters_are_checked_before_anything_runs(dsfolder, tmp_path,
     assert not (tmp_path / "runs").exists()
     monkeypatch.setattr(runner, "NOTEBOOKS", folder)
     monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")
-    argv = ["run", "--dataset", "imagenette"] + [a for k, v in params.items() for a in ("-p", k, str(v))]
+    argv = ["run", "--dataset", "imagenette"] + [
+        a for k, v in params.items() for a in ("-p", k, str(v))
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dsco: error:") and err.count("\n") == 0
@@ -286,11 +337,19 @@ def test_a_backbone_of_the_wrong_class_count_is_refused(dsfolder, tmp_path, nett
     from dsco import backbones, dit
 
     folder = dsfolder
-    bb = backbones.load("dit-xl-2-256", random_weights=True, config=dit.TINY_DIT,
-                        vae_config=dit.TINY_VAE)
-    bb.model.save_pretrained(tmp_path / "dit10")   # 10 classes: not conditioned on ImageNet-1k
-    with pytest.raises(runner.RunError, match="the backbone has 10 classes but imagenette needs 1000"):
-        run(folder, tmp_path, dataset="imagenette", extra={**nette, "backbone_path": str(tmp_path / "dit10")})
+    bb = backbones.load(
+        "dit-xl-2-256", random_weights=True, config=dit.TINY_DIT, vae_config=dit.TINY_VAE
+    )
+    bb.model.save_pretrained(tmp_path / "dit10")  # 10 classes: not conditioned on ImageNet-1k
+    with pytest.raises(
+        runner.RunError, match="the backbone has 10 classes but imagenette needs 1000"
+    ):
+        run(
+            folder,
+            tmp_path,
+            dataset="imagenette",
+            extra={**nette, "backbone_path": str(tmp_path / "dit10")},
+        )
 
 
 def test_ctrl_c_prints_one_line_and_how_to_resume(folder, tmp_path, monkeypatch, capsys):
@@ -305,7 +364,7 @@ def test_ctrl_c_prints_one_line_and_how_to_resume(folder, tmp_path, monkeypatch,
     monkeypatch.setattr(runner, "NOTEBOOKS", folder)
     monkeypatch.setattr(runner, "RUNS", tmp_path / "runs")
     assert cli.main(["run"]) == 130
-    err = capsys.readouterr().err.strip().splitlines()   # the progress bar closes before the message
+    err = capsys.readouterr().err.strip().splitlines()  # the progress bar closes before the message
     assert err[-1] == "dsco: interrupted after 0 of 2 notebooks; rerun the same command to resume"
 
 
@@ -314,34 +373,45 @@ def test_cli_fixtures_writes_a_tree_and_prints_the_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"dsco run --dataset folder --profile smoke -p root {tmp_path / 'f'}" in out
     assert len(list((tmp_path / "f").glob("*/*.png"))) == 3 * 14
-    assert cli.main(["fixtures", "--dataset", "folder", "--out", str(tmp_path / "f")]) == 2   # not empty
+    assert (
+        cli.main(["fixtures", "--dataset", "folder", "--out", str(tmp_path / "f")]) == 2
+    )  # not empty
     assert cli.main(["fixtures", "--dataset", "digits", "--out", str(tmp_path / "g")]) == 2
 
 
 def test_parallel_kernels_split_the_cores_between_them(folder, tmp_path, monkeypatch):
     for name in runner._THREAD_VARS:
         monkeypatch.delenv(name, raising=False)
-    make_notebook(folder / "10_first.ipynb", "import os\nprint('threads', os.environ.get('OMP_NUM_THREADS'))")
+    make_notebook(
+        folder / "10_first.ipynb", "import os\nprint('threads', os.environ.get('OMP_NUM_THREADS'))"
+    )
     out = run(folder, tmp_path, jobs=2)[0].output.read_text()
     import os
+
     assert f"threads {max(1, len(os.sched_getaffinity(0)) // 2)}" in out
     assert "OMP_NUM_THREADS" not in os.environ  # restored after the batch
 
 
 def test_kernel_threads_keeps_what_the_user_set_and_restores_the_rest(monkeypatch):
     import os
+
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     with runner.kernel_threads(4, cores=16) as share:
-        assert share == "4" and os.environ["OMP_NUM_THREADS"] == "3" and os.environ["MKL_NUM_THREADS"] == "4"
+        assert (
+            share == "4"
+            and os.environ["OMP_NUM_THREADS"] == "3"
+            and os.environ["MKL_NUM_THREADS"] == "4"
+        )
     assert os.environ["OMP_NUM_THREADS"] == "3" and "MKL_NUM_THREADS" not in os.environ
     with runner.kernel_threads(8, cores=2) as share:
         assert share == "1"
 
 
 def test_ctrl_c_stops_a_parallel_batch_without_waiting_for_its_notebooks(folder, tmp_path):
-    """jupyter_client starts kernels in their own session, so Ctrl-C reaches only the runner: it cancels
-    the queued notebooks and stops the running kernels instead of waiting the notebooks out."""
+    """jupyter_client starts kernels in their own session, so Ctrl-C reaches only the runner: it
+    cancels the queued notebooks and stops the running kernels instead of waiting the notebooks
+    out."""
     import os
     import signal
     import threading
@@ -361,9 +431,9 @@ def test_ctrl_c_stops_a_parallel_batch_without_waiting_for_its_notebooks(folder,
         deadline = time.monotonic() + 240
         while len(list(out.glob(".*.running.ipynb"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(3)   # the kernels start and enter the sleeping cells
+        time.sleep(3)  # the kernels start and enter the sleeping cells
         sent.append(time.monotonic())
-        os.kill(os.getpid(), signal.SIGINT)   # what the terminal sends on Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)  # what the terminal sends on Ctrl-C
 
     threading.Thread(target=interrupt_once_both_run, daemon=True).start()
     try:
@@ -371,8 +441,10 @@ def test_ctrl_c_stops_a_parallel_batch_without_waiting_for_its_notebooks(folder,
             run(folder, tmp_path, jobs=2)
     finally:
         signal.signal(signal.SIGINT, previous)
-    assert time.monotonic() - sent[0] < 120   # the cells sleep 300 s
-    assert not [c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+    assert time.monotonic() - sent[0] < 120  # the cells sleep 300 s
+    assert not [
+        c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())
+    ]
     assert not (out / "30_third.ipynb").exists() and not list(out.glob(".*.running.ipynb"))
 
 

@@ -13,9 +13,19 @@ NB = "31_table01_02_low_ipc"
 
 
 def _runs(gap, reps=5):
-    return pd.DataFrame([dict(method=m, arch="convnet", ipc=1, replicate=r,
-                              acc=70 + r + (gap + 0.1 * (r % 2) if m == "A" else 0))
-                         for r in range(reps) for m in "AB"])
+    return pd.DataFrame(
+        [
+            dict(
+                method=m,
+                arch="convnet",
+                ipc=1,
+                replicate=r,
+                acc=70 + r + (gap + 0.1 * (r % 2) if m == "A" else 0),
+            )
+            for r in range(reps)
+            for m in "AB"
+        ]
+    )
 
 
 HOLDS = V.superiority(_runs(3.0), "A", "B")
@@ -51,7 +61,10 @@ def test_record_refuses_anything_but_a_verdict_and_no_claims(monkeypatch, tmp_pa
 def test_smoke_verdicts_are_recorded_as_not_measured(monkeypatch, tmp_path):
     frame = _run(monkeypatch, tmp_path, "digits", {"A > B": HOLDS, "B > A": FAILS}, profile="smoke")
     assert set(frame["verdict"]) == {"not measured"}
-    assert list(frame["computed"]) == ["holds", "does not hold"]  # the rule ran; the page ignores it
+    assert list(frame["computed"]) == [
+        "holds",
+        "does not hold",
+    ]  # the rule ran; the page ignores it
     page = scorecard.page("smoke", present=[NB])
     assert "Smoke profile: nothing here is a finding" in page
     body = page[page.index("<tbody>") : page.index("</tbody>")]
@@ -113,7 +126,9 @@ def test_carries_over_sets_the_verdicts_of_two_datasets_side_by_side(monkeypatch
     _run(monkeypatch, tmp_path, "mnist", {"A > B": HOLDS, "B > A": FAILS})
     _run(monkeypatch, tmp_path, "digits", {"A > B": HOLDS, "B > A": NOISE, "new": HOLDS})
     table = scorecard.carries_over(NB, "mnist")
-    assert table.loc["A > B", "carries over"] == "yes" and table.loc["B > A", "carries over"] == "no"
+    assert (
+        table.loc["A > B", "carries over"] == "yes" and table.loc["B > A", "carries over"] == "no"
+    )
     assert table.loc["new", "mnist"] == "not measured" and table.loc["new", "carries over"] == "–"
     assert "own dataset" in scorecard.carries_over(NB, "digits")
     assert "compare_with = None" in scorecard.carries_over(NB, None)

@@ -1,4 +1,6 @@
-"""Tests for dsco.surrogates: the four surrogate sets, their cache and cost, and the dataset's class mapping."""
+"""Tests for dsco.surrogates: the four surrogate sets, their cache and cost, and the dataset's class
+mapping."""
+
 import pytest
 import torch
 
@@ -17,15 +19,39 @@ def test_random_is_seeded_class_balanced_subset_of_real(tmp_path):
 
 @pytest.mark.parametrize("method", ["vanilla", "dsco", "dfdsco"])
 def test_synthetic_methods_are_deterministic_and_cached(tmp_path, method):
-    a = surrogates.make(method, 2, seed=1, classes=[0, 3], cache_dir=tmp_path, template_cache=tmp_path / "t",
-                        progress=False, **TINY)
+    a = surrogates.make(
+        method,
+        2,
+        seed=1,
+        classes=[0, 3],
+        cache_dir=tmp_path,
+        template_cache=tmp_path / "t",
+        progress=False,
+        **TINY,
+    )
     assert a.data.x.shape == (4, 1, 8, 8) and a.data.y.tolist() == [0, 0, 3, 3]
     assert a.data.x.abs().max() <= 1 and a.wall_s > 0 and a.peak_mem_mb > 0
-    b = surrogates.make(method, 2, seed=1, classes=[0, 3], cache_dir=tmp_path, template_cache=tmp_path / "t",
-                        progress=False, **TINY)
+    b = surrogates.make(
+        method,
+        2,
+        seed=1,
+        classes=[0, 3],
+        cache_dir=tmp_path,
+        template_cache=tmp_path / "t",
+        progress=False,
+        **TINY,
+    )
     assert b.cached and torch.equal(a.data.x, b.data.x) and b.wall_s == a.wall_s
-    fresh = surrogates.make(method, 2, seed=1, classes=[0, 3], cache=False, template_cache=tmp_path / "t",
-                            progress=False, **TINY)
+    fresh = surrogates.make(
+        method,
+        2,
+        seed=1,
+        classes=[0, 3],
+        cache=False,
+        template_cache=tmp_path / "t",
+        progress=False,
+        **TINY,
+    )
     assert torch.equal(fresh.data.x, a.data.x)
     assert (len(a.log) > 0) == (method != "vanilla")
     row = a.cost()
@@ -34,14 +60,27 @@ def test_synthetic_methods_are_deterministic_and_cached(tmp_path, method):
 
 def test_vanilla_equals_plain_sampler(tmp_path):
     ds = datasets.get("digits", "smoke")
-    s = surrogates.make("vanilla", 1, seed=2, dataset=ds, classes=[5], cache_dir=tmp_path, progress=False, num_steps=3)
+    s = surrogates.make(
+        "vanilla",
+        1,
+        seed=2,
+        dataset=ds,
+        classes=[5],
+        cache_dir=tmp_path,
+        progress=False,
+        num_steps=3,
+    )
     z, _ = backbones.sample(ds.backbone(), [5], 1, seed=2, num_steps=3, progress=False)
-    assert torch.equal(s.latents, z) and torch.equal(s.data.x, z.clamp(-1, 1))  # the same computation
+    assert torch.equal(s.latents, z) and torch.equal(
+        s.data.x, z.clamp(-1, 1)
+    )  # the same computation
 
 
 def test_options_change_the_key(tmp_path):
     surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, **TINY)
-    b = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, lambda_align=5e-2, **TINY)
+    b = surrogates.make(
+        "dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, lambda_align=5e-2, **TINY
+    )
     assert not b.cached and len(list(tmp_path.glob("*.pt"))) == 2
 
 
@@ -54,7 +93,9 @@ def test_bad_input(tmp_path):
         surrogates.make("dsco", 1, cache_dir=tmp_path, iterationz=3)
     with pytest.raises(datasets.DatasetError, match="unknown dataset 'cifar10'"):
         surrogates.make("dsco", 1, dataset="cifar10", cache_dir=tmp_path)
-    with pytest.raises(datasets.DatasetError, match="needs root="):  # no data for an ImageNet dataset
+    with pytest.raises(
+        datasets.DatasetError, match="needs root="
+    ):  # no data for an ImageNet dataset
         surrogates.make("vanilla", 1, dataset="imagenette", cache_dir=tmp_path)
     assert not list(tmp_path.glob("*"))
 
@@ -66,13 +107,27 @@ def test_imagenet_dataset_without_backbone_path_names_the_fix(tmp_path):
     ds = datasets.get("imagenette", "smoke", root=str(root), image_size=8)
     with pytest.raises(datasets.DatasetError, match="needs -p backbone_path"):
         surrogates.make("vanilla", 1, dataset=ds, cache_dir=tmp_path / "c")
-    assert surrogates.make("random", 1, dataset=ds, cache_dir=tmp_path / "c").data.x.shape == (10, 3, 8, 8)
+    assert surrogates.make("random", 1, dataset=ds, cache_dir=tmp_path / "c").data.x.shape == (
+        10,
+        3,
+        8,
+        8,
+    )
 
 
 def test_defaults_passed_explicitly_name_the_same_set(tmp_path):
     a = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, **TINY)
-    b = surrogates.make("dsco", 1, classes=[0], cache_dir=tmp_path, progress=False, lambda_align=5e-4,
-                        guidance=4.0, batch_size=64, **TINY)
+    b = surrogates.make(
+        "dsco",
+        1,
+        classes=[0],
+        cache_dir=tmp_path,
+        progress=False,
+        lambda_align=5e-4,
+        guidance=4.0,
+        batch_size=64,
+        **TINY,
+    )
     assert b.cached and torch.equal(a.data.x, b.data.x)
 
 
@@ -84,9 +139,13 @@ def test_profile_presets_are_nopt_options():
     paper = datasets.REGISTRY["digits"].budgets["paper"]
     assert paper.sweep_nopt["iterations"] < paper.nopt["iterations"] < nopt.DEFAULTS["iterations"]
     assert set(surrogates.FAST_PROFILE) <= set(nopt.synthesize.__kwdefaults__)
-    # the cheap preset does less work than the paper's setting and makes up with a larger alignment weight
+    # the cheap preset does less work than the paper's setting and makes up with a larger alignment
+    # weight
     fast = {**nopt.DEFAULTS, **surrogates.FAST_PROFILE}
-    assert fast["iterations"] < nopt.DEFAULTS["iterations"] and fast["diffusion_repeats"] <= nopt.DEFAULTS["diffusion_repeats"]
+    assert (
+        fast["iterations"] < nopt.DEFAULTS["iterations"]
+        and fast["diffusion_repeats"] <= nopt.DEFAULTS["diffusion_repeats"]
+    )
     assert fast["lambda_align"] > nopt.DEFAULTS["lambda_align"]
 
 
@@ -102,15 +161,36 @@ def test_make_all_cost_table_and_latents(tmp_path):
     assert torch.equal(v.data.x, v.latents.clamp(-1, 1))  # digits decode is the identity
     assert made[("Random", 2, 0)].latents is None  # nothing synthesised
     table = surrogates.cost_table(made, label="method")
-    assert list(table.columns) == ["method", "ipc", "seed", "wall_s", "s_per_image", "peak_mem_mb", "device", "cached"]
-    assert table["method"].tolist() == ["DiT†", "DiT†", "Random", "Random"]  # the label, not cost()'s method name
+    assert list(table.columns) == [
+        "method",
+        "ipc",
+        "seed",
+        "wall_s",
+        "s_per_image",
+        "peak_mem_mb",
+        "device",
+        "cached",
+    ]
+    assert table["method"].tolist() == [
+        "DiT†",
+        "DiT†",
+        "Random",
+        "Random",
+    ]  # the label, not cost()'s method name
     assert table["ipc"].tolist() == [1, 2, 1, 2] and not table["cached"].any()
-    assert table["s_per_image"].tolist() == pytest.approx((table["wall_s"] / (2 * table["ipc"])).tolist(), abs=0.005)
+    assert table["s_per_image"].tolist() == pytest.approx(
+        (table["wall_s"] / (2 * table["ipc"])).tolist(), abs=0.005
+    )
     again = surrogates.make_all(["vanilla"], [2], seed=4, **kw)
     s = again[("vanilla", 2, 0)]
-    assert s.cached and torch.equal(s.latents, v.latents) and s.wall_s == v.wall_s  # read back, with its cost
+    assert (
+        s.cached and torch.equal(s.latents, v.latents) and s.wall_s == v.wall_s
+    )  # read back, with its cost
     t2 = surrogates.cost_table({"DiT† (cached)": s, ("DiT†", 2): v})
-    assert t2["set"].tolist() == ["DiT† (cached)", "DiT†"] and t2["cached"].tolist() == [True, False]
+    assert t2["set"].tolist() == ["DiT† (cached)", "DiT†"] and t2["cached"].tolist() == [
+        True,
+        False,
+    ]
 
 
 def test_make_all_replicate_r_is_made_from_seed_plus_r(tmp_path):
@@ -135,24 +215,42 @@ def latent_cache(tmp_path, monkeypatch):
     return tmp_path / "latents"
 
 
-def test_imagenette_labels_are_the_datasets_while_dit_sees_imagenet_classes(nette_ds, tmp_path, latent_cache):
+def test_imagenette_labels_are_the_datasets_while_dit_sees_imagenet_classes(
+    nette_ds, tmp_path, latent_cache
+):
     ds = nette_ds
     bb = ds.backbone()
     assert ds.class_ids[1] == 217  # ImageNette's English springer is DiT's class 217
     kw = dict(dataset=ds, seed=3, cache_dir=tmp_path / "sets", progress=False, num_steps=3)
     v = surrogates.make("vanilla", 1, classes=[0, 1], **kw)
-    assert v.data.y.tolist() == [0, 1] and v.data.classes == ds.classes and v.data.x.shape == (2, 3, 8, 8)
-    z, _ = backbones.sample(bb, [ds.class_ids[0], ds.class_ids[1]], 1, seed=3, num_steps=3, progress=False)
-    assert torch.equal(v.latents, z)  # the same computation: conditioned on ImageNet indices 0 and 217
+    assert (
+        v.data.y.tolist() == [0, 1]
+        and v.data.classes == ds.classes
+        and v.data.x.shape == (2, 3, 8, 8)
+    )
+    z, _ = backbones.sample(
+        bb, [ds.class_ids[0], ds.class_ids[1]], 1, seed=3, num_steps=3, progress=False
+    )
+    assert torch.equal(
+        v.latents, z
+    )  # the same computation: conditioned on ImageNet indices 0 and 217
     assert torch.equal(v.data.x, bb.decode(z).clamp(-1, 1))
-    wrong, _ = backbones.sample(bb, [1], 1, seed=3, num_steps=3, progress=False)  # label 1 taken as DiT class 1
+    wrong, _ = backbones.sample(
+        bb, [1], 1, seed=3, num_steps=3, progress=False
+    )  # label 1 taken as DiT class 1
     assert (wrong - z[1:]).abs().max() > 1e-2
-    full = surrogates.make_all(["vanilla", "dsco"], [1], **{**kw, "iterations": 2, "n_templates": 2})
+    full = surrogates.make_all(
+        ["vanilla", "dsco"], [1], **{**kw, "iterations": 2, "n_templates": 2}
+    )
     for s in full.values():
         assert s.data.y.tolist() == list(range(10)) and s.latents.shape == (10, 4, 4, 4)
     dsco_set = full[("dsco", 1, 0)]
-    assert sorted(dsco_set.log["class"].unique().tolist()) == list(range(10))  # the log speaks in labels too
-    assert len(list(latent_cache.glob("*.safetensors"))) == 10  # each class's real latents encoded once
+    assert sorted(dsco_set.log["class"].unique().tolist()) == list(
+        range(10)
+    )  # the log speaks in labels too
+    assert (
+        len(list(latent_cache.glob("*.safetensors"))) == 10
+    )  # each class's real latents encoded once
     assert not torch.equal(dsco_set.latents, full[("vanilla", 1, 0)].latents)  # NOpt moved them
 
 
@@ -160,7 +258,10 @@ def test_nopt_options_put_the_datasets_defaults_under_the_users_and_resolve_ever
     ds = datasets.get("digits", "smoke")
     opts, resolved = surrogates.nopt_options(ds, "dsco", {"iterations": 7})
     assert opts == {**ds.nopt_defaults, "iterations": 7}
-    assert resolved["iterations"] == 7 and set(resolved) == set(nopt.synthesize.__kwdefaults__) - surrogates.NOT_IN_KEY
+    assert (
+        resolved["iterations"] == 7
+        and set(resolved) == set(nopt.synthesize.__kwdefaults__) - surrogates.NOT_IN_KEY
+    )
     assert all(resolved[k] == v for k, v in ds.nopt_defaults.items())
     assert surrogates.nopt_options(ds, "random", {"iterations": 7}) == ({}, None)
     with pytest.raises(surrogates.SurrogateError, match=r"unknown NOpt option\(s\) \['progress'\]"):
@@ -169,6 +270,7 @@ def test_nopt_options_put_the_datasets_defaults_under_the_users_and_resolve_ever
 
 # --- what the cache key says about the real data ------------------------------------------------
 
+
 def test_the_embedded_datasets_keep_their_real_key():
     """digits' and mnist's cached sets keep their keys: their own split is named, not hashed."""
     for name, n in (("digits", 1347), ("mnist", 4000)):
@@ -176,8 +278,9 @@ def test_the_embedded_datasets_keep_their_real_key():
         assert surrogates.real_key(ds, ds.train()) == [name, "train", n]
         assert surrogates.real_key(ds, datasets.get(name, "smoke").train()) == [name, "train", n]
     ds = datasets.get("digits", "smoke")
-    other = data.ImageSet(ds.train().x.flip(-1), ds.train().y, list(ds.train().classes), "digits",
-                          "train")   # the same name, split and size, other images
+    other = data.ImageSet(
+        ds.train().x.flip(-1), ds.train().y, list(ds.train().classes), "digits", "train"
+    )  # the same name, split and size, other images
     assert surrogates.real_key(ds, other)[:3] == ["digits", "train", 1347]
     assert surrogates.real_key(ds, other) != surrogates.real_key(ds, ds.train())
 
@@ -193,7 +296,7 @@ def test_a_random_set_from_a_folder_tree_is_keyed_by_the_trees_content(tmp_path)
     assert surrogates.make("random", 2, dataset=a, cache_dir=tmp_path / "c").cached
     other = surrogates.make("random", 2, dataset=b, cache_dir=tmp_path / "c")
     assert not other.cached and not torch.equal(other.data.x, first.data.x)
-    changed = trees[0] / "class_1" / "3.png"   # rewritten in place: a new modification time
+    changed = trees[0] / "class_1" / "3.png"  # rewritten in place: a new modification time
     changed.write_bytes(changed.read_bytes())
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
     again = datasets.get("folder", "smoke", root=str(trees[0]))
@@ -207,5 +310,5 @@ def test_the_folder_registry_entry_passes_its_projector_to_nopt(tmp_path):
     opts, resolved = surrogates.nopt_options(ds, "dsco", {})
     assert opts == {"projector": "latent"} and resolved["projector"] == "latent"
     assert surrogates.nopt_options(ds, "dsco", {"projector": "digits"})[0]["projector"] == "digits"
-    digits = datasets.get("digits")   # digits keeps NOpt's default (its key is unchanged)
+    digits = datasets.get("digits")  # digits keeps NOpt's default (its key is unchanged)
     assert surrogates.nopt_options(digits, "dsco", {})[1]["projector"] is None

@@ -1,4 +1,6 @@
-"""Tests for dsco.teacher: training learns, shipped weights verify, temperature softens; timm teachers."""
+"""Tests for dsco.teacher: training learns, shipped weights verify, temperature softens; timm
+teachers."""
+
 import copy
 import json
 from types import SimpleNamespace
@@ -30,9 +32,13 @@ def test_tiny_training_run_learns(digits):
 
 def test_train_rejects_bad_input():
     with pytest.raises(ValueError, match="shape"):
-        T.train_teacher(SimpleNamespace(x=torch.zeros(4, 3, 8, 8), y=torch.zeros(4).long()), epochs=1)
+        T.train_teacher(
+            SimpleNamespace(x=torch.zeros(4, 3, 8, 8), y=torch.zeros(4).long()), epochs=1
+        )
     with pytest.raises(ValueError, match="labels"):
-        T.train_teacher(SimpleNamespace(x=torch.zeros(4, 1, 8, 8), y=torch.full((4,), 12)), epochs=1)
+        T.train_teacher(
+            SimpleNamespace(x=torch.zeros(4, 1, 8, 8), y=torch.full((4,), 12)), epochs=1
+        )
 
 
 def test_shift_translates_with_background_padding():
@@ -78,16 +84,20 @@ def test_predict_proba_temperature():
     assert bool((p20.max(1).values < p1.max(1).values).all())  # softer
     logits = model(x)
     torch.testing.assert_close(p20, torch.softmax(logits / 20, 1))
-    # batches of 4 + 2 against one of 6: another batch shape, equal up to float rounding (tests/rounding.py)
+    # batches of 4 + 2 against one of 6: another batch shape, equal up to float rounding
+    # (tests/rounding.py)
     p64 = torch.softmax(copy.deepcopy(model).double()(x.double()), 1)
     tol = rounding.tolerance(p1, p64)
     rounding.assert_within(T.predict_proba(model, x, batch_size=4), p1, tol, "batch_size=4")
-    rounding.assert_distinct(T.predict_proba(model, x.flip(0), batch_size=4), p1, tol, "other images")
+    rounding.assert_distinct(
+        T.predict_proba(model, x.flip(0), batch_size=4), p1, tol, "other images"
+    )
     with pytest.raises(ValueError, match="temperature"):
         T.predict_proba(model, x, temperature=0)
 
 
-# --- timm teachers (the ImageNet datasets) ----------------------------------------------------------
+# --- timm teachers (the ImageNet datasets)
+# ----------------------------------------------------------
 
 NARROW = dict(channels=(8, 16, 32, 64), stem_width=8)
 
@@ -112,8 +122,9 @@ def test_load_timm_teacher_from_a_save_for_hf_folder(nette_params):
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_load_timm_teacher_from_a_state_dict_file(tmp_path, suffix):
-    """A plain state dict of the full-width architecture (what a user's training script saves); its head
-    must be the file's (timm drops a classifier whose class count differs from the config's 1000)."""
+    """A plain state dict of the full-width architecture (what a user's training script saves); its
+    head must be the file's (timm drops a classifier whose class count differs from the config's
+    1000)."""
     import timm
     from safetensors.torch import save_file
 
@@ -122,7 +133,9 @@ def test_load_timm_teacher_from_a_state_dict_file(tmp_path, suffix):
         model = timm.create_model("resnet18", pretrained=False, num_classes=7).eval()
         torch.nn.init.normal_(model.fc.weight, std=1.0)
     path = tmp_path / f"r18{suffix}"
-    save_file(model.state_dict(), str(path)) if suffix == ".safetensors" else torch.save(model.state_dict(), path)
+    save_file(model.state_dict(), str(path)) if suffix == ".safetensors" else torch.save(
+        model.state_dict(), path
+    )
     assert T.timm_num_classes(path, "resnet18") == 7
     clf = T.load_timm_teacher(path, "resnet18", 7)
     assert torch.equal(clf.model.fc.weight, model.fc.weight)
@@ -134,11 +147,14 @@ def test_timm_teacher_bad_checkpoints(tmp_path, nette_params):
     import timm
     from safetensors.torch import save_file
 
-    with pytest.raises(checkpoints.CheckpointError,
-                       match="has 10 classes, the dataset 5: pass a teacher trained"):
+    with pytest.raises(
+        checkpoints.CheckpointError, match="has 10 classes, the dataset 5: pass a teacher trained"
+    ):
         T.load_timm_teacher(nette_params["teacher_path"], "resnet18", 5)
     narrow = timm.create_model("resnet18", pretrained=False, num_classes=10, **NARROW)
-    save_file(narrow.state_dict(), str(tmp_path / "narrow.safetensors"))  # a file keeps no model_args
+    save_file(
+        narrow.state_dict(), str(tmp_path / "narrow.safetensors")
+    )  # a file keeps no model_args
     with pytest.raises(checkpoints.CheckpointError) as e:
         T.load_timm_teacher(tmp_path / "narrow.safetensors", "resnet18", 10)
     assert "is not a timm resnet18 checkpoint" in str(e.value) and "\n" not in str(e.value)
@@ -158,7 +174,11 @@ def test_train_and_save_timm_teacher_round_trip(nette_params, tmp_path):
     _, again = T.train_timm_teacher(train, "resnet18", **kw)
     assert again["loss"] == hist["loss"]  # seeded: weights, order and augmentation
     folder = T.save_timm_teacher(model, hist, tmp_path / "models" / "teacher")
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "training.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "training.json",
+    }
     assert [p.name for p in folder.parent.iterdir()] == ["teacher"]  # no partial folder left behind
     card = json.loads((folder / "training.json").read_text())
     assert card["sha256"] == checkpoints.sha256(folder / "model.safetensors")
@@ -176,7 +196,11 @@ def test_predict_proba_and_accuracy_read_data_sets(nette_params):
     mem = lazy.in_memory()
     p_lazy, p_mem = T.predict_proba(clf, lazy), T.predict_proba(clf, mem)
     # one batch of the same 40 images either way: the same computation, bit for bit
-    assert p_lazy.shape == (40, 10) and torch.equal(p_lazy, p_mem) and torch.equal(p_mem, T.predict_proba(clf, mem.x))
+    assert (
+        p_lazy.shape == (40, 10)
+        and torch.equal(p_lazy, p_mem)
+        and torch.equal(p_mem, T.predict_proba(clf, mem.x))
+    )
     acc = T.accuracy(clf, lazy)
     assert acc == T.accuracy(clf, mem.x, mem.y) == float((p_mem.argmax(1) == mem.y).float().mean())
     model = T.build_teacher(dict(widths=(4, 4, 4)))

@@ -1,5 +1,6 @@
 """Tests for dsco.theory: occupancy (App. B, Table 13), the RKHS toy (§3.1–3.2) and the far-apart
 samples (§3.5)."""
+
 import math
 
 import numpy as np
@@ -8,8 +9,8 @@ import pytest
 from dsco import metrics
 from dsco import theory as T
 
-
 # ---- Part 1: occupancy -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [10, 50, 100])
 def test_monte_carlo_matches_closed_form(n):
@@ -48,7 +49,7 @@ def test_occupancy_pmf_moments_match_closed_forms():
 
 
 def test_large_n_limits():
-    n = 10 ** 6
+    n = 10**6
     assert T.expected_occupancy(n) / n == pytest.approx(1 - math.exp(-1), rel=1e-5)
     # the occupied-count variance tends to N (e^-1 - 2 e^-2)
     assert T.occupancy_std(n) ** 2 / n == pytest.approx(math.exp(-1) - 2 * math.exp(-2), rel=1e-3)
@@ -58,16 +59,17 @@ def test_ideal_sampling_chance_values():
     assert T.ideal_sampling_chance(1) == 1.0
     assert T.ideal_sampling_chance(2) == 0.5
     assert T.ideal_sampling_chance(3) == pytest.approx(6 / 27)
-    assert T.ideal_sampling_chance(10) == pytest.approx(math.factorial(10) / 10 ** 10)
+    assert T.ideal_sampling_chance(10) == pytest.approx(math.factorial(10) / 10**10)
     # beyond the exact-integer branch the log-space value agrees with Stirling
     assert T.ideal_sampling_chance(1001) == 0.0
-    for n in (700, 10 ** 4, 10 ** 7):
+    for n in (700, 10**4, 10**7):
         log_p = T.log_ideal_sampling_chance(n)
         assert math.isfinite(log_p)
         stirling = 0.5 * math.log(2 * math.pi * n) - n
         assert log_p == pytest.approx(stirling, abs=1e-3)
-    assert T.ideal_sampling_chance(700) == pytest.approx(math.exp(T.log_ideal_sampling_chance(700)),
-                                                         rel=1e-9)
+    assert T.ideal_sampling_chance(700) == pytest.approx(
+        math.exp(T.log_ideal_sampling_chance(700)), rel=1e-9
+    )
     assert T.ideal_sampling_chance(700) > 0.0
 
 
@@ -82,22 +84,26 @@ def test_occupancy_deterministic_and_seeded():
     assert T.occupancy_counts(1, n_exp=5).tolist() == [1] * 5
 
 
-@pytest.mark.parametrize("call", [
-    lambda: T.expected_occupancy(0),
-    lambda: T.occupancy_std(-3),
-    lambda: T.ideal_sampling_chance(0),
-    lambda: T.log_ideal_sampling_chance(2.5),
-    lambda: T.occupancy_pmf(True),
-    lambda: T.occupancy_counts(10, n_exp=0),
-    lambda: T.occupancy_monte_carlo(10, n_exp=1),
-    lambda: T.occupancy_monte_carlo(10, seed=-1),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: T.expected_occupancy(0),
+        lambda: T.occupancy_std(-3),
+        lambda: T.ideal_sampling_chance(0),
+        lambda: T.log_ideal_sampling_chance(2.5),
+        lambda: T.occupancy_pmf(True),
+        lambda: T.occupancy_counts(10, n_exp=0),
+        lambda: T.occupancy_monte_carlo(10, n_exp=1),
+        lambda: T.occupancy_monte_carlo(10, seed=-1),
+    ],
+)
 def test_occupancy_bad_input(call):
     with pytest.raises(ValueError, match="integer >="):
         call()
 
 
 # ---- Part 2: RKHS toy --------------------------------------------------------------------------
+
 
 def _small_case(seed=0, n=120):
     x, labels = T.sample_gaussian_mixture(n, seed=seed)
@@ -170,16 +176,25 @@ def test_recognition_chance_eq6():
 def test_optimiser_lowers_mmd_and_is_deterministic():
     x, _ = _small_case(n=100)
     init = np.random.default_rng(0).uniform(-6, 6, size=(8, 2))
-    fit = T.optimise_surrogates(x, init, bandwidth=0.8, objective="mmd", steps=60, lr=0.1,
-                                log_every=10, snapshot_steps=(0, 60))
+    fit = T.optimise_surrogates(
+        x,
+        init,
+        bandwidth=0.8,
+        objective="mmd",
+        steps=60,
+        lr=0.1,
+        log_every=10,
+        snapshot_steps=(0, 60),
+    )
     assert fit.surrogates.shape == (8, 2)
     assert list(fit.history.columns) == ["step", "expected_recognition", "mmd2"]
     assert fit.history.step.tolist() == [0, 10, 20, 30, 40, 50, 60]
     assert fit.history.mmd2.iloc[-1] < 0.5 * fit.history.mmd2.iloc[0]
     assert np.array_equal(fit.snapshots[0], init)
     assert np.array_equal(fit.snapshots[60], fit.surrogates)
-    again = T.optimise_surrogates(x, init, bandwidth=0.8, objective="mmd", steps=60, lr=0.1,
-                                  log_every=10)
+    again = T.optimise_surrogates(
+        x, init, bandwidth=0.8, objective="mmd", steps=60, lr=0.1, log_every=10
+    )
     assert np.array_equal(fit.surrogates, again.surrogates)
     # init is not modified in place
     assert np.array_equal(init, np.random.default_rng(0).uniform(-6, 6, size=(8, 2)))
@@ -199,8 +214,9 @@ def test_linear_h_collapses_onto_one_mode():
     # Eq. 7 with linear h is linear in P_S: its maximiser is a point mass at the mode of g * P_T.
     x = np.random.default_rng(0).normal(size=(200, 1))
     init = np.linspace(-1.0, 1.0, 5)[:, None]
-    fit = T.optimise_surrogates(x, init, bandwidth=1.0, h="linear", steps=120, lr=0.1,
-                                log_every=120)
+    fit = T.optimise_surrogates(
+        x, init, bandwidth=1.0, h="linear", steps=120, lr=0.1, log_every=120
+    )
     assert np.ptp(fit.surrogates) < 0.05
 
 
@@ -224,6 +240,7 @@ def test_rkhs_bad_input():
 
 # ---- Part 3: far-apart samples (§3.5) -----------------------------------------------------------
 
+
 def test_recognised_hand_values():
     targets = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
     surrogates = np.array([[0.0, 0.5]])
@@ -236,7 +253,8 @@ def test_recognised_hand_values():
 
 
 def test_far_apart_mask_definition():
-    # nearest-neighbour distances: 1, 1, 4.0 (point 2 to point 1) -> with radius 1 only point 2 is > 2
+    # nearest-neighbour distances: 1, 1, 4.0 (point 2 to point 1) -> with radius 1 only point 2 is >
+    # 2
     points = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
     assert T.far_apart_mask(points, 1.0).tolist() == [False, False, True]
     assert T.far_apart_mask(points, 2.0).tolist() == [False, False, False]
@@ -261,7 +279,7 @@ def test_sample_far_apart_target_places_far_points_and_is_deterministic():
 def test_describe_set_counts_positions_coverage_and_component_shares():
     targets, _ = T.sample_gaussian_mixture(300, seed=0)
     means = np.array(T.GMM_MEANS)
-    collapsed = np.repeat(means[:1], 4, axis=0)   # every surrogate on the first component's mean
+    collapsed = np.repeat(means[:1], 4, axis=0)  # every surrogate on the first component's mean
     row = T.describe_set(collapsed, targets, 0.5)
     assert row["distinct_positions"] == 1 and row["mean_nn_distance"] == 0.0
     assert (row["share_c0"], row["share_c1"], row["share_c2"]) == (1.0, 0.0, 0.0)
@@ -275,9 +293,9 @@ def test_smoothed_draws_and_farthest_first_doping():
     target = np.array([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0]])
     a = T.smoothed_draws(target, 50, 0.1, [0, 1, 7])
     assert a.shape == (50, 2) and np.array_equal(a, T.smoothed_draws(target, 50, 0.1, [0, 1, 7]))
-    assert np.abs(a[:, 1]).max() < 1.0   # every draw stays near a target point
+    assert np.abs(a[:, 1]).max() < 1.0  # every draw stays near a target point
     doped = T.dope_farthest(target, np.array([[0.0, 0.0]]), 2)
-    assert doped.tolist() == [[0.0, 0.0], [10.0, 0.0], [1.0, 0.0]]   # the farthest first
+    assert doped.tolist() == [[0.0, 0.0], [10.0, 0.0], [1.0, 0.0]]  # the farthest first
 
 
 def test_prop1_draw_is_seeded_and_prop1_sweep_has_one_row_per_replicate_and_bandwidth():
@@ -291,6 +309,10 @@ def test_prop1_draw_is_seeded_and_prop1_sweep_has_one_row_per_replicate_and_band
     fits = {"MMD": dict(objective="mmd"), "linear h": dict(h="linear")}
     sweep = T.prop1_sweep(60, 5, [0.5, 1.0], fits, seeds=[2, 3], steps=30, lr=0.1, n_subsets=3)
     assert sweep[["replicate", "seed", "bandwidth"]].values.tolist() == [
-        [0, 2, 0.5], [0, 2, 1.0], [1, 3, 0.5], [1, 3, 1.0]]
+        [0, 2, 0.5],
+        [0, 2, 1.0],
+        [1, 3, 0.5],
+        [1, 3, 1.0],
+    ]
     assert {"start", "random_subset", "MMD", "linear h", "MMD: distinct"} <= set(sweep.columns)
     assert (sweep["MMD"] < sweep["start"]).all()  # the optimiser moved towards the targets

@@ -4,10 +4,9 @@ import json
 import time
 
 import pytest
+from test_runner import make_notebook
 
 from dsco import runner, trace
-
-from test_runner import make_notebook
 
 EVENTS = """from dsco import trace
 import time
@@ -43,8 +42,7 @@ def test_a_traced_batch_records_notebooks_cores_and_what_the_kernels_computed(tm
     make_notebook(nbs / "10_work.ipynb", EVENTS)
     make_notebook(nbs / "20_idle.ipynb", "import time\ntime.sleep(2.5)")
     path = tmp_path / "trace.json"
-    runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, jobs=2,
-               trace=path)
+    runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, jobs=2, trace=path)
     t = trace.load(path)
     names = list(t.notebooks["notebook"])  # by start: the setup first, then two at once
     assert names[0] == "00_setup" and sorted(names[1:]) == ["10_work", "20_idle"]
@@ -61,8 +59,7 @@ def test_a_traced_batch_records_notebooks_cores_and_what_the_kernels_computed(tm
     fig = trace.timeline(t, "tiny")
     assert len(fig.axes) == 2
     # a rerun skips every notebook (cached) and says so in its trace
-    runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, jobs=2,
-               trace=path)
+    runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, jobs=2, trace=path)
     assert set(trace.load(path).notebooks["status"]) == {"skipped"}
 
 
@@ -73,7 +70,9 @@ def test_the_recorded_before_trace_reads_and_sums(tmp_path):
     t = trace.load(ROOT / "data" / "bench" / "batch_digits_paper_before.json")
     row = trace.summary(t)
     assert row["notebooks"] == 25 and row["trainings"] > 100 and row["wall_min"] > 60
-    assert row["synthesis_min"] + row["training_min"] + row["other_min"] > row["wall_min"]  # 2 cores
+    assert (
+        row["synthesis_min"] + row["training_min"] + row["other_min"] > row["wall_min"]
+    )  # 2 cores
     fig = trace.shares(t, "before")
     assert len(fig.axes[0].patches) == 3 * 25
 
@@ -84,7 +83,8 @@ def test_recorded_traces_are_found_described_and_shown(tmp_path, monkeypatch):
     from dsco import ROOT
 
     (tmp_path / "batch_x.json").write_bytes(
-        (ROOT / "data" / "bench" / "batch_digits_paper_before.json").read_bytes())
+        (ROOT / "data" / "bench" / "batch_digits_paper_before.json").read_bytes()
+    )
     (tmp_path / "other.json").write_text("{}")  # not a batch trace: ignored
     found = trace.recorded(tmp_path)
     assert list(found) == ["batch_x"]

@@ -1,4 +1,5 @@
 """Tests for dsco.training: protocols (App. D), augmentation, CutMix, losses, accuracy."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -18,20 +19,35 @@ def train():
 
 # --- 1. protocols ---------------------------------------------------------------------------
 
+
 def test_protocol_presets_follow_appendix_d():
     h = tr.HARD
-    assert (h.optimizer, h.lr, h.betas, h.eps, h.weight_decay) == ("adamw", 1e-3, (0.9, 0.999),
-                                                                    1e-8, 0.01)
-    assert (h.schedule, h.milestones, h.gamma, h.batch_size) == ("multistep", (2 / 3, 5 / 6), 0.2,
-                                                                 64)
+    assert (h.optimizer, h.lr, h.betas, h.eps, h.weight_decay) == (
+        "adamw",
+        1e-3,
+        (0.9, 0.999),
+        1e-8,
+        0.01,
+    )
+    assert (h.schedule, h.milestones, h.gamma, h.batch_size) == (
+        "multistep",
+        (2 / 3, 5 / 6),
+        0.2,
+        64,
+    )
     assert (h.rrc_scale, h.cutmix_p, h.cutmix_beta, h.labels) == ((0.5, 1.0), 1.0, 1.0, "hard")
     s = tr.SOFT
     assert (s.labels, s.temperature, s.schedule, s.optimizer) == ("soft", 20.0, "cosine", "adamw")
     # the documented scale adaptation
     assert s.lr == 1e-2 and tr.get_protocol("soft", lr=1e-3).lr == 1e-3
     g = tr.SGD
-    assert (g.optimizer, g.lr, g.momentum, g.weight_decay, g.schedule) == ("sgd", 0.01, 0.9, 1e-4,
-                                                                          "multistep")
+    assert (g.optimizer, g.lr, g.momentum, g.weight_decay, g.schedule) == (
+        "sgd",
+        0.01,
+        0.9,
+        1e-4,
+        "multistep",
+    )
 
 
 def test_get_protocol_overrides_and_errors():
@@ -74,8 +90,17 @@ def test_epochs_for_documented_values():
     assert tr.epochs_for(10, "paper", num_classes=2) == 1000  # 20 images: one step per epoch
     # "full": the paper's own epoch schedule (3000 / 2000 / 1500 / 1000 / 500 up to IPC
     # 1 / 10 / 50 / 200 / above)
-    full = {1: 3000, 5: 2000, 10: 2000, 11: 1500, 50: 1500, 100: 1000, 200: 1000, 201: 500,
-            1300: 500}
+    full = {
+        1: 3000,
+        5: 2000,
+        10: 2000,
+        11: 1500,
+        50: 1500,
+        100: 1000,
+        200: 1000,
+        201: 500,
+        1300: 500,
+    }
     assert {ipc: tr.epochs_for(ipc, "full") for ipc in full} == full
     # epochs, whatever the batches
     assert tr.epochs_for(10, "full", num_classes=1000, batch_size=256) == 2000
@@ -103,10 +128,15 @@ def test_resolve_takes_the_flip_from_its_caller_and_the_colour_from_the_data():
 
 # --- 2. augmentation, CutMix, losses, accuracy -----------------------------------------------
 
+
 def test_random_resized_crop_no_flip_for_digits(train):
     x = train.x[:64]
     assert not torch.equal(x, x.flip(-1))
-    p = replace(tr.resolve(replace(tr.HARD, flip=False), "digits", 1), rrc_scale=(1.0, 1.0), rrc_ratio=(1.0, 1.0))
+    p = replace(
+        tr.resolve(replace(tr.HARD, flip=False), "digits", 1),
+        rrc_scale=(1.0, 1.0),
+        rrc_ratio=(1.0, 1.0),
+    )
     augment = tr.make_augment(p)
     torch.manual_seed(0)
     for _ in range(5):
@@ -157,9 +187,10 @@ def test_cutmix_targets_sum_to_one_and_match_pasted_area():
     lam = rng.beta(1.0, 1.0, 20000)
     half = (0.5 * np.sqrt(1 - lam) * side).astype(int)
     cx, cy = rng.integers(0, side, (2, 20000))
-    area = (np.minimum(cx + half, side) - np.maximum(cx - half, 0)) * \
-           (np.minimum(cy + half, side) - np.maximum(cy - half, 0))
-    expected = np.quantile(1 - area / side ** 2, [0.25, 0.5, 0.75])
+    area = (np.minimum(cx + half, side) - np.maximum(cx - half, 0)) * (
+        np.minimum(cy + half, side) - np.maximum(cy - half, 0)
+    )
+    expected = np.quantile(1 - area / side**2, [0.25, 0.5, 0.75])
     assert np.allclose(np.quantile(lams, [0.25, 0.5, 0.75]), expected, atol=0.07)
     assert not np.allclose(np.quantile(lams, [0.25, 0.5, 0.75]), [0.5, 0.5, 0.5], atol=0.1)
 
@@ -202,6 +233,7 @@ def test_accuracy_reads_a_data_set(train):
 
 def test_peak_mem_mb_is_the_process_peak_on_cpu():
     import resource
+
     peak = tr.peak_mem_mb("cpu")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     assert peak > 0 and peak == pytest.approx(rss, rel=0.05)

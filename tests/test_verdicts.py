@@ -242,7 +242,8 @@ def test_equivalent_is_two_one_sided_tests_over_replicates():
 
 
 def _lossless(gaps_a, gaps_b, reps=5, noise=0.05):
-    """Methods A and B at three IPCs, each gap below Full given per IPC; Full varies by replicate."""
+    """Methods A and B at three IPCs, each gap below Full given per IPC; Full varies by
+    replicate."""
     rng = np.random.default_rng(7)
     rows = []
     for r in range(reps):
@@ -282,9 +283,12 @@ def test_identical_replicates_on_the_threshold_are_undecided_not_unmeasured():
 def test_cells_keep_their_key_columns_and_small_numbers_keep_their_digits():
     v = V.superiority(_runs(3.0), "A", "B")
     assert list(v.cells[["arch", "ipc"]].itertuples(index=False, name=None)) == [
-        ("convnet", 1), ("convnet", 10)]
+        ("convnet", 1),
+        ("convnet", 10),
+    ]
     tiny = V.estimate([0.0041, 0.0043, 0.0039, 0.0042], above=0)
     assert "+0.0041 [" in tiny.numbers
-    lower = V.non_inferiority(_runs(0.1, noise=0.1), "A", "B", 0.5, on=("arch", "ipc"),
-                              higher=False)
+    lower = V.non_inferiority(
+        _runs(0.1, noise=0.1), "A", "B", 0.5, on=("arch", "ipc"), higher=False
+    )
     assert "below +0.5 (lower is better)" in lower.rule and lower.verdict == "holds"
