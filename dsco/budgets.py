@@ -124,9 +124,9 @@ _ALL_TIMM = ["timm_resnet18", "timm_resnet34", "timm_resnet101", "efficientnet_b
 
 #: digits, paper profile: the paper's protocol sized for a 2-core CPU (SPEC §2).
 DIGITS_PAPER = Budget(
-    note="the paper's protocol at the embedded scale, sized for a 2-core CPU (SPEC §2; the whole "
-    "batch took about 2 h 15 min with two kernels when measured in 2026-11 on the project's "
-    "2-core CPU); narrow networks",
+    note="the paper's protocol at the embedded scale, sized for a 2-core CPU (SPEC §2); narrow "
+    "networks; the batch's wall time is recorded in its trace (data/bench/batch_*.json, shown by "
+    "notebook 51)",
     # 100 SGD iterations per step (paper 200), each real latent diffused once per step (paper >= 5)
     # and 100 templates per class (paper >= 200): one 10-class NOpt set at the paper's settings
     # took ≈ 2.3 min with 2 threads (measured 2026-11 on the 2-core CPU:
