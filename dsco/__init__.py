@@ -16,7 +16,8 @@ checks that no module imports one that imports it back):
   coverage), ``theory`` (the toys of §3, App. B), ``exact_diffusion`` (§3.4's exact-score toy),
   ``laws`` (the scaling law), ``privacy``, ``boundary`` (the configuration-coverage law),
   ``discrepancy``;
-- claims and book: ``paper`` (the paper's tables), ``verdicts`` (the decision rules),
+- claims and book: ``paper`` (the paper's tables), ``verdicts`` (the decision rules), ``cells``
+  (their statistics), ``reference`` (shipped runs, and a rerun against them),
   ``scorecard``, ``plots`` (figures), ``sitecheck`` (the built book's checks), ``book``;
 - commands: ``prepare`` (notebook 00), ``fixtures``, ``concentrate``, ``bench``, ``runner``,
   ``cli``.

@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -344,6 +345,7 @@ class _Tracer:
         import tempfile
 
         self.path, self.meta, self.rows = Path(path), meta | {"started": time.time()}, []
+        self.lock = threading.Lock()  # the pool's threads report notebooks at once
         self.folder = Path(tempfile.mkdtemp(prefix="dsco-trace-"))
         self.sampler = trace.Sampler()
         self.sampler.start()
@@ -353,14 +355,26 @@ class _Tracer:
         return {trace.FOLDER_VAR: str(self.folder), trace.NOTEBOOK_VAR: stem}
 
     def ran(self, stem: str, status: str, started: float) -> None:
-        self.rows.append({"notebook": stem, "status": status, "start": started, "end": time.time()})
+        """Record one notebook and write the trace so far (``"partial": true``), so that a batch
+        killed midway leaves the profile of what it finished."""
+        with self.lock:
+            row = {"notebook": stem, "status": status, "start": started, "end": time.time()}
+            self.rows.append(row)
+            self._write(list(self.sampler.rows), partial=True)
 
     def close(self) -> Path:
         import shutil
 
-        cpu = self.sampler.stop()
+        try:
+            with self.lock:
+                return self._write(self.sampler.stop(), partial=False)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _write(self, cpu: list, partial: bool) -> Path:
         width = max((len(r) for r in cpu), default=2)
         meta = self.meta | {
+            "partial": partial,
             "wall_s": time.time() - self.meta["started"],
             "cores": os.cpu_count(),
             "cpu_columns": ["t", *(f"core {i}" for i in range(width - 2)), "batch cores"],
@@ -368,12 +382,8 @@ class _Tracer:
             "kernel_threads": os.environ.get("OMP_NUM_THREADS")
             or max(1, len(os.sched_getaffinity(0)) // self.meta["jobs"]),
         }
-        try:
-            return trace.write(
-                self.path, meta, sorted(self.rows, key=lambda r: r["start"]), cpu, self.folder
-            )
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        rows = sorted(self.rows, key=lambda r: r["start"])
+        return trace.write(self.path, meta, rows, cpu, self.folder)
 
 
 def _kernel_manager(env: dict):

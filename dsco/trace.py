@@ -136,7 +136,8 @@ def write(path, meta: dict, notebooks: list[dict], cpu: list, folder) -> Path:
 
     events = []
     for f in sorted(Path(folder).glob("events-*.jsonl")):
-        events += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        lines = f.read_text().split("\n")[:-1]  # a line still being written has no newline yet
+        events += [json.loads(line) for line in lines if line.strip()]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = {"meta": meta, "notebooks": notebooks, "cpu": cpu, "events": events}
