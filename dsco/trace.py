@@ -373,14 +373,21 @@ def recorded(folder=None) -> dict:
 
 
 def describe(trace: Trace, name: str = "") -> str:
-    """One markdown line on a trace: its name, date and commit, and the note on how it was
-    recorded."""
+    """One markdown line on a trace: its name, date and commit, the note on how it was recorded,
+    and, for a batch stopped before its end, which notebooks it finished."""
     m = trace.meta
     title = name or m.get("label", "trace")
     head = f"**{title}** ({m.get('date', '')}, commit `{m.get('commit', '')}`"
-    return (
+    line = (
         head + f", {m.get('profile', '')} profile of {m.get('dataset', '')}): {m.get('note', '')}"
     )
+    if m.get("partial"):
+        done = trace.notebooks.loc[trace.notebooks["status"] == "executed", "notebook"]
+        line += (
+            f" *Partial: the batch stopped after {trace.wall_s / 60:.0f} min, having executed"
+            f" {len(done)} notebooks ({', '.join(n.split('_')[0] for n in done)}).*"
+        )
+    return line
 
 
 def show(trace: Trace, name: str = "") -> None:

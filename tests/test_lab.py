@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import pytest
 import requests
 
 from dsco import ROOT, runner
@@ -102,4 +103,5 @@ def test_make_lab_serves_the_notebooks_and_runs_one_in_its_kernel(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
-    assert server.returncode is not None
+    with pytest.raises(requests.ConnectionError):  # the server went away with its port
+        requests.get(f"{base}/contents/", headers=head, timeout=2)

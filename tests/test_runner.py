@@ -1,5 +1,7 @@
 """The papermill batch runner and the ``dsco`` CLI, on tiny synthetic notebooks."""
 
+import re
+
 import nbformat
 import pytest
 
@@ -170,10 +172,22 @@ def test_the_key_follows_the_data_tree_and_the_trained_models(folder, tmp_path, 
     assert runner.cache_key(first, {}, "0", runner.inputs_digest("digits")) != key
 
 
-def test_sources_digest_is_a_sha256(monkeypatch):
+def test_sources_digest_follows_the_package_sources_and_the_shipped_data(tmp_path, monkeypatch):
     monkeypatch.undo()
-    digest = runner.sources_digest()
-    assert len(digest) == 64 and int(digest, 16) >= 0
+    (tmp_path / "dsco").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "dsco" / "a.py").write_text("x = 1")
+    (tmp_path / "data" / "t.csv").write_text("1")
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    first = runner.sources_digest()
+    assert re.fullmatch("[0-9a-f]{64}", first) and runner.sources_digest() == first
+    (tmp_path / "dsco" / "notes.txt").write_text("not a source")
+    assert runner.sources_digest() == first
+    (tmp_path / "data" / "t.csv").write_text("2")
+    second = runner.sources_digest()
+    assert second != first
+    (tmp_path / "dsco" / "a.py").write_text("x = 2")
+    assert runner.sources_digest() not in (first, second)
 
 
 def test_cli_bad_input_exit_2_one_line(capsys):

@@ -63,6 +63,30 @@ def test_a_traced_batch_records_notebooks_cores_and_what_the_kernels_computed(tm
     assert set(trace.load(path).notebooks["status"]) == {"skipped"}
 
 
+def test_a_batch_stopped_midway_leaves_the_trace_of_what_it_finished(tmp_path):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    make_notebook(nbs / "00_setup.ipynb", "x = 1")
+    make_notebook(nbs / "10_work.ipynb", EVENTS)
+    make_notebook(nbs / "20_broken.ipynb", "raise RuntimeError('stop here')")
+    path = tmp_path / "trace.json"
+    with pytest.raises(runner.NotebookFailed):
+        runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, trace=path)
+    t = trace.load(path)
+    assert t.meta["partial"] is False  # the runner closed the trace on its way out
+    assert dict(zip(t.notebooks["notebook"], t.notebooks["status"])) == {
+        "00_setup": "executed",
+        "10_work": "executed",
+        "20_broken": "failed",
+    }
+    tracer = runner._Tracer(tmp_path / "killed.json", {"jobs": 1})
+    tracer.ran("10_work", "executed", time.time() - 1)  # then the process dies: no close()
+    t = trace.load(tmp_path / "killed.json")
+    assert t.meta["partial"] is True and list(t.notebooks["notebook"]) == ["10_work"]
+    assert "Partial: the batch stopped after" in trace.describe(t) and "(10)" in trace.describe(t)
+    tracer.sampler.stop()
+
+
 def test_the_recorded_before_trace_reads_and_sums(tmp_path):
     """The digits paper batch's trace shipped in data/bench: every notebook, its time split."""
     from dsco import ROOT
