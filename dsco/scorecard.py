@@ -229,27 +229,26 @@ def page(profile: str, present=(), datasets=None, status=None, base=None) -> str
     counts = shown.groupby("dataset", sort=False)["verdict"].value_counts().unstack(fill_value=0)
     order = [v for v in (*VERDICTS, "not measured (smoke)") if v in counts.columns]
     lines = [
-        "| dataset | profile | commit | date | replicates | notebooks | claims | "
-        + " | ".join(order)
-        + " | against the reference run |",
-        "|---" * (8 + len(order)) + "|",
+        "| dataset | profile | commit | date | replicates | claims (notebooks) | verdicts "
+        "| against the reference run |",
+        "|---" * 8 + "|",
     ]
     for r in runs(long, profile).itertuples():
         c = counts.loc[r.dataset]
+        verdicts = "<br>".join(f"{c[v]} {v}" for v in order if c[v])
         s = status.get(r.dataset)
         against = (
             "none shipped"
             if s is None
-            else ", ".join(
+            else "<br>".join(
                 f"{int((s['status'] == k).sum())} {k}" for k in ("reproduced", "changed", "new")
             )
-            + (f", **{int(s['flipped'].sum())} flipped**" if s["flipped"].any() else "")
+            + (f"<br>**{int(s['flipped'].sum())} flipped**" if s["flipped"].any() else "")
         )
+        commits = "<br>".join(f"`{k}`" for k in r.commit.split(", "))
         lines.append(
-            f"| {r.dataset} | {r.profile} | `{r.commit}` | {r.date} | {r.replicates} | "
-            f"{r.notebooks} | {r.claims} | "
-            + " | ".join(str(c[v]) for v in order)
-            + f" | {against} |"
+            f"| {r.dataset} | {r.profile} | {commits} | {r.date} | {r.replicates} | "
+            f"{r.claims} ({r.notebooks}) | {verdicts} | {against} |"
         )
     return head + "\n".join(lines) + "\n\n" + html_table(shown, set(present), status) + "\n"
 
