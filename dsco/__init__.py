@@ -4,12 +4,13 @@ The package's layers, bottom to top (README, "Layout", draws them; ``tests/test_
 checks that no module imports one that imports it back):
 
 - base: ``errors``, ``results`` (run records and result I/O), ``trace`` (a batch's trace);
-- data and models: ``data``, ``checkpoints`` (safetensors + SHA-256 cards), ``diffusion`` (the
-  backbone interface and its DDPM step), the backbones ``digits_ddpm``, ``dit`` (DiT-XL/2 +
-  SD-VAE) and ``latent_ddpm``, ``backbones`` (their registry and the vanilla sampler),
-  ``projector``, ``losses``, ``architectures`` (the classifiers), ``training`` (protocols and the
-  training loop), ``teacher``, ``recipes``, ``models``, ``budgets``, ``datasets`` (the registry),
-  ``validation``;
+- data and models: ``folders`` (image trees on disk), ``data``, ``encoded`` (the latent cache),
+  ``checkpoints`` (safetensors + SHA-256 cards), ``diffusion`` (the backbone interface and its
+  DDPM step), the backbones ``digits_ddpm``, ``dit`` (DiT-XL/2 + SD-VAE) and ``latent_ddpm``,
+  ``backbones`` (their registry and the vanilla sampler), ``projector``, ``losses``,
+  ``architectures`` (the classifiers), ``training`` (protocols and the training loop),
+  ``teacher``, ``recipes``, ``models``, ``budgets``, ``registry`` (the datasets' entries),
+  ``datasets`` (an entry resolved for a run), ``validation``;
 - the method: ``noise`` (NOpt's noise draws and their SGD), ``objective`` (NOpt's objective at
   one step), ``engines`` (its two loops), ``nopt`` (``synthesize``), ``surrogates``, ``doping``;
 - evaluation and analyses: ``evaluate`` (cached evaluations and grids), ``metrics`` (MMD,

@@ -177,7 +177,7 @@ def _real_latents(bb, dataset, classes, n_real, seed):
     encoded by the backbone) keyed by the backbone's class, or seeded standard-normal stand-ins
     where there is no data (random-weights DiT)."""
     if dataset is not None:
-        from .data import encode_class
+        from .encoded import encode_class
 
         train = dataset.train()
         out = {}

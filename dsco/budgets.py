@@ -1,6 +1,6 @@
 """Every size a notebook takes from its profile: one :class:`Budget` per dataset and profile.
 
-The registry (:mod:`dsco.datasets`) gives each dataset one budget per profile, and a notebook reads
+The registry (:mod:`dsco.registry`) gives each dataset one budget per profile, and a notebook reads
 its sizes from ``ds.budget`` (``ds.ipcs``, ``ds.archs``, ``ds.arch_kwargs(arch)``,
 ``ds.protocol()``) instead of spelling them out:
 

@@ -33,7 +33,7 @@ def imagenet_tree(
     ``root``."""
     from PIL import Image
 
-    from .data import class_table
+    from .folders import class_table
 
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -93,7 +93,7 @@ def tiny_checkpoints(folder, num_classes: int = 10, seed: int = 0) -> dict:
 def make(folder, name: str = "imagenette", train: int = 10, val: int = 4, seed: int = 0) -> dict:
     """The tree (``folder/<name>``) and the checkpoints (``folder/dit``, ``vae``, ``teacher``);
     returns the ``-p`` parameters of ``dsco run --dataset <name>``."""
-    from .data import class_table
+    from .folders import class_table
 
     root = imagenet_tree(Path(folder) / name, name, train, val, seed)
     return {"root": str(root), **tiny_checkpoints(folder, len(class_table(name)), seed)}

@@ -395,7 +395,7 @@ def template_stats(
 def fingerprint(backbone) -> str:
     """SHA-256 over the backbone's name and the weights of its torch modules: the backbone's part
     of every disk-cache key (template statistics here, :func:`dsco.surrogates.make`'s sets, the
-    real latents of :func:`dsco.data.encode_class`); computed once per backbone object."""
+    real latents of :func:`dsco.encoded.encode_class`); computed once per backbone object."""
     cache = MEMORY_CACHE.setdefault(backbone, {})
     if "fingerprint" not in cache:
         h = hashlib.sha256(str(getattr(backbone, "name", type(backbone).__name__)).encode())

@@ -133,7 +133,7 @@ def nopt_terms(logs, terms, hue: str = "row", title: str | None = None):
 #: The stages of Fig. 2 (the DsCo framework), each with the ``dsco`` functions that implement it:
 #: ``(key, title, functions)``; :func:`framework` draws them with this dataset's settings.
 FRAMEWORK = [
-    ("data", "target data $\\mathcal{T}$", ["datasets.Dataset.train", "data.encode_class"]),
+    ("data", "target data $\\mathcal{T}$", ["datasets.Dataset.train", "encoded.encode_class"]),
     (
         "diffuse",
         "encode + diffuse the\ntarget latents (accessible)",

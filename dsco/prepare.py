@@ -18,7 +18,7 @@ Entry points, each taking a :class:`dsco.datasets.Dataset`:
 - :func:`class_consistency` -- the share of guided vanilla samples that the teacher classifies as
   the class they were drawn for, per class and guidance.
 - :func:`encode_latents` -- every class's real latents through the backbone's encoder, cached on
-  disk for a folder dataset (:func:`dsco.data.encode_class`), with the time it took.
+  disk for a folder dataset (:func:`dsco.encoded.encode_class`), with the time it took.
 
 Each returns what it did in a small dict (``info``) that the notebook prints.
 """
@@ -34,7 +34,7 @@ import torch
 
 from . import ROOT, backbones, digits_ddpm, recipes
 from . import teacher as teacher_mod
-from .data import encode_class
+from .encoded import encode_class
 from .recipes import reconstruction  # noqa: F401  (notebook 00 calls it as prepare.reconstruction)
 
 SMOKE_MODELS = ROOT / "build" / "models"

@@ -154,7 +154,7 @@ def preset_for(latent_shape) -> str:
         f'(known: {known}): choose one, e.g. projector="latent" (a preset of '
         f"dsco.projector.PRESETS) or projector=dict(in_channels={shape[0]}, "
         "widths=(64, 128, 256)) for dsco.nopt.synthesize / dsco.surrogates.make, or "
-        "set the dataset's projector in dsco.datasets.REGISTRY"
+        "set the dataset's projector in dsco.registry.REGISTRY"
     )
 
 

@@ -40,7 +40,8 @@ import pandas as pd
 import torch
 
 from . import CACHE, files_digest, nopt, replacing, trace
-from .data import FolderSet, ImageSet, encode_class
+from .data import FolderSet, ImageSet
+from .encoded import encode_class
 from .training import peak_mem_mb
 
 METHODS = {"random": None, "vanilla": "none", "dsco": "accessible", "dfdsco": "free"}
@@ -190,7 +191,7 @@ def make(
     else:
         cond = {c: ds.class_ids[c] for c in classes}  # label -> the backbone's conditioning class
         real_latents = None
-        if mode == "accessible":  # FolderSet latents are cached by dsco.data, keyed by the weights
+        if mode == "accessible":  # FolderSet latents: cached by dsco.encoded, keyed by weights
             real_latents = {
                 cond[c]: encode_class(
                     real, c, backbone.encode, encoder_id=key["backbone"], progress=False

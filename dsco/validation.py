@@ -7,9 +7,9 @@ files, and raises :class:`~dsco.errors.DatasetError` (a ``ValueError``), one lin
 
 - a ``folder`` dataset: ``-p root`` is given and its smallest class has enough training images for
   the profile's largest IPC (:meth:`~dsco.datasets.Dataset.max_ipc`); the tree itself (classes,
-  sizes, modes, corrupt images) is checked when it is read (:func:`dsco.data.folder_layout`);
+  sizes, modes, corrupt images) is checked when it is read (:func:`dsco.folders.folder_layout`);
 - an ImageNet dataset: ``-p root`` and ``-p backbone_path`` are given, the root holds every pinned
-  class (:func:`dsco.data.check_tree`), the DiT's and the VAE's configurations fit the dataset
+  class (:func:`dsco.folders.check_tree`), the DiT's and the VAE's configurations fit the dataset
   (:func:`check_backbone_shape`) and a ``teacher_path`` checkpoint has the dataset's classes;
 - the embedded datasets: nothing to check.
 
@@ -29,11 +29,11 @@ def check(ds):
         need(ds, "root")
         _check_class_sizes(ds)
     if ds.entry.kind == "imagenet":
-        from . import data
+        from . import folders
 
         need(ds, "root")
         need(ds, "backbone_path")
-        data.check_tree(ds.name, ds.params["root"])
+        folders.check_tree(ds.name, ds.params["root"])
         _check_backbone_config(ds)
         if ds.params.get("teacher_path"):
             _check_teacher_classes(ds)

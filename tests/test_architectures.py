@@ -83,9 +83,9 @@ def test_adapt_to_input_small_and_large():
 
 
 def test_budget_widths_build_narrower_models():
-    from dsco import datasets
+    from dsco import registry
 
-    for profile, budget in datasets.REGISTRY["digits"].budgets.items():
+    for profile, budget in registry.REGISTRY["digits"].budgets.items():
         for arch, kwargs in {**budget.widths, **budget.timm}.items():
             narrow, full = arc.build(arch, 10, (1, 8, 8), **kwargs), arc.build(arch, 10, (1, 8, 8))
             size = [sum(p.numel() for p in m.parameters()) for m in (narrow, full)]

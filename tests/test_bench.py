@@ -62,10 +62,10 @@ def test_vanilla_batched_follows_the_noise_contract():
 
 
 def test_run_with_a_loaded_backbone_and_a_dataset(nette_ds, tmp_path, monkeypatch):
-    from dsco import data
+    from dsco import encoded
 
     monkeypatch.setattr(
-        data, "CACHE_DIR", tmp_path / "latents"
+        encoded, "CACHE_DIR", tmp_path / "latents"
     )  # the real latents' cache: not build/
     bb = nette_ds.backbone()
     report = bench.run(bb, dataset=nette_ds, **TINY, n_real=3, phases=("vanilla", "accessible"))

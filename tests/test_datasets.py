@@ -1,14 +1,13 @@
-"""Tests for dsco.datasets: the registry, get()'s errors, the paper's columns, the per-profile
+"""Tests for dsco.datasets: get()'s errors, the paper's columns, the per-profile
 budgets, and Dataset.check() on the offline fixture (dsco.fixtures) with every bad input it must
 refuse."""
 
 import csv
-import re
 import shutil
 
 import pytest
 
-from dsco import backbones, data, datasets, dit, models, nopt, teacher, training
+from dsco import backbones, data, datasets, dit, folders, models, registry, teacher, training
 from dsco.checkpoints import CheckpointError
 from dsco.datasets import DatasetError
 
@@ -22,75 +21,11 @@ def one_line_error(exc_info, *fragments):
     return msg
 
 
-# --- the registry
-# ------------------------------------------------------------------------------------
-
-
-def test_registry_entries_and_budgets():
-    assert (
-        tuple(datasets.REGISTRY)
-        == datasets.NAMES
-        == ("digits", "mnist", "folder", "imagenette", "imagewoof", "imagenet1k")
-    )
-    for name, e in datasets.REGISTRY.items():
-        assert e.name == name and set(e.budgets) == set(datasets.PROFILES)
-        assert e.kind in ("embedded", "folder", "imagenet") and e.channels in (
-            (0,) if e.kind == "folder" else (1, 3)
-        )
-        assert {"low", "high", "cross", "lossless"} <= set(e.paper)
-        for profile, b in e.budgets.items():
-            assert isinstance(b, datasets.Budget) and b.note
-            assert b.train in training.STEP_BUDGET and b.replicates >= 1
-            # every NOpt option of a budget is a synthesize() argument
-            assert set(b.nopt) | set(b.sweep_nopt) <= set(nopt.synthesize.__kwdefaults__)
-            assert b.ipcs["trigger_ipc"] in b.ipcs["trigger"]
-    d = datasets.REGISTRY["digits"]
-    assert (d.kind, d.image_size, d.backbone["kind"], d.teacher["kind"]) == (
-        "embedded",
-        8,
-        "shipped",
-        "shipped",
-    )
-    n = datasets.REGISTRY["imagenette"]
-    assert (n.kind, n.image_size, n.backbone, n.teacher["arch"]) == (
-        "imagenet",
-        None,
-        {"kind": "pretrained", "name": "dit-xl-2-256"},
-        "resnet18",
-    )
-    # smoke is one tiny budget for every dataset; the ImageNet paper profile is the paper's own
-    # setting
-    assert all(
-        e.budgets["smoke"] is datasets.SMOKE
-        for e in datasets.REGISTRY.values()
-        if e.kind != "folder"
-    )
-    folder = datasets.REGISTRY["folder"].budgets[
-        "smoke"
-    ]  # the same sizes, and the tiny recipe for notebook 00
-    assert folder.ipcs == datasets.SMOKE.ipcs and folder.models["recipe"] == "tiny"
-    m = datasets.REGISTRY["mnist"]
-    assert (m.kind, m.image_size, m.backbone["name"]) == ("embedded", 28, "latent-ddpm")
-    assert m.projector is None  # NOpt's default for its 4×8×8 latents
-    assert datasets.REGISTRY["folder"].projector == "latent"  # any side: the image size decides it
-    paper = datasets.REGISTRY["imagewoof"].budgets["paper"]
-    assert paper.nopt == {
-        **paper.nopt,
-        "iterations": 200,
-        "diffusion_repeats": 5,
-        "n_templates": 200,
-    }
-    assert (paper.train, paper.replicates) == ("full", 5)
-    # digits' paper profile is sized for a 2-core CPU: fewer NOpt iterations than the paper's 200
-    dp = d.budgets["paper"]
-    assert dp.sweep_nopt["iterations"] <= dp.nopt["iterations"] < nopt.DEFAULTS["iterations"]
-
-
 def test_get_resolves_and_drops_empty_params():
     ds = datasets.get("imagenette", "paper", root=None, backbone_path="", image_size="64")
     assert ds.params == {"image_size": 64} and ds.image_size == 64 and ds.image_shape == (3, 64, 64)
     assert (
-        ds.budget is datasets.REGISTRY["imagenette"].budgets["paper"] and ds.ipcs is ds.budget.ipcs
+        ds.budget is registry.REGISTRY["imagenette"].budgets["paper"] and ds.ipcs is ds.budget.ipcs
     )
     assert datasets.get("imagewoof").image_size == 256  # the default without -p image_size
     d = datasets.get("digits")
@@ -153,7 +88,7 @@ def test_paper_tables():
 
 
 def test_class_ids_are_the_imagenet_indices_of_the_pinned_classes():
-    with open(data.CLASS_DIR / "imagenette.csv", newline="") as f:
+    with open(folders.CLASS_DIR / "imagenette.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     nette = datasets.get("imagenette")
     assert (
@@ -241,16 +176,6 @@ def test_nopt_defaults_carry_their_reason():
     assert datasets.get("imagenette").nopt_defaults == {}  # the paper's own settings
 
 
-def test_measured_numbers_in_printed_text_say_when_and_where():
-    """A number measured once and printed by the notebooks (a note, a reason) carries its date."""
-    texts = [why for e in datasets.REGISTRY.values() for _, why in e.nopt_defaults.values()]
-    texts += [b.note for e in datasets.REGISTRY.values() for b in e.budgets.values()]
-    measured = [t for t in texts if re.search(r"\d ?(min|h|s)\b|MMD² \d", t)]
-    assert len(measured) >= 4  # digits' reason and paper note, folder's, the ImageNet ones
-    for t in measured:
-        assert re.search(r"measured|recorded", t) and re.search(r"20\d\d-\d\d", t), t
-
-
 def test_the_registry_decides_the_horizontal_flip(tmp_path):
     """ds.protocol() carries the entry's flip; resolve() takes it (no dataset name decides)."""
     from dsco import fixtures
@@ -258,7 +183,7 @@ def test_the_registry_decides_the_horizontal_flip(tmp_path):
     flips = {n: datasets.get(n).protocol().flip for n in ("digits", "mnist", "imagenette")}
     assert (
         flips
-        == {n: datasets.REGISTRY[n].flip for n in flips}
+        == {n: registry.REGISTRY[n].flip for n in flips}
         == {"digits": False, "mnist": False, "imagenette": True}
     )  # today's numbers
     assert datasets.get("digits").protocol("soft", flip=True).flip is True  # explicit wins
@@ -329,7 +254,7 @@ def test_check_needs_root_and_backbone_path(nette_params):
 def test_check_root_missing_wnids_lists_them(nette_params, tmp_path):
     root = tmp_path / "nette"
     shutil.copytree(nette_params["root"], root)
-    gone = [r["wnid"] for r in data.class_table("imagenette")[3:5]]
+    gone = [r["wnid"] for r in folders.class_table("imagenette")[3:5]]
     for w in gone:
         shutil.rmtree(root / "train" / w)
     with pytest.raises(DatasetError) as e:
@@ -472,7 +397,7 @@ def test_mnist_is_an_embedded_latent_dataset():
 
 def test_budget_reads_a_profile_without_resolving_the_dataset():
     assert datasets.budget("digits", "paper").replicates == 5
-    assert datasets.budget("mnist") is datasets.REGISTRY["mnist"].budgets["smoke"]
+    assert datasets.budget("mnist") is registry.REGISTRY["mnist"].budgets["smoke"]
     with pytest.raises(DatasetError, match="unknown dataset 'cifar'"):
         datasets.budget("cifar")
     with pytest.raises(DatasetError, match="unknown profile 'fast'"):

@@ -9,13 +9,13 @@ import torch
 from safetensors.torch import load_file
 from torchvision.datasets import ImageFolder
 
-from dsco import backbones, data, dit, fixtures
+from dsco import backbones, data, dit, fixtures, folders
 from dsco import teacher as T
 
 
 def test_tree_is_an_imagefolder_of_the_pinned_wnids(nette_params):
     root = Path(nette_params["root"])
-    wnids = [r["wnid"] for r in data.class_table("imagenette")]
+    wnids = [r["wnid"] for r in folders.class_table("imagenette")]
     train, val = ImageFolder(str(root / "train")), ImageFolder(str(root / "val"))
     assert train.classes == sorted(wnids) and val.classes == sorted(wnids)
     assert len(train) == 10 * 10 and len(val) == 10 * 4
@@ -80,7 +80,7 @@ def test_deterministic_given_the_seed(tmp_path):
 def test_imagewoof_tree(tmp_path):
     root = fixtures.imagenet_tree(tmp_path / "woof", "imagewoof", train=1, val=1)
     assert sorted(p.name for p in (root / "train").iterdir()) == sorted(
-        r["wnid"] for r in data.class_table("imagewoof")
+        r["wnid"] for r in folders.class_table("imagewoof")
     )
     with pytest.raises(data.DatasetError, match="no class table"):
         fixtures.imagenet_tree(tmp_path / "x", "digits")

@@ -5,7 +5,7 @@ the offline fixture, with and without a user teacher."""
 import pytest
 import torch
 
-from dsco import ROOT, backbones, checkpoints, data, datasets, digits_ddpm, models, prepare
+from dsco import ROOT, backbones, checkpoints, datasets, digits_ddpm, encoded, models, prepare
 from dsco import teacher as T
 
 
@@ -80,7 +80,7 @@ def test_class_consistency_and_encode_latents_digits():
 
 
 def test_imagenette_fixture_with_user_teacher(nette_ds, nette_params, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "latents")
+    monkeypatch.setattr(encoded, "CACHE_DIR", tmp_path / "latents")
     bb, info = prepare.backbone(nette_ds)
     assert info["recipe"] == "pretrained" and info["path"] == nette_params["backbone_path"]
     assert (

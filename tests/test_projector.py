@@ -101,7 +101,7 @@ def test_for_latents_refuses_a_shape_without_a_preset():
         assert "\n" not in msg and "×".join(map(str, shape)) in msg
         assert "4×32×32 (paper)" in msg and "1×8×8 (digits)" in msg
         assert 'projector="latent"' in msg
-        assert "dsco.datasets.REGISTRY" in msg
+        assert "dsco.registry.REGISTRY" in msg
 
 
 def test_the_tiny_dit_keeps_the_projector_it_had():

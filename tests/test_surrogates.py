@@ -4,7 +4,7 @@ mapping."""
 import pytest
 import torch
 
-from dsco import backbones, data, datasets, nopt, surrogates
+from dsco import backbones, data, datasets, encoded, nopt, registry, surrogates
 from dsco.data import load
 
 TINY = dict(num_steps=3, iterations=2, n_templates=4)
@@ -132,11 +132,11 @@ def test_defaults_passed_explicitly_name_the_same_set(tmp_path):
 
 
 def test_profile_presets_are_nopt_options():
-    # the paper and sweep budgets moved to the dataset registry (dsco.datasets budgets)
-    for entry in datasets.REGISTRY.values():
+    # the paper and sweep budgets moved to the dataset registry (dsco.registry budgets)
+    for entry in registry.REGISTRY.values():
         for budget in entry.budgets.values():
             assert set(budget.nopt) | set(budget.sweep_nopt) <= set(nopt.synthesize.__kwdefaults__)
-    paper = datasets.REGISTRY["digits"].budgets["paper"]
+    paper = registry.REGISTRY["digits"].budgets["paper"]
     assert paper.sweep_nopt["iterations"] < paper.nopt["iterations"] < nopt.DEFAULTS["iterations"]
     assert set(surrogates.FAST_PROFILE) <= set(nopt.synthesize.__kwdefaults__)
     # the cheap preset does less work than the paper's setting and makes up with a larger alignment
@@ -210,8 +210,8 @@ def test_make_all_replicate_r_is_made_from_seed_plus_r(tmp_path):
 
 @pytest.fixture
 def latent_cache(tmp_path, monkeypatch):
-    """Real latents of a folder dataset are cached by dsco.data: keep them out of build/."""
-    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "latents")
+    """Real latents of a folder dataset are cached by dsco.encoded: keep them out of build/."""
+    monkeypatch.setattr(encoded, "CACHE_DIR", tmp_path / "latents")
     return tmp_path / "latents"
 
 
