@@ -323,7 +323,9 @@ def run(
 
     finished: list = []
     try:
-        order = longest_first(paths, [out_dir, *reference_dirs(dataset, profile)])
+        order = longest_first(
+            paths, [out_dir, *reference_dirs(dataset, profile)], traced_seconds(dataset, profile)
+        )
         return _execute_all(paths, jobs, execute, done, bar, finished, order)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(
@@ -449,13 +451,31 @@ def previous_seconds(stem: str, folders) -> float | None:
     return None
 
 
-def longest_first(paths, folders) -> list:
+def longest_first(paths, folders, traced: dict | None = None) -> list:
     """The order in which a parallel batch submits its notebooks: the longest first by their last
-    execution (:func:`previous_seconds`), so that the short ones fill the cores at the end instead
+    execution (:func:`previous_seconds`, else the recorded batch traces ``traced``, as
+    :func:`traced_seconds` reads them), so that the short ones fill the cores at the end instead
     of one long notebook running alone while the other cores idle (longest-processing-time-first
-    scheduling); notebooks never executed go first, in numbered order."""
-    known = {p: previous_seconds(p.stem, folders) for p in paths}
+    scheduling); notebooks with no known time go first, in numbered order."""
+    traced = traced or {}
+    known = {p: previous_seconds(p.stem, folders) or traced.get(p.stem) for p in paths}
     return sorted(paths, key=lambda p: (known[p] is not None, -(known[p] or 0.0)))
+
+
+def traced_seconds(dataset: str, profile: str, folder=None) -> dict:
+    """``{notebook: wall seconds}`` of the notebooks executed in the batch traces recorded for
+    ``dataset`` and ``profile`` (:func:`dsco.trace.recorded`); the newest trace that executed a
+    notebook gives its time."""
+    found = [
+        t
+        for t in trace.recorded(folder).values()
+        if (t.meta.get("dataset"), t.meta.get("profile")) == (dataset, profile)
+    ]
+    seconds = {}
+    for t in sorted(found, key=lambda t: t.meta.get("started", 0)):
+        done = t.notebooks[t.notebooks["status"] == "executed"]
+        seconds |= dict(zip(done["notebook"], done["end"] - done["start"]))
+    return seconds
 
 
 def reference_dirs(dataset: str, profile: str) -> list:

@@ -1,5 +1,6 @@
 """The papermill batch runner and the ``dsco`` CLI, on tiny synthetic notebooks."""
 
+import json
 import re
 
 import nbformat
@@ -496,3 +497,22 @@ def test_a_parallel_batch_submits_the_longest_notebooks_first(tmp_path):
     assert rn.previous_seconds("13_d", [runs, shipped]) is None
     order = [p.stem for p in rn.longest_first(paths, [runs, shipped])]
     assert order == ["13_d", "11_b", "12_c", "10_a"]
+    order = [p.stem for p in rn.longest_first(paths, [runs, shipped], {"13_d": 30.0})]
+    assert order == ["11_b", "13_d", "12_c", "10_a"]  # a recorded trace knows 13_d
+
+
+def test_traced_seconds_reads_the_newest_recorded_trace_of_the_batch(tmp_path):
+    def recorded(name, started, rows, dataset="digits"):
+        meta = {"dataset": dataset, "profile": "paper", "started": started}
+        notebooks = [
+            {"notebook": n, "status": s, "start": started, "end": started + w} for n, s, w in rows
+        ]
+        blob = {"meta": meta, "notebooks": notebooks, "cpu": [], "events": []}
+        (tmp_path / f"batch_{name}.json").write_text(json.dumps(blob))
+
+    recorded("old", 100.0, [("10_a", "executed", 5.0), ("11_b", "executed", 7.0)])
+    recorded("new", 900.0, [("10_a", "executed", 9.0), ("11_b", "failed", 1.0)])
+    recorded("other", 999.0, [("10_a", "executed", 1.0)], dataset="mnist")
+    seconds = runner.traced_seconds("digits", "paper", tmp_path)
+    assert seconds == {"10_a": 9.0, "11_b": 7.0}  # a failed notebook keeps its older time
+    assert runner.traced_seconds("folder", "paper", tmp_path) == {}
