@@ -1,6 +1,5 @@
 """The papermill batch runner and the ``dsco`` CLI, on tiny synthetic notebooks."""
 
-import json
 import re
 
 import nbformat
@@ -473,46 +472,3 @@ def test_stop_kernels_ignores_other_children():
     finally:
         other.kill()
         other.wait()
-
-
-def test_a_parallel_batch_submits_the_longest_notebooks_first(tmp_path):
-    """Longest-processing-time first, by the last executed copies' papermill durations; notebooks
-    never executed go first; a second folder (the shipped reference) fills in."""
-    import json as _json
-
-    from dsco import runner as rn
-
-    def executed(folder, stem, seconds):
-        folder.mkdir(parents=True, exist_ok=True)
-        meta = {"metadata": {"papermill": {"duration": seconds}}, "cells": []}
-        (folder / f"{stem}.ipynb").write_text(_json.dumps(meta))
-
-    paths = [tmp_path / f"{s}.ipynb" for s in ("10_a", "11_b", "12_c", "13_d")]
-    runs, shipped = tmp_path / "runs", tmp_path / "reference"
-    executed(runs, "10_a", 5.0)
-    executed(runs, "11_b", 50.0)
-    executed(shipped, "12_c", 20.0)
-    executed(shipped, "11_b", 1.0)  # the local run wins
-    assert rn.previous_seconds("11_b", [runs, shipped]) == 50.0
-    assert rn.previous_seconds("13_d", [runs, shipped]) is None
-    order = [p.stem for p in rn.longest_first(paths, [runs, shipped])]
-    assert order == ["13_d", "11_b", "12_c", "10_a"]
-    order = [p.stem for p in rn.longest_first(paths, [runs, shipped], {"13_d": 30.0})]
-    assert order == ["11_b", "13_d", "12_c", "10_a"]  # a recorded trace knows 13_d
-
-
-def test_traced_seconds_reads_the_newest_recorded_trace_of_the_batch(tmp_path):
-    def recorded(name, started, rows, dataset="digits"):
-        meta = {"dataset": dataset, "profile": "paper", "started": started}
-        notebooks = [
-            {"notebook": n, "status": s, "start": started, "end": started + w} for n, s, w in rows
-        ]
-        blob = {"meta": meta, "notebooks": notebooks, "cpu": [], "events": []}
-        (tmp_path / f"batch_{name}.json").write_text(json.dumps(blob))
-
-    recorded("old", 100.0, [("10_a", "executed", 5.0), ("11_b", "executed", 7.0)])
-    recorded("new", 900.0, [("10_a", "executed", 9.0), ("11_b", "failed", 1.0)])
-    recorded("other", 999.0, [("10_a", "executed", 1.0)], dataset="mnist")
-    seconds = runner.traced_seconds("digits", "paper", tmp_path)
-    assert seconds == {"10_a": 9.0, "11_b": 7.0}  # a failed notebook keeps its older time
-    assert runner.traced_seconds("folder", "paper", tmp_path) == {}
