@@ -46,6 +46,7 @@ from pathlib import Path
 import nbformat
 
 from . import DATASETS, PROFILES, ROOT, schedule, trace, tree_digest
+from .results import git_commit
 from .trace import NOTEBOOK_VAR
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -264,6 +265,9 @@ def run(
                 device=device,
                 jobs=int(jobs),
                 extra=extra,
+                notebooks=len(paths),
+                commit=git_commit(),
+                date=time.strftime("%Y-%m-%d"),
             ),
         )
         if trace
@@ -370,8 +374,9 @@ class _Tracer:
         import shutil
 
         try:
-            with self.lock:
-                return self._write(self.sampler.stop(), partial=False)
+            with self.lock:  # partial when the batch stopped before every notebook had its turn
+                partial = len(self.rows) < self.meta["notebooks"]
+                return self._write(self.sampler.stop(), partial=partial)
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 

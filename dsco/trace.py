@@ -377,7 +377,7 @@ def describe(trace: Trace, name: str = "") -> str:
     and, for a batch stopped before its end, which notebooks it finished."""
     m = trace.meta
     title = name or m.get("label", "trace")
-    head = f"**{title}** ({m.get('date', '')}, commit `{m.get('commit', '')}`"
+    head = f"**{title}** ({m.get('date', '')}, commit `{(m.get('commit') or '')[:10]}`"
     line = (
         head + f", {m.get('profile', '')} profile of {m.get('dataset', '')}): {m.get('note', '')}"
     )

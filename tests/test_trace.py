@@ -69,17 +69,19 @@ def test_a_batch_stopped_midway_leaves_the_trace_of_what_it_finished(tmp_path):
     make_notebook(nbs / "00_setup.ipynb", "x = 1")
     make_notebook(nbs / "10_work.ipynb", EVENTS)
     make_notebook(nbs / "20_broken.ipynb", "raise RuntimeError('stop here')")
+    make_notebook(nbs / "30_never.ipynb", "x = 3")  # the batch stops before its turn
     path = tmp_path / "trace.json"
     with pytest.raises(runner.NotebookFailed):
         runner.run(folder=nbs, runs_dir=tmp_path / "runs", progress=False, log=None, trace=path)
     t = trace.load(path)
-    assert t.meta["partial"] is False  # the runner closed the trace on its way out
+    assert t.meta["partial"] is True  # closed on the runner's way out, one notebook short
+    assert t.meta["notebooks"] == 4 and t.meta["date"] and "commit" in t.meta
     assert dict(zip(t.notebooks["notebook"], t.notebooks["status"])) == {
         "00_setup": "executed",
         "10_work": "executed",
         "20_broken": "failed",
     }
-    tracer = runner._Tracer(tmp_path / "killed.json", {"jobs": 1})
+    tracer = runner._Tracer(tmp_path / "killed.json", {"jobs": 1, "notebooks": 2})
     tracer.ran("10_work", "executed", time.time() - 1)  # then the process dies: no close()
     t = trace.load(tmp_path / "killed.json")
     assert t.meta["partial"] is True and list(t.notebooks["notebook"]) == ["10_work"]
