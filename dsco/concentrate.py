@@ -5,7 +5,7 @@ processes, GPUs or nodes with ``torchrun``; resumable; guarded against diverging
 Entry point: ``run(dataset, method, ipc, out, *, dope_to=None, ...) -> Path`` (``dsco
 concentrate``).
 
-What it writes (the layout of :func:`dsco.doping.export`, readable by ``dsco.doping.read_export``
+What it writes (the layout of :func:`dsco.export.export`, readable by ``dsco.export.read_export``
 and ``torchvision.datasets.ImageFolder``)::
 
     out/<NN_class>/<NNNN>.png           the synthetic images of every class
@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from . import datasets, doping, nopt, replacing, surrogates
+from . import datasets, doping, export, nopt, replacing, surrogates
 from .checkpoints import sha256
 from .data import ImageSet
 
@@ -268,7 +268,7 @@ def _class_done(out: Path, record: Path) -> bool:
 
 
 def _synthesise(ds, spec, out: Path, mine, device, progress, rank, size) -> int:
-    folders = [doping.class_folder(c, n, ds.num_classes) for c, n in enumerate(ds.classes)]
+    folders = [export.class_folder(c, n, ds.num_classes) for c, n in enumerate(ds.classes)]
     records = out / ".dsco" / "classes"
     records.mkdir(parents=True, exist_ok=True)
     todo = [c for c in mine if not _class_done(out, records / f"{c}.json")]
@@ -297,7 +297,7 @@ def _synthesise(ds, spec, out: Path, mine, device, progress, rank, size) -> int:
             partial = out / ".dsco" / f"partial-{c}"
             shutil.rmtree(partial, ignore_errors=True)
             (partial / folders[c]).mkdir(parents=True)
-            files = doping.write_images(
+            files = export.write_images(
                 s.data.x, s.data.y, partial, folders, [f"{i:04d}" for i in range(len(s.data))]
             )
             final = out / folders[c]
@@ -335,11 +335,11 @@ def _finish(ds, spec, out: Path, device, progress) -> None:
         recs.append(json.loads((records / f"{c}.json").read_text()))
     files = [f for r in recs for f in r["files"]]
     for c, name in enumerate(ds.classes):  # every class gets a folder: ImageFolder's labels = ours
-        (out / doping.class_folder(c, name, ds.num_classes)).mkdir(exist_ok=True)
+        (out / export.class_folder(c, name, ds.num_classes)).mkdir(exist_ok=True)
     extra = {}
     if spec["dope_to"]:
         files, extra = _dope(ds, spec, out, files, device, progress)
-    manifest = doping.export_manifest(
+    manifest = export.export_manifest(
         "+".join(filter(None, [spec["method"], "doping" if spec["dope_to"] else None])),
         {
             k: spec[k]
@@ -375,7 +375,7 @@ def _dope(ds, spec, out: Path, files, device, progress):
     images."""
     from .teacher import predict_proba
 
-    folders = [doping.class_folder(c, n, ds.num_classes) for c, n in enumerate(ds.classes)]
+    folders = [export.class_folder(c, n, ds.num_classes) for c, n in enumerate(ds.classes)]
     x = torch.stack([_read_png(out / f["path"], ds.channels) for f in files])
     y = torch.tensor([f["label"] for f in files])
     synthetic = ImageSet(x, y, list(ds.classes), ds.name, "train")
@@ -403,7 +403,7 @@ def _dope(ds, spec, out: Path, files, device, progress):
     shutil.rmtree(staging, ignore_errors=True)
     for c in spec["classes"]:
         (staging / folders[c]).mkdir(parents=True)
-    doped = doping.write_images(
+    doped = export.write_images(
         picked.x, picked.y, staging, folders, [f"real-{int(i):06d}" for i in sel]
     )
     for f in doped:

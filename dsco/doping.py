@@ -1,10 +1,7 @@
-"""Dope Trigger and Doping (paper §3.5, §4.2; SPEC §3): when to stop synthesising, which real
-samples to add, and how to hand the resulting concentrated set to others.
+"""Doping (paper §3.5, §4.2.2; SPEC §3): which real samples to add to a synthetic set, and what
+it costs.
 
 - :func:`confusion_scores` -- Eq. 31, oriented so the most confused sample ranks first.
-- :func:`dope_trigger` -- the marginal gain ΔN/ΔM of Eq. 30 over an IPC schedule; fires at ≤ 1.
-  :func:`trigger_gains` stacks it over replicates and :func:`trigger_findings` judges §4.2.1's two
-  claims over them with the rules of :mod:`dsco.verdicts`.
 - :func:`select` / :func:`concentrate` -- pick the real samples (per class by default, the official
   code's global ranking as ``per_class=False``) and append them to the synthetic set.
 - :func:`train_student`, :func:`confusion_of` / :func:`dope` -- the two steps every high-IPC
@@ -13,35 +10,27 @@ samples to add, and how to hand the resulting concentrated set to others.
   IPC. :func:`group_distances` measures Fig. 8.
 - :func:`stage_costs` / :func:`selection_times` -- what Doping costs after the student's training,
   and the stages of it whose work depends on how many samples are doped (§5.3.3, Fig. 4).
-- :func:`export` / :func:`read_export` -- an ImageFolder tree of PNGs plus ``manifest.json``
-  (provenance and SHA-256 of every file), readable by ``torchvision.datasets.ImageFolder``.
+
+When to stop synthesising (the Dope Trigger, Eq. 30) is :mod:`dsco.trigger`; writing the
+concentrated set to disk and reading it back is :mod:`dsco.export`. Bad input raises
+:class:`~dsco.errors.DopingError`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import shutil
-import tempfile
 import time
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from . import CACHE, files_digest, replacing, trace
-from .checkpoints import sha256
 from .data import ImageSet
-
-
-class DopingError(ValueError):
-    """Bad input to a doping or export function; the message names the fix."""
+from .errors import DopingError
 
 
 def confusion_scores(student_probs, teacher_probs) -> torch.Tensor:
@@ -74,139 +63,6 @@ def confusion_scores(student_probs, teacher_probs) -> torch.Tensor:
     p_ct = s.gather(1, c_t[:, None]).squeeze(1)
     others = s.scatter(1, c_t[:, None], -1.0).amax(1)
     return (others - p_ct).float()
-
-
-@dataclass
-class Trigger:
-    """Result of :func:`dope_trigger`: the per-interval table and where the trigger fires."""
-
-    table: pd.DataFrame  # ipc_from, ipc_to, m_from, m_to, n_from, n_to, gain (= ΔN/ΔM)
-    fires_at: int | None  # IPC M1 opening the first interval with ΔN/ΔM <= 1 (None: never)
-    num_classes: int
-
-
-def dope_trigger(schedule, n_recognised, *, num_classes: int) -> Trigger:
-    """The marginal gains of Eq. 30, ΔN/ΔM = (N_{M2} − N_{M1}) / (M2 − M1), between consecutive
-    points of an IPC ``schedule`` (e.g. 1, 5, 10, 20, 40), and the point where ΔN/ΔM ≤ 1.
-
-    Units: ``n_recognised[k]`` is N_M, the number of target (training) samples -- all classes
-    together -- that a model trained on the synthetic set at ``schedule[k]`` IPC classifies
-    correctly; M is counted in samples too, M = IPC × ``num_classes``. So ΔN/ΔM is "extra real
-    samples recognised per extra synthetic sample" and the threshold 1 is the paper's. (With
-    per-class counts of N, pass ``num_classes=1``.) ``fires_at`` is the IPC M1 at the start of the
-    first interval whose gain is ≤ 1: synthesis stops there and Doping supplies the rest.
-    """
-    ipc = np.asarray(schedule, dtype=np.int64)
-    n = np.asarray(n_recognised, dtype=np.float64)
-    if ipc.ndim != 1 or n.shape != ipc.shape or len(ipc) < 2:
-        raise DopingError(
-            f"schedule ({ipc.shape}) and n_recognised ({n.shape}) must be 1-D of equal length "
-            ">= 2: give one N per schedule point"
-        )
-    if (ipc < 1).any() or (np.diff(ipc) <= 0).any():
-        raise DopingError(
-            f"schedule {ipc.tolist()} must be strictly increasing positive IPCs: sort it"
-        )
-    if not int(num_classes) >= 1 or not np.isfinite(n).all() or (n < 0).any():
-        raise DopingError(
-            "num_classes must be >= 1 and n_recognised finite counts >= 0: check the inputs"
-        )
-    m = ipc * int(num_classes)
-    gain = np.diff(n) / np.diff(m)
-    table = pd.DataFrame(
-        {
-            "ipc_from": ipc[:-1],
-            "ipc_to": ipc[1:],
-            "m_from": m[:-1],
-            "m_to": m[1:],
-            "n_from": n[:-1],
-            "n_to": n[1:],
-            "gain": gain,
-        }
-    )
-    on = np.flatnonzero(gain <= 1)
-    return Trigger(table, int(ipc[on[0]]) if len(on) else None, int(num_classes))
-
-
-def trigger_gains(
-    counts: pd.DataFrame,
-    *,
-    num_classes: int,
-    replicate: str = "replicate",
-    ipc: str = "ipc",
-    n: str = "N",
-) -> pd.DataFrame:
-    """The Eq. 30 table of every replicate: ``counts`` holds one row per replicate and schedule
-    point (columns ``replicate``, ``ipc``: the IPC or, with ``num_classes=1``, the number of
-    samples, and ``n``: N_M); returns :func:`dope_trigger`'s tables stacked, with the
-    ``replicate`` column and ``fires`` (gain ≤ 1)."""
-    if not len(counts):
-        raise DopingError("counts is empty: give one row per replicate and schedule point")
-    missing = [c for c in (replicate, ipc, n) if c not in counts.columns]
-    if missing:
-        raise DopingError(
-            f"counts lacks column(s) {missing}: pass replicate=, ipc=, n= naming its columns"
-        )
-    frames = []
-    for r, g in counts.groupby(replicate, sort=True):
-        g = g.sort_values(ipc)
-        t = dope_trigger(g[ipc].to_numpy(), g[n].to_numpy(), num_classes=num_classes).table
-        frames.append(t.assign(**{replicate: r}, fires=t["gain"] <= 1))
-    return pd.concat(frames, ignore_index=True)
-
-
-def trigger_findings(gains: pd.DataFrame, replicate: str = "replicate", unit: str = "IPC") -> dict:
-    """The two claims of §4.2.1 over replicates, ``{claim: Verdict}`` (rules of
-    :mod:`dsco.verdicts`), from :func:`trigger_gains` (one Eq. 30 table per replicate: columns
-    ``replicate``, ``ipc_from``, ``ipc_to``, ``m_from``, ``m_to``, ``gain``).
-
-    - *The Dope Trigger fires on the schedule*: :func:`~dsco.verdicts.estimate` of the gain of the
-      schedule's **last** interval over the replicates, *below* 1 (the trigger has fired by the
-      end of the schedule: ΔN/ΔM ≤ 1 there). The last gain, not the smallest: the minimum over
-      several noisy intervals would be biased towards firing. Its sd is floored at one recognised
-      sample over the interval (1 / ΔM): N is a count.
-    - *The marginal gains decrease along the schedule*: :func:`~dsco.verdicts.trend`, the
-      least-squares slope of ΔN/ΔM on the log of the interval's geometric-mean IPC within every
-      replicate, then a t-interval over the replicates' slopes, *below* 0 (a decreasing trend, not
-      a strictly monotone sequence: one noisy interval does not refute diminishing returns). The
-      slopes' sd is floored at one recognised sample in the finest interval over the x range.
-
-    ``unit`` names the schedule's points in the claims ("IPC"; "M" for a schedule in samples).
-    Each replicate is its own synthetic sets and model seed; assumes the replicates' last gains and
-    slopes are independent and roughly normal; fewer than 3 replicates: *not measured*."""
-    from . import verdicts
-
-    need = {replicate, "ipc_from", "ipc_to", "m_from", "m_to", "gain"}
-    if not need <= set(gains.columns):
-        raise DopingError(
-            f"gains lacks column(s) {sorted(need - set(gains.columns))}: pass "
-            "dsco.doping.trigger_gains(...)"
-        )
-    last = gains[gains["ipc_to"] == gains["ipc_to"].max()]
-    step = float((last["m_to"] - last["m_from"]).iloc[0])
-    a, b = int(last["ipc_from"].iloc[0]), int(last["ipc_to"].iloc[0])
-    x = f"log {unit}"  # the log of the interval's geometric-mean point
-    mid = gains.assign(
-        **{x: 0.5 * np.log(gains["ipc_from"] * gains["ipc_to"]), "ΔN/ΔM": gains["gain"]}
-    )
-    # a slope's resolution: one recognised sample more in the finest interval, over the x range
-    span = float(mid[x].max() - mid[x].min())
-    slope_floor = 1.0 / (float((gains["m_to"] - gains["m_from"]).max()) * span) if span > 0 else 0.0
-    fires = "the Dope Trigger fires on the schedule (ΔN/ΔM below 1 by its last interval)"
-    return {
-        fires: verdicts.estimate(
-            last["gain"], below=1.0, what=f"ΔN/ΔM of {unit} {a}→{b}", resolution=1.0 / step
-        ),
-        "the marginal gains ΔN/ΔM decrease along the schedule": verdicts.trend(
-            mid,
-            x,
-            "ΔN/ΔM",
-            replicate=replicate,
-            decreasing=True,
-            threshold=0.0,
-            resolution=slope_floor,
-        ),
-    }
 
 
 def select(scores, labels, ipc_real: int, per_class: bool = True) -> torch.Tensor:
@@ -521,176 +377,3 @@ def group_distances(latents, scores, groups: int = 5) -> np.ndarray:
                 dist.fill_diagonal_(float("inf"))
             d[i, j] = float(dist.min(1).values.mean())
     return (d + d.T) / 2
-
-
-def class_folder(label: int, name: str, num_classes: int) -> str:
-    """``<label zero-padded>_<name>`` (e.g. ``03_3``): string order = label order, as ImageFolder
-    needs."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")
-    return f"{label:0{max(2, len(str(num_classes - 1)))}d}" + (f"_{slug}" if slug else "")
-
-
-def export(data, folder, *, method: str, parameters: dict, seeds, classes=None) -> Path:
-    """Write ``data`` (an ImageSet, or ``(x, y)`` with ``x`` N×C×H×W in [-1, 1], C = 1 or 3) as an
-    ImageFolder tree ``folder/<class folder>/<index>.png`` plus ``folder/manifest.json``.
-
-    Pixels: ``uint8 = round((x + 1) * 127.5)`` after clamping to [-1, 1] (the number of clamped
-    values is recorded); 1 channel → grayscale PNG, 3 → RGB. ``<index>`` is the sample's position in
-    ``data``. Class folders are :func:`class_folder` names, so ``torchvision.datasets.ImageFolder``
-    assigns the same labels; every class gets a folder (ImageFolder needs ``allow_empty=True`` if a
-    class has no images). The manifest holds method, parameters, seeds, package versions, creation
-    time, classes, counts per class and every file's SHA-256. ``folder`` must be absent or empty;
-    the tree is written to a temporary sibling and renamed, so a failure leaves nothing behind.
-    """
-    if hasattr(data, "in_memory"):
-        data = data.in_memory()
-    x, y = (data.x, data.y) if isinstance(data, ImageSet) else data
-    x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
-    if (
-        x.ndim != 4
-        or x.shape[1] not in (1, 3)
-        or y.shape != (len(x),)
-        or not torch.isfinite(x).all()
-    ):
-        raise DopingError(
-            f"export needs finite x N×C×H×W with C = 1 or 3 and y of length N, "
-            f"got x {tuple(x.shape)}, y {tuple(y.shape)}: pass images in [-1, 1]"
-        )
-    classes = list(
-        classes
-        if classes is not None
-        else getattr(data, "classes", None)
-        or [str(c) for c in range(int(y.max()) + 1 if len(y) else 0)]
-    )
-    if len(y) and (y.min() < 0 or y.max() >= len(classes)):
-        raise DopingError(
-            f"labels must lie in 0..{len(classes) - 1}: pass classes= with one name per label"
-        )
-    folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise DopingError(
-            f"{folder} exists and is not an empty folder: choose a new folder or delete it"
-        )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    dirs = [class_folder(c, n, len(classes)) for c, n in enumerate(classes)]
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
-    try:
-        for d in dirs:
-            (tmp / d).mkdir()
-        width = len(str(max(len(x) - 1, 0)))
-        files = write_images(x, y, tmp, dirs, [f"{i:0{width}d}" for i in range(len(x))])
-        manifest = export_manifest(
-            method,
-            parameters,
-            seeds,
-            classes,
-            files,
-            list(x.shape[1:]),
-            n_clamped=int((x.abs() > 1).sum()),
-            name=getattr(data, "name", ""),
-            split=getattr(data, "split", ""),
-        )
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-        if folder.exists():
-            folder.rmdir()  # empty (checked above): rename needs the name free
-        os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
-
-
-def write_images(x, y, root, dirs, names) -> list[dict]:
-    """Write the images ``x`` (N×C×H×W in [-1, 1], C = 1 or 3) as PNGs
-    ``root/<dirs[y_i]>/<names[i]>.png`` (``uint8 = round((x + 1) * 127.5)`` after clamping; grey for
-    one channel, RGB for three) and return one entry per file: ``{"path", "label", "sha256"}``. The
-    bytes depend only on the pixels."""
-    pixels = (
-        ((torch.as_tensor(x).float().clamp(-1, 1) + 1) * 127.5)
-        .round()
-        .to(torch.uint8)
-        .permute(0, 2, 3, 1)
-        .numpy()
-    )
-    files = []
-    for px, c, name in zip(pixels, torch.as_tensor(y).tolist(), names):
-        rel = f"{dirs[c]}/{name}.png"
-        Image.fromarray(px[..., 0] if px.shape[-1] == 1 else px).save(Path(root) / rel)
-        files.append({"path": rel, "label": c, "sha256": sha256(Path(root) / rel)})
-    return files
-
-
-def export_manifest(
-    method: str, parameters: dict, seeds, classes, files: list[dict], shape, **extra
-) -> dict:
-    """The ``manifest.json`` of an export (``format: dsco-export/1``): method, parameters, seeds,
-    package versions, git commit, creation time, classes and their folders, counts per class, image
-    shape and every file with its label and SHA-256 (plus ``extra`` fields)."""
-    from .results import git_commit, package_versions
-
-    labels = [f["label"] for f in files]
-    return {
-        "format": "dsco-export/1",
-        "method": method,
-        "parameters": parameters,
-        "seeds": seeds,
-        "packages": package_versions(),
-        "git_commit": git_commit(),
-        "created": datetime.now(timezone.utc).isoformat(),
-        "classes": list(classes),
-        "class_folders": [class_folder(c, n, len(classes)) for c, n in enumerate(classes)],
-        "counts": {n: labels.count(c) for c, n in enumerate(classes)},
-        "shape": list(shape),
-        "pixels": "uint8 = round((x + 1) * 127.5), x clamped to [-1, 1]; read back as "
-        "uint8 / 127.5 - 1",
-        **extra,
-        "files": files,
-    }
-
-
-def read_export(folder, verify: bool = True) -> ImageSet:
-    """Read an :func:`export` tree back into an :class:`~dsco.data.ImageSet`, in the exported order.
-
-    ``x = uint8 / 127.5 − 1``, so a round trip is exact up to the uint8 quantisation (≤ 0.5/127.5
-    per pixel) and exact for anything read back from an export. With ``verify`` every file's SHA-256
-    is checked against the manifest and files missing from it are reported.
-    """
-    folder = Path(folder)
-    try:
-        m = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError) as e:
-        raise DopingError(
-            f"no readable manifest.json in {folder} ({type(e).__name__}): "
-            "point at a folder written by dsco.doping.export"
-        ) from e
-    if m.get("format") != "dsco-export/1":
-        raise DopingError(
-            f"{folder}/manifest.json is not a dsco export: re-export with dsco.doping.export"
-        )
-    if verify:
-        listed = {f["path"] for f in m["files"]}
-        extra = sorted(
-            str(p.relative_to(folder))
-            for p in folder.glob("*/*")
-            if p.is_file() and not p.relative_to(folder).parts[0].startswith(".")
-        )  # .dsco/: bookkeeping
-        extra = [p for p in extra if p not in listed]
-        if extra:
-            raise DopingError(
-                f"{folder / extra[0]} is not in manifest.json: remove it or re-export"
-            )
-    xs = []
-    for f in m["files"]:
-        path = folder / f["path"]
-        if not path.is_file():
-            raise DopingError(f"{path} is listed in manifest.json but missing: re-export the set")
-        if verify and sha256(path) != f["sha256"]:
-            raise DopingError(
-                f"SHA-256 mismatch for {path}: the file was modified; re-export the set"
-            )
-        with Image.open(path) as im:
-            a = np.asarray(im.convert("L" if m["shape"][0] == 1 else "RGB"))
-        xs.append(torch.from_numpy(a.reshape(*a.shape[:2], -1).copy()).permute(2, 0, 1))
-    x = (torch.stack(xs).float() / 127.5 - 1) if xs else torch.zeros(0, *m["shape"])
-    y = torch.tensor([f["label"] for f in m["files"]], dtype=torch.long)
-    return ImageSet(x, y, list(m["classes"]), m.get("name", ""), m.get("split", ""))

@@ -159,9 +159,9 @@ FRAMEWORK = [
     ("reality", "reality constraint\n$L_{reality}(\\epsilon_t)$", ["losses.reality_loss"]),
     ("decode", "decoder", ["diffusion.Backbone.decode"]),
     ("synthetic", "synthetic set $\\mathcal{S}$", ["surrogates.make"]),
-    ("trigger", "Dope Trigger\n$\\Delta N / \\Delta M \\leq 1$", ["doping.dope_trigger"]),
+    ("trigger", "Dope Trigger\n$\\Delta N / \\Delta M \\leq 1$", ["trigger.dope_trigger"]),
     ("doping", "Doping: the far-apart\nreal samples", ["doping.confusion_scores", "doping.select"]),
-    ("concentrated", "concentrated set", ["doping.export", "concentrate.run"]),
+    ("concentrated", "concentrated set", ["export.export", "concentrate.run"]),
 ]
 
 

@@ -1,27 +1,21 @@
-"""The paper's theory, made numerical (§3.1–3.2, §3.5, Appendix B).
+"""The paper's theory, made numerical (§3.1–3.2, §3.5).
 
-Three small toys, readable top to bottom:
+Two small toys, readable top to bottom:
 
-1. **Random sampling bias (§3.4, Appendix B, Table 13).** Draw ``N`` uniform labels out of ``N``
-   equal regions (the paper's stand-in for ``N`` Gaussian noises on the sphere): how many regions
-   get at least one draw? :func:`occupancy_monte_carlo` estimates it (the paper's experiment),
-   :func:`expected_occupancy` and :func:`occupancy_std` give the exact mean and standard
-   deviation, :func:`ideal_sampling_chance` the chance ``N!/N^N`` that every region gets exactly
-   one draw.
-
-2. **The memorize-generalize picture (§3.1–3.2, Fig. 1, Eq. 1–7, Prop. 1).** A shift-invariant
+1. **The memorize-generalize picture (§3.1–3.2, Fig. 1, Eq. 1–7, Prop. 1).** A shift-invariant
    Gaussian kernel ``k`` (Assumption 1), the RKHS distance of Eq. 2–3, the chance of recognition
    of Eq. 6, its expectation over a target set (Eq. 7, empirical), the kernel MMD
    (:func:`dsco.metrics.mmd2`), and a small optimiser (torch autograd) that moves ``M``
    surrogate points to maximise the expected chance of recognition — the numerical check of
    Prop. 1.
 
-3. **Far-apart samples (§3.5).** Recognition within the radius r_rec, a target with far-apart
+2. **Far-apart samples (§3.5).** Recognition within the radius r_rec, a target with far-apart
    samples, and the toy's synthesis and doping.
 
 The kernel, the MMD and the point checks are the building blocks of :mod:`dsco.metrics` (which
-imports nothing from here); §3.4's exact-score diffusion toy is :mod:`dsco.exact_diffusion`.
-Everything is CPU, float64 and deterministic for a given seed.
+imports nothing from here); the random sampling bias of Appendix B (Table 13: how many of ``N``
+regions ``N`` uniform draws occupy) is :mod:`dsco.occupancy`; §3.4's exact-score diffusion toy is
+:mod:`dsco.exact_diffusion`. Everything is CPU, float64 and deterministic for a given seed.
 """
 
 from __future__ import annotations
@@ -35,152 +29,10 @@ import pandas as pd
 import torch
 
 from .metrics import as_points, check_positive, log_kernel, mmd2, mmd2_torch, same_dim
+from .occupancy import check_int
 
 # ---------------------------------------------------------------------------------------------
-# Input checks
-# ---------------------------------------------------------------------------------------------
-
-
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise one clear ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(
-            f"{name} must be an integer >= {minimum} (got {value!r}): pass a whole number"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"{name} must be an integer >= {minimum} (got {value}): pass a larger {name}"
-        )
-    return int(value)
-
-
-# ---------------------------------------------------------------------------------------------
-# Part 1 — random sampling bias: occupancy of N equal regions by N uniform draws (App. B)
-# ---------------------------------------------------------------------------------------------
-
-
-def occupancy_counts(n: int, n_exp: int = 500, seed: int = 0) -> np.ndarray:
-    """Number of occupied regions in each of ``n_exp`` Monte-Carlo experiments (Appendix B).
-
-    One experiment draws ``n`` region indices uniformly from ``{0, ..., n-1}`` (the paper's
-    ``torch.randint(n_smps, (n_exp, n_smps))``) and counts the regions hit at least once.
-    Vectorised with one ``bincount`` per chunk of experiments; the chunk size depends on ``n`` only,
-    so the result is a deterministic function of ``(n, n_exp, seed)``.
-
-    Returns an int64 array of shape ``(n_exp,)``.
-    """
-    n = _check_int(n, "n")
-    n_exp = _check_int(n_exp, "n_exp")
-    seed = _check_int(seed, "seed", minimum=0)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, (1 << 22) // n)  # keep each chunk at ~4M draws
-    counts = np.empty(n_exp, dtype=np.int64)
-    for lo in range(0, n_exp, chunk):
-        rows = min(chunk, n_exp - lo)
-        draws = rng.integers(0, n, size=(rows, n))
-        # offset each experiment's region ids so a single bincount counts all experiments
-        flat = (draws + n * np.arange(rows)[:, None]).ravel()
-        hits = np.bincount(flat, minlength=rows * n).reshape(rows, n)
-        counts[lo : lo + rows] = (hits > 0).sum(axis=1)
-    return counts
-
-
-def occupancy_monte_carlo(n: int, n_exp: int = 500, seed: int = 0) -> tuple[float, float]:
-    """Mean and standard deviation of the number of occupied regions (Appendix B, Table 13).
-
-    ``n`` uniform draws into ``n`` equal regions, repeated ``n_exp`` times (the paper uses
-    ``n_exp = 500``). The standard deviation is the sample one (``ddof=1``), like ``torch.std``.
-    Needs ``n_exp >= 2``.
-    """
-    n_exp = _check_int(n_exp, "n_exp", minimum=2)
-    counts = occupancy_counts(n, n_exp, seed)
-    return float(counts.mean()), float(counts.std(ddof=1))
-
-
-def _empty_chance(n: int, k: int) -> float:
-    """``(1 - k/n)^n``: the chance that ``k`` given regions all stay empty (stable via log1p)."""
-    if k == n:
-        return 0.0
-    return math.exp(n * math.log1p(-k / n))
-
-
-def expected_occupancy(n: int) -> float:
-    """Exact expected number of occupied regions, ``N (1 - (1 - 1/N)^N)``.
-
-    Each region stays empty with chance ``(1 - 1/N)^N``, which tends to ``1/e``: asymptotically a
-    fraction ``1 - 1/e ≈ 0.632`` of the regions is occupied (Appendix B: "no less than 35% of the
-    regions are unoccupied").
-    """
-    n = _check_int(n, "n")
-    return n * (1.0 - _empty_chance(n, 1))
-
-
-def occupancy_std(n: int) -> float:
-    """Exact standard deviation of the number of occupied regions (the ``std`` row of Table 13).
-
-    With ``q1 = (1-1/N)^N`` and ``q2 = (1-2/N)^N`` the number of empty regions has variance
-    ``N q1 + N(N-1) q2 - N^2 q1^2``; the occupied count ``N - empty`` has the same variance. The
-    difference ``q2 - q1^2`` is formed as ``q1^2 · expm1(...)`` to avoid cancellation at large N.
-    """
-    n = _check_int(n, "n")
-    if n == 1:
-        return 0.0
-    q1 = _empty_chance(n, 1)
-    if n == 2:
-        q2_minus_q1sq = 0.0 - q1 * q1
-    else:
-        log_ratio = n * math.log1p(-2.0 / n) - 2.0 * n * math.log1p(-1.0 / n)
-        q2_minus_q1sq = q1 * q1 * math.expm1(log_ratio)
-    q2 = q1 * q1 + q2_minus_q1sq
-    var = n * q1 - n * q2 + n * n * q2_minus_q1sq
-    return math.sqrt(max(var, 0.0))
-
-
-def occupancy_pmf(n: int) -> np.ndarray:
-    """Exact distribution of the number of occupied regions: ``pmf[k] = P(k regions occupied)``.
-
-    Built draw by draw: after one more draw, ``k`` occupied regions stay ``k`` with chance ``k/N``
-    or grow from ``k-1`` with chance ``(N-k+1)/N``. Returns an array of length ``N + 1`` (index =
-    number of occupied regions) that sums to 1; its mean and standard deviation are
-    :func:`expected_occupancy` and :func:`occupancy_std`. O(N^2) time.
-    """
-    n = _check_int(n, "n")
-    k = np.arange(n + 1, dtype=np.float64)
-    pmf = np.zeros(n + 1)
-    pmf[0] = 1.0  # before any draw, no region is occupied
-    for _ in range(n):
-        grown = np.zeros_like(pmf)
-        grown[1:] = pmf[:-1] * (n - k[1:] + 1) / n
-        pmf = pmf * k / n + grown
-    return pmf
-
-
-def log_ideal_sampling_chance(n: int) -> float:
-    """Natural log of the ideal-sampling chance ``log(N!/N^N) = lgamma(N+1) - N log N``.
-
-    Finite for every ``N`` (about ``-N`` for large ``N``, by Stirling); use it where
-    :func:`ideal_sampling_chance` underflows.
-    """
-    n = _check_int(n, "n")
-    return math.lgamma(n + 1) - n * math.log(n)
-
-
-def ideal_sampling_chance(n: int) -> float:
-    """Chance ``N!/N^N`` that ``N`` uniform draws hit each of ``N`` regions exactly once (App. B).
-
-    Up to ``N = 1000`` this is the correctly rounded ratio of the exact integers (Python's ``int /
-    int``); beyond, ``exp`` of the log-space value (``lgamma``). Either way the float result is
-    ``0.0`` only where the true value is below the smallest double (~1e-308 with subnormals,
-    from ``N = 750`` on). See :func:`log_ideal_sampling_chance` for the always-finite log.
-    """
-    n = _check_int(n, "n")
-    if n <= 1000:
-        return math.factorial(n) / n**n
-    return math.exp(log_ideal_sampling_chance(n))
-
-
-# ---------------------------------------------------------------------------------------------
-# Part 2 — the memorize-generalize picture in an RKHS (§3.1–3.2)
+# Part 1 — the memorize-generalize picture in an RKHS (§3.1–3.2)
 # ---------------------------------------------------------------------------------------------
 
 #: Default 2-D target distribution: an unequal three-component Gaussian mixture, so that
@@ -214,8 +66,8 @@ def sample_gaussian_mixture(
     ``means`` is ``(K, d)``, ``scales`` the ``K`` standard deviations, ``weights`` the ``K`` mixture
     weights (normalised here). Returns ``(points (n, d) float64, component labels (n,) int64)``.
     """
-    n = _check_int(n, "n")
-    seed = _check_int(seed, "seed", minimum=0)
+    n = check_int(n, "n")
+    seed = check_int(seed, "seed", minimum=0)
     means, scales, weights = check_mixture(means, scales, weights)
     rng = np.random.default_rng(seed)
     labels = rng.choice(len(means), size=n, p=weights / weights.sum())
@@ -355,8 +207,8 @@ def optimise_surrogates(
     """
     bandwidth = check_positive(bandwidth, "bandwidth")
     lr = check_positive(lr, "lr")
-    steps = _check_int(steps, "steps", minimum=0)
-    log_every = _check_int(log_every, "log_every")
+    steps = check_int(steps, "steps", minimum=0)
+    log_every = check_int(log_every, "log_every")
     if h not in H_FUNCTIONS:
         raise ValueError(f"unknown h {h!r}: use one of {', '.join(H_FUNCTIONS)}")
     if objective not in ("recognition", "mmd"):
@@ -459,7 +311,7 @@ def prop1_draw(n_targets: int, n_surrogates: int, n_subsets: int, seed: int = 0)
     init = rng.uniform(targets.min(0), targets.max(0), size=(n_surrogates, targets.shape[1]))
     subsets = [
         targets[rng.choice(n_targets, n_surrogates, replace=False)]
-        for _ in range(_check_int(n_subsets, "n_subsets"))
+        for _ in range(check_int(n_subsets, "n_subsets"))
     ]
     return targets, init, subsets
 
@@ -504,7 +356,7 @@ def prop1_sweep(
 
 
 # ---------------------------------------------------------------------------------------------
-# Part 3 — far-apart samples (§3.5): recognition within r_rec, and a target that has them
+# Part 2 — far-apart samples (§3.5): recognition within r_rec, and a target that has them
 # ---------------------------------------------------------------------------------------------
 # §3.5: a surrogate "recognises" a target whose feature lies within the recognition threshold
 # r_rec of it (the dashed rings of Fig. 1; :func:`recognition_radius`). A *far-apart* target
@@ -561,11 +413,11 @@ def sample_far_apart_target(
     ``(points (n_core + n_far, d), scattered (n_core + n_far,) bool)``; deterministic for a seed.
     Raises a ``ValueError`` naming the fix if the box is too crowded to place them.
     """
-    n_core = _check_int(n_core, "n_core")
-    n_far = _check_int(n_far, "n_far", minimum=0)
+    n_core = check_int(n_core, "n_core")
+    n_far = check_int(n_far, "n_far", minimum=0)
     radius = check_positive(radius, "radius")
     box = check_positive(box, "box")
-    seed = _check_int(seed, "seed", minimum=0)
+    seed = check_int(seed, "seed", minimum=0)
     core, _ = sample_gaussian_mixture(n_core, means, scales, weights, seed=seed)
     rng = np.random.default_rng([seed, 1])
     kept = [p for p in core]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torchvision
 
-from dsco import ROOT, cli, concentrate, doping, nopt
+from dsco import ROOT, cli, concentrate, export, nopt
 
 TINY = [
     "--profile",
@@ -55,7 +55,7 @@ def test_a_single_process_export_with_doping_and_its_manifest(tmp_path, capsys):
         and m["doping"]["doped"] == 6
         and "torch" in m["packages"]
     )
-    s = doping.read_export(out)  # every file's SHA-256 checked
+    s = export.read_export(out)  # every file's SHA-256 checked
     assert len(s) == 12 and s.y.tolist() == [1] * 4 + [4] * 4 + [6] * 4
     tv = torchvision.datasets.ImageFolder(
         str(out), allow_empty=True

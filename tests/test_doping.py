@@ -1,7 +1,5 @@
-"""Tests for dsco.doping: confusion-score orientation (Eq. 31), the Dope Trigger (Eq. 30),
-per-class / global selection, concentration, and the ImageFolder export round trip."""
-
-import json
+"""Tests for dsco.doping: confusion-score orientation (Eq. 31), per-class / global selection,
+concentration, the student's confusion scores and their cache, and the cost of Doping."""
 
 import numpy as np
 import pytest
@@ -9,7 +7,7 @@ import torch
 
 from dsco import data, doping
 from dsco.data import ImageSet
-from dsco.doping import DopingError
+from dsco.errors import DopingError
 
 # --- confusion scores (Eq. 31) -------------------------------------------------------------
 
@@ -40,93 +38,6 @@ def test_confusion_scores_bad_input():
         doping.confusion_scores(p[0], p[0])
     with pytest.raises(DopingError, match="apply softmax"):
         doping.confusion_scores(torch.randn(3, 4), p)
-
-
-# --- Dope Trigger (Eq. 30) -----------------------------------------------------------------
-
-
-def test_dope_trigger_table_and_firing_point():
-    # M = 10, 50, 100, 200, 400 samples; gains 200/40=5, 150/50=3, 150/100=1.5, 150/200=0.75
-    t = doping.dope_trigger([1, 5, 10, 20, 40], [50, 250, 400, 550, 700], num_classes=10)
-    assert t.table["m_to"].tolist() == [50, 100, 200, 400]
-    assert np.allclose(t.table["gain"], [5, 3, 1.5, 0.75])
-    assert t.fires_at == 20 and t.num_classes == 10
-    # gain exactly 1 fires ("<= 1"); per-class units via num_classes=1
-    assert doping.dope_trigger([1, 2, 4], [10, 13, 15], num_classes=1).fires_at == 2
-    assert doping.dope_trigger([1, 2], [0, 50], num_classes=10).fires_at is None
-
-
-def _counts(curves):
-    """One row per replicate and schedule point: N_M of the replicate's curve."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        [
-            {"replicate": r, "ipc": ipc, "N": n}
-            for r, curve in enumerate(curves)
-            for ipc, n in curve.items()
-        ]
-    )
-
-
-def _gains(curves):
-    return doping.trigger_gains(_counts(curves), num_classes=10)
-
-
-def test_trigger_gains_stack_one_eq30_table_per_replicate():
-    gains = doping.trigger_gains(
-        _counts([{1: 50, 5: 250, 10: 400}, {1: 40, 5: 260, 10: 380}]), num_classes=10
-    )
-    assert gains["replicate"].tolist() == [0, 0, 1, 1]
-    assert np.allclose(gains["gain"], [5, 3, 5.5, 2.4]) and not gains["fires"].any()
-    with pytest.raises(DopingError, match="empty"):
-        doping.trigger_gains(_counts([]), num_classes=10)
-
-
-def test_trigger_findings_judge_the_replicates_with_the_rules():
-    schedule = [1, 5, 10, 20, 40]
-    # diminishing returns, the last gain (IPC 20 -> 40, ΔM = 200) about 0.75: both claims hold
-    falling = [
-        dict(zip(schedule, [50 + d, 250 + d, 400 + d, 550 + 2 * d, 700 + 3 * d])) for d in range(5)
-    ]
-    v = doping.trigger_findings(_gains(falling))
-    fires, down = v.values()
-    assert {type(x).__name__ for x in v.values()} == {"Verdict"}
-    assert fires.verdict == "holds" and "ΔN/ΔM of IPC 20→40 below 1" in fires.rule
-    assert down.verdict == "holds" and "trend" in down.rule
-    # rising gains that never reach 1: both claims fail
-    rising = [dict(zip(schedule, [0 + d, 20 + d, 70 + 2 * d, 270 + d, 1000 + d])) for d in range(5)]
-    fires, down = doping.trigger_findings(_gains(rising)).values()
-    assert fires.verdict == "does not hold" and down.verdict == "does not hold"
-    # two replicates decide nothing
-    few = doping.trigger_findings(_gains(falling[:2]))
-    assert {x.verdict for x in few.values()} == {"not measured"}
-    # identical replicates: the count's resolution (one sample over ΔM) keeps the interval open
-    same = doping.trigger_findings(_gains([{1: 0, 2: 10, 3: 19}] * 3))
-    assert list(same.values())[0].verdict == "within noise"  # last gain 0.9 ± the floor 1/10
-    flat = doping.trigger_findings(_gains([{1: 0, 2: 10, 3: 20}] * 3))
-    assert list(flat.values())[1].verdict == "within noise"  # equal gains, floored sd: not 0/0
-    with pytest.raises(DopingError, match="trigger_gains"):
-        doping.trigger_findings(_gains(falling).drop(columns="m_to"))
-
-
-def test_dope_trigger_on_a_concave_curve():
-    # N(M) = 2000 (1 - exp(-M / 400)), M = 10 * IPC: slope 5 exp(-M/400) <= 1 for M >= 400 ln 5 ~
-    # 644, so the secant over [M1, M1 + 10] first drops <= 1 at IPC 64 (M1 = 640, M2 = 650).
-    ipc = np.arange(1, 120)
-    n = 2000 * (1 - np.exp(-ipc * 10 / 400))
-    t = doping.dope_trigger(ipc, n, num_classes=10)
-    assert (np.diff(t.table["gain"]) < 0).all()
-    assert t.fires_at == 64
-
-
-def test_dope_trigger_bad_input():
-    with pytest.raises(DopingError, match="equal length"):
-        doping.dope_trigger([1, 5, 10], [3, 4], num_classes=10)
-    with pytest.raises(DopingError, match="strictly increasing"):
-        doping.dope_trigger([5, 1], [3, 4], num_classes=10)
-    with pytest.raises(DopingError, match="num_classes"):
-        doping.dope_trigger([1, 5], [3, 4], num_classes=0)
 
 
 # --- selection and concentration -----------------------------------------------------------
@@ -179,107 +90,6 @@ def test_concentrate_sizes_and_labels(digits_train):
         doping.concentrate(
             ImageSet(torch.zeros(2, 1, 4, 4), torch.tensor([0, 1]), list(real.classes)), real, sel
         )
-
-
-# --- export / read_export ------------------------------------------------------------------
-
-
-def test_export_round_trip_hashes_and_tamper(digits_train, tmp_path):
-    s = digits_train.sample_per_class(3, seed=0)
-    out = doping.export(s, tmp_path / "set", method="random", parameters={"ipc": 3}, seeds=[0])
-    m = json.loads((out / "manifest.json").read_text())
-    assert m["method"] == "random" and m["seeds"] == [0] and "torch" in m["packages"]
-    assert m["counts"] == {str(c): 3 for c in range(10)} and len(m["files"]) == 30
-    assert m["class_folders"][3] == "03_3" and m["files"][0]["path"].startswith("00_0/")
-    back = doping.read_export(out)
-    assert torch.equal(back.y, s.y) and back.classes == s.classes
-    # uint8 quantisation: within half a grey level (0.5 / 127.5); a second round trip is exact
-    assert (back.x - s.x).abs().max() <= 0.5 / 127.5 + 1e-6
-    again = doping.read_export(
-        doping.export(back, tmp_path / "again", method="copy", parameters={}, seeds=0)
-    )
-    assert torch.equal(again.x, back.x)
-    png = out / m["files"][4]["path"]
-    png.write_bytes(png.read_bytes() + b"\0")
-    with pytest.raises(DopingError, match=f"SHA-256 mismatch for .*{m['files'][4]['path']}"):
-        doping.read_export(out)
-    assert len(doping.read_export(out, verify=False)) == 30
-
-
-def test_export_rgb_clamps_and_refuses_nonempty(tmp_path):
-    x = torch.rand(4, 3, 5, 6) * 2.4 - 1.2  # some values outside [-1, 1]
-    y = torch.tensor([1, 0, 1, 1])
-    out = doping.export(
-        (x, y),
-        tmp_path / "rgb",
-        method="dsco",
-        parameters={"g": 4.0},
-        seeds=[1, 2],
-        classes=["cat", "dog/wolf"],
-    )
-    m = json.loads((out / "manifest.json").read_text())
-    assert (
-        doping.class_folder(5, "", 1000) == "005"
-        and doping.class_folder(3, "three", 10) == "03_three"
-    )
-    assert m["class_folders"] == ["00_cat", "01_dog-wolf"] and m["n_clamped"] == int(
-        (x.abs() > 1).sum()
-    )
-    back = doping.read_export(out)
-    assert (back.x - x.clamp(-1, 1)).abs().max() <= 0.5 / 127.5 + 1e-6 and torch.equal(back.y, y)
-    (out / "00_cat" / "stray.png").write_bytes(b"x")
-    with pytest.raises(DopingError, match="stray.png is not in manifest"):
-        doping.read_export(out)
-    with pytest.raises(DopingError, match="not an empty folder"):
-        doping.export((x, y), out, method="dsco", parameters={}, seeds=0)
-
-
-def test_export_failure_leaves_nothing(tmp_path):
-    with pytest.raises(DopingError, match="C = 1 or 3"):
-        doping.export(
-            (torch.zeros(2, 2, 4, 4), torch.tensor([0, 1])),
-            tmp_path / "bad",
-            method="m",
-            parameters={},
-            seeds=0,
-        )
-    with pytest.raises(DopingError, match="pass classes="):
-        doping.export(
-            (torch.zeros(2, 1, 4, 4), torch.tensor([0, 5])),
-            tmp_path / "bad",
-            method="m",
-            parameters={},
-            seeds=0,
-            classes=["a", "b"],
-        )
-    with pytest.raises(
-        TypeError
-    ):  # fails mid-write (manifest not JSON-able keys) -> no partial tree
-        doping.export(
-            (torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])),
-            tmp_path / "bad",
-            method="m",
-            parameters={(1, 2): 3},
-            seeds=0,
-        )
-    assert list(tmp_path.iterdir()) == []
-    with pytest.raises(DopingError, match="manifest.json"):
-        doping.read_export(tmp_path)
-    (tmp_path / "manifest.json").write_text("{}")
-    with pytest.raises(DopingError, match="not a dsco export"):
-        doping.read_export(tmp_path)
-
-
-def test_torchvision_imagefolder_reads_export(digits_train, tmp_path):
-    from torchvision.datasets import ImageFolder
-
-    s = digits_train.sample_per_class(2, seed=1)
-    out = doping.export(s, tmp_path / "tv", method="random", parameters={}, seeds=[1])
-    ds = ImageFolder(str(out))
-    assert len(ds) == 20 and len(ds.classes) == 10
-    assert [int(c.split("_")[0]) for c in ds.classes] == list(range(10))
-    by_file = {p.split("/")[-1]: t for p, t in ds.samples}
-    assert [by_file[f"{i:02d}.png"] for i in range(20)] == s.y.tolist()
 
 
 # --- confusion_of / dope: the two steps of every high-IPC notebook
