@@ -13,15 +13,16 @@ checks that no module imports one that imports it back):
   ``datasets`` (an entry resolved for a run), ``validation``;
 - the method: ``noise`` (NOpt's noise draws and their SGD), ``objective`` (NOpt's objective at
   one step), ``engines`` (its two loops), ``nopt`` (``synthesize``), ``surrogates``, ``doping``;
-- evaluation and analyses: ``evaluate`` (cached evaluations and grids), ``metrics`` (MMD,
-  coverage), ``theory`` (the toys of §3, App. B), ``exact_diffusion`` (§3.4's exact-score toy),
-  ``laws`` (the scaling law), ``privacy``, ``boundary`` (the configuration-coverage law),
-  ``discrepancy``;
+- evaluation and analyses: ``evaluate`` (cached evaluations), ``grids`` (grids of them and
+  their summaries), ``metrics`` (MMD, coverage), ``theory`` (the toys of §3, App. B),
+  ``exact_diffusion`` (§3.4's exact-score toy), ``laws`` (the scaling law), ``privacy``,
+  ``boundary`` (the configuration-coverage law), ``discrepancy``;
 - claims and book: ``paper`` (the paper's tables), ``verdicts`` (the decision rules), ``cells``
   (their statistics), ``reference`` (shipped runs, and a rerun against them),
-  ``scorecard``, ``plots`` (figures), ``sitecheck`` (the built book's checks), ``book``;
-- commands: ``prepare`` (notebook 00), ``fixtures``, ``concentrate``, ``bench``, ``runner``,
-  ``cli``.
+  ``scorecard``, ``plots`` (figures), ``sitecheck`` (the built book's checks), ``paper_map`` (the
+  intro's paper map), ``mathjax`` (served offline), ``book``;
+- commands: ``prepare`` (notebook 00), ``fixtures``, ``concentrate``, ``devices`` (timing, peak
+  memory and FLOP/s on a device), ``bench``, ``bench_reports``, ``runner``, ``cli``.
 
 Shared file helpers: :func:`replacing` (atomic writes) and :func:`tree_digest` /
 :func:`files_digest` (cheap digests of what a cache depends on).

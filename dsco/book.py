@@ -13,14 +13,14 @@ wrote to ``build/runs/<dataset>/<profile>/<stem>.ipynb`` and stages, under ``boo
 * ``intro.md`` — generated from the template ``book/intro.md``: the provenance of the pages
   (dataset, profile, the ``dsco run`` command with its ``-p`` parameters, date, git commit), what
   the dataset stands in for, its backbone and profile (``dsco.datasets``' ``describe()``), and the
-  paper → notebook map from ``book/paper_map.yml``.
+  paper → notebook map from ``book/paper_map.yml`` (:mod:`dsco.paper_map`).
 
 Sphinx then writes the site to ``book/_build/html/`` with warnings as errors (a missing notebook or
 a broken cross-reference fails the build; the harmless ones are listed in ``suppress_warnings`` in
 ``book/_config.yml``), and :func:`dsco.sitecheck.check_html` inspects the result (error output
 cells, missing images, anything loaded from a CDN). Math renders offline: MathJax 3 is installed
-from the npm registry into ``build/node/`` on first use (:func:`ensure_mathjax`) and served from the
-site's own ``_static/mathjax/``.
+from the npm registry into ``build/node/`` on first use (:func:`dsco.mathjax.ensure_mathjax`) and
+served from the site's own ``_static/mathjax/``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,9 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from . import ROOT, datasets, reference, scorecard
+from . import ROOT, datasets, mathjax, reference, scorecard
+from .errors import BookError
+from .paper_map import load_paper_map, paper_map_markdown
 from .sitecheck import check_html
 
 #: Book part of a notebook, by the first digit of its number (SPEC §5).
@@ -50,24 +51,11 @@ PARTS = {
     "4": "Paper figures",
     "5": "Cost and beyond the paper",
 }
-#: MathJax release installed from the npm registry (the es5 bundle ``tex-chtml.js`` is used).
-MATHJAX_VERSION = "3.2.2"
-#: Map sections of the intro page, in order: key in ``paper_map.yml`` ``items`` -> heading.
-MAP_SECTIONS = {
-    "sections": "Sections",
-    "tables": "Tables",
-    "figures": "Figures",
-    "beyond": "Beyond the paper",
-}
 #: Tags of the cells that set a notebook up: its parameters and the ones papermill injected.
 SETUP_TAGS = ("parameters", "injected-parameters")
 
 _NAME = re.compile(r"^(\d)\d_[A-Za-z0-9_]+$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
-
-
-class BookError(RuntimeError):
-    """The book cannot be built; the message names the fix."""
 
 
 def build(
@@ -109,7 +97,7 @@ def build(
             raise BookError(f"{book_dir / name} is missing: restore it from git")
     executed = executed_notebooks(dataset, profile, runs_dir, notebooks_dir, partial)
     stems = [p.stem for p in executed]
-    static_root = ensure_mathjax(node_dir)
+    static_root = mathjax.ensure_mathjax(node_dir)
 
     # Stage the sources.
     src, html, doctrees = out_dir / "src", out_dir / "html", out_dir / ".doctrees"
@@ -314,73 +302,6 @@ def make_toc(stems: list[str], root: str = "intro", front=()) -> dict:
 # The intro page
 
 
-def load_paper_map(path: str | Path | None = None) -> dict:
-    """Read ``book/paper_map.yml`` and check that every item names known notebooks."""
-    path = Path(path) if path is not None else ROOT / "book" / "paper_map.yml"
-    data = yaml.safe_load(Path(path).read_text(encoding="utf8"))
-    notebooks, items = data.get("notebooks") or {}, data.get("items") or {}
-    for key in items:
-        if key not in MAP_SECTIONS:
-            raise BookError(
-                f"{path}: unknown items section {key!r}; use one of {', '.join(MAP_SECTIONS)}"
-            )
-    for key, entries in items.items():
-        for entry in entries:
-            for stem in entry.get("notebooks") or []:
-                if stem not in notebooks:
-                    raise BookError(
-                        f"{path}: {entry['id']} names {stem!r}, which is not under "
-                        f"'notebooks:'; add it there with its issue number"
-                    )
-    for stem, info in notebooks.items():
-        if "issue" not in info:
-            raise BookError(f"{path}: notebook {stem!r} has no issue number; add 'issue: N'")
-    return data
-
-
-def paper_map_markdown(paper_map: dict, present: set[str] | list[str], existing=()) -> str:
-    """MyST tables mapping each paper item to its notebook(s).
-
-    A notebook in ``present`` becomes a ``{doc}`` link to ``notebooks/<stem>``; one that exists
-    (``existing``) but was not executed for this build (a partial book) reads ``not run in this
-    build``; any other reads ``planned (issue #N)``. Present notebooks that the map does not mention
-    are listed at the end.
-    """
-    present, existing = set(present), set(existing)
-    notebooks = paper_map.get("notebooks") or {}
-
-    def cell(stems):
-        out = []
-        for stem in stems:
-            if stem in present:
-                out.append(f"{{doc}}`{stem} <notebooks/{stem}>`")
-            elif stem in existing:
-                out.append(f"`{stem}` — not run in this build")
-            else:
-                out.append(f"`{stem}` — planned (issue #{notebooks[stem]['issue']})")
-        return "<br>".join(out) if out else "—"
-
-    lines: list[str] = []
-    mentioned: set[str] = set()
-    for key, heading in MAP_SECTIONS.items():
-        entries = (paper_map.get("items") or {}).get(key) or []
-        if not entries:
-            continue
-        lines += [f"### {heading}", "", "| Paper | Content | Notebook |", "|---|---|---|"]
-        for e in entries:
-            stems = e.get("notebooks") or []
-            mentioned.update(stems)
-            title = str(e.get("title", "")).replace("|", "\\|")
-            lines.append(f"| {e['id']} | {title} | {cell(stems)} |")
-        lines.append("")
-    extra = sorted(present - mentioned)
-    if extra:
-        lines += ["### Other notebooks in this build", ""]
-        lines += [f"- {{doc}}`{s} <notebooks/{s}>`" for s in extra]
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
 def render_intro(template: str, **values) -> str:
     """Fill the ``{{ name }}`` placeholders of the intro template; every one must be given."""
     unknown = sorted(set(_PLACEHOLDER.findall(template)) - set(values))
@@ -417,80 +338,6 @@ def _run_date(paths: list[Path]) -> str:
     if ends:
         return max(ends)[:16].replace("T", " ") + " UTC"
     return time.strftime("%Y-%m-%d")
-
-
-# --------------------------------------------------------------------------------------------
-# MathJax, offline
-
-
-def ensure_mathjax(node_dir: str | Path | None = None) -> Path:
-    """Install MathJax :data:`MATHJAX_VERSION` from the npm registry once; return a static root.
-
-    The returned folder holds ``mathjax/`` (the es5 ``tex-chtml.js`` bundle with the fonts and the
-    lazily loaded TeX extensions); :func:`build` adds it to Sphinx's ``html_static_path``.
-    """
-    node_dir = Path(node_dir) if node_dir is not None else ROOT / "build" / "node"
-    static = node_dir / "static"
-    dest = static / "mathjax"
-    stamp = dest / ".version"
-    if (
-        (dest / "tex-chtml.js").is_file()
-        and stamp.is_file()
-        and stamp.read_text().strip() == MATHJAX_VERSION
-    ):
-        return static
-    pkg = node_dir / "node_modules" / "mathjax"
-    if not _mathjax_version(pkg) == MATHJAX_VERSION:
-        npm = shutil.which("npm")
-        if npm is None:
-            raise BookError(
-                "npm not found: install Node.js and npm (e.g. `apt-get install -y npm`)"
-                " so the book can serve MathJax offline"
-            )
-        node_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            npm,
-            "install",
-            "--no-save",
-            "--no-package-lock",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            str(node_dir),
-            f"mathjax@{MATHJAX_VERSION}",
-        ]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0 or _mathjax_version(pkg) != MATHJAX_VERSION:
-            last = (res.stderr.strip().splitlines() or ["?"])[-1]
-            raise BookError(
-                f"could not install mathjax@{MATHJAX_VERSION} from the npm registry "
-                f"({last}): check access to the registry, or run `{' '.join(cmd)}`"
-            )
-    es5 = pkg / "es5"
-    keep = {"tex-chtml.js", "core.js", "loader.js", "startup.js"}
-
-    def ignore(folder, names):
-        if Path(folder) == es5:  # only the bundle we load, not the other combined bundles
-            return [n for n in names if n.endswith(".js") and n not in keep]
-        if Path(folder) == es5 / "output":
-            return [n for n in names if n != "chtml"]
-        return []
-
-    tmp = static / f".mathjax-{time.time_ns()}"
-    shutil.copytree(es5, tmp, ignore=ignore)
-    shutil.copy2(pkg / "LICENSE", tmp / "LICENSE")
-    (tmp / ".version").write_text(MATHJAX_VERSION)
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
-    return static
-
-
-def _mathjax_version(pkg: Path) -> str | None:
-    try:
-        return json.loads((pkg / "package.json").read_text())["version"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 # --------------------------------------------------------------------------------------------

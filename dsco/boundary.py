@@ -7,7 +7,7 @@ by :func:`evaluate_pool` over a pool of :func:`configurations`.
 
 1. :func:`configurations` -- the pool: architecture × optimiser (AdamW, SGD) × augmentation on/off.
 2. :func:`evaluate_pool` -- every surrogate set (method × IPC, and replicate) and the full training
-   split trained under every configuration (:func:`dsco.evaluate.grid`, cached per run).
+   split trained under every configuration (:func:`dsco.grids.grid`, cached per run).
 3. :func:`requirements` -- per method and configuration (and replicate), the smallest IPC whose
    accuracy reaches ``fraction`` × that configuration's full-data accuracy (:func:`required_ipc`:
    interpolated in log IPC between the two grid points around the first crossing; ``inf`` when no
@@ -75,13 +75,13 @@ def evaluate_pool(
     sets: dict, full, configs, ds, repeats: int | None = None, seed: int = 0, **grid_kwargs
 ):
     """Train every set of ``sets`` and ``full`` (the training split, method "full", IPC 0) under
-    every configuration: one :func:`dsco.evaluate.grid` per configuration; returns its long runs
+    every configuration: one :func:`dsco.grids.grid` per configuration; returns its long runs
     frame with a ``config`` column. With replicate keys ``{(method, ipc, r): set}`` (e.g. from
     :func:`dsco.surrogates.make_all`) every set is trained once with the seed ``seed + r`` and the
     full split appears once per replicate (``("full", 0, r)``, trained with ``seed + r``), as the
     replicate design of :mod:`dsco.verdicts` asks; with ``{(method, ipc): set}`` every set is
     trained ``repeats`` times."""
-    from . import evaluate
+    from . import grids
 
     replicated = any(len(k) == 3 for k in sets)
     if replicated:
@@ -93,7 +93,7 @@ def evaluate_pool(
     frames = []
     for c in configs:
         protocol = ds.protocol(c.protocol, **c.overrides)
-        runs = evaluate.grid(
+        runs = grids.grid(
             everything, [c.arch], protocol, repeats, seed, dataset=ds, names=names, **grid_kwargs
         )
         frames.append(runs.assign(config=c.name))

@@ -290,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .book import BookError
+    from .errors import BookError
     from .runner import NotebookFailed, RunError
 
     args = parser().parse_args(argv)

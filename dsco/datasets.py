@@ -5,7 +5,7 @@ Entry point: ``get(name, profile="smoke", **params) -> Dataset``. Every notebook
 its ``parameters`` cell (``dataset``, ``profile`` and the user's ``root``, ``backbone_path``,
 ``vae_path``, ``teacher_path``, ``image_size``), and the package reads the returned
 :class:`Dataset` instead of naming a dataset: :func:`dsco.surrogates.make`,
-:func:`dsco.evaluate.grid` (through ``ds.test()`` and ``ds.protocol()``), the teacher,
+:func:`dsco.grids.grid` (through ``ds.test()`` and ``ds.protocol()``), the teacher,
 ``dsco bench`` and the book.
 
 This module reads top to bottom: :func:`get` (and :func:`budget`); the :class:`Dataset` it returns

@@ -10,6 +10,9 @@ that reads it; ``dsco.data`` and ``dsco.datasets`` re-export it under their own 
 :class:`DopingError` is raised by :mod:`dsco.doping` (scores, selection, concentration),
 :mod:`dsco.trigger` (the Dope Trigger) and :mod:`dsco.export` (a concentrated set on disk), so that
 neither of the latter two has to import Doping.
+
+:class:`BookError` is raised by :mod:`dsco.book` and by what the book is built from
+(:mod:`dsco.paper_map`, :mod:`dsco.mathjax`).
 """
 
 
@@ -19,3 +22,7 @@ class DatasetError(ValueError):
 
 class DopingError(ValueError):
     """Bad input to a doping, Dope Trigger or export function; the message names the fix."""
+
+
+class BookError(RuntimeError):
+    """The book cannot be built; the message names the fix."""

@@ -147,7 +147,7 @@ def pivot(
     column_order=None,
     digits: int = 1,
 ):
-    """A long frame of ``mean``/``std`` cells (ours from :func:`dsco.evaluate.summary` with
+    """A long frame of ``mean``/``std`` cells (ours from :func:`dsco.grids.summary` with
     ``numbers=True``, or a paper table) as a wide table: returns ``(text, means)``, the ``"m ± s"``
     strings and the numbers behind them, in the given row and column orders (missing cells:
     ``–``)."""

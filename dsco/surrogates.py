@@ -24,13 +24,16 @@ passing a default explicitly names the same set; the engine and chunk sizes are 
 backbone's weights fingerprint, the real training set (:func:`real_key`: for a folder tree, a
 digest of its files), the device type and :data:`CACHE_VERSION`; an entry stores the images,
 labels, NOpt log and the cost of the original run (wall time, peak memory, device), so a cached set
-still reports what it cost to make. :func:`cost_table` lines the costs of many sets up.
+still reports what it cost to make. :func:`cost_table` lines the costs of many sets up;
+:func:`make_alone` makes one set in a fresh process, so that its cost (peak memory above all) is
+its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -39,7 +42,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import CACHE, files_digest, nopt, replacing, trace
+from . import CACHE, ROOT, files_digest, nopt, replacing, trace
 from .data import FolderSet, ImageSet
 from .encoded import encode_class
 from .training import peak_mem_mb
@@ -348,7 +351,7 @@ def make_all(
     """``{(label, ipc, r): Surrogate}`` for every method, IPC and replicate ``r`` of
     ``range(replicates)``: replicate ``r`` is made from the seed ``seed + r`` (its random subset or
     its synthesis noise), as the replicate design of :mod:`dsco.verdicts` asks; pass the result to
-    :func:`dsco.evaluate.grid` with ``names=(..., "ipc", "replicate")``. ``methods`` is a list of
+    :func:`dsco.grids.grid` with ``names=(..., "ipc", "replicate")``. ``methods`` is a list of
     :data:`METHODS` names or ``{name: label}`` (e.g. ``{"vanilla": "DiT†"}``); ``kwargs`` go to
     :func:`make`."""
     from tqdm.auto import tqdm
@@ -366,3 +369,74 @@ def make_all(
         (label, ipc, r): make(m, ipc, seed + r, dataset=dataset, progress=False, **kwargs)
         for m, label, ipc, r in tqdm(jobs, desc="surrogate sets", disable=not progress)
     }
+
+
+#: What :func:`make_alone` runs in its fresh interpreter (the arguments come as JSON in argv[1]).
+_ALONE = """
+import json, sys
+import torch
+from dsco import datasets, surrogates
+a = json.loads(sys.argv[1])
+if a["threads"]:
+    torch.set_num_threads(a["threads"])
+ds = datasets.get(a["dataset"], a["profile"], **a["params"])
+surrogates.make(a["method"], a["ipc"], a["seed"], dataset=ds, device=a["device"],
+                cache_dir=a["cache_dir"], progress=False, **a["options"])
+"""
+
+
+def make_alone(
+    ds,
+    method: str,
+    ipc: int,
+    seed: int,
+    *,
+    cache_dir,
+    device: str = "cpu",
+    threads: int | None = None,
+    **options,
+):
+    """:func:`make` of one set in a fresh Python process, so that the set's cost
+    -- above all its peak memory, which on the CPU is the process's peak resident set since it
+    started (``ru_maxrss``) -- is that of this one run and inherits no earlier run's peak (what
+    ``dsco bench`` gets by running each benchmark in its own process). The child builds the set
+    into ``cache_dir`` (a folder of its own per setting compared: the cache key leaves out how a
+    set is computed, e.g. the NOpt ``engine``) and this process reads it back from there, with the
+    child's cost (``Surrogate.cost()``). A set already in ``cache_dir`` is read back with the cost
+    of the fresh process that made it. On the CPU the peak includes the interpreter, torch, the
+    data and the backbone, the same for every setting. ``ds``: a :class:`dsco.datasets.Dataset`
+    (rebuilt in the child from its name, profile and parameters); ``options`` go to ``make``."""
+    import subprocess
+    import sys
+
+    args = dict(
+        dataset=ds.name,
+        profile=ds.profile,
+        params=ds.params,
+        method=method,
+        ipc=int(ipc),
+        seed=int(seed),
+        device=device,
+        threads=threads,
+        cache_dir=str(cache_dir),
+        options=options,
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _ALONE, json.dumps(args, default=str)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        raise RuntimeError(
+            f"making {method} IPC {ipc} seed {seed} in a fresh process failed "
+            f"(exit {done.returncode}):\n{done.stderr[-2000:]}"
+        )
+    return make(
+        method, ipc, seed, dataset=ds, device=device, cache_dir=cache_dir, progress=False, **options
+    )

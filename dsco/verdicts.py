@@ -9,7 +9,7 @@ from the recorded verdict (:func:`describe`).
 
 - *Replicates.* A claim about sets is judged on replicates ``r = 0, 1, ...``: replicate ``r`` draws
   the random subset, the synthesis noise and the training seed from ``seed + r``
-  (``dsco.evaluate.grid`` with a ``replicate`` column), so the spread between replicates holds the
+  (``dsco.grids.grid`` with a ``replicate`` column), so the spread between replicates holds the
   set-to-set variance as well as the training-to-training one. Two methods are paired by ``r``
   (common random numbers: the same noise seed, initial weights and batch order).
 - *Cells.* A claim may cover several cells (architectures × IPCs). Each cell is a paired t-test on

@@ -1,4 +1,4 @@
-"""The book: staging, toc, paper map, offline build, and the HTML check (dsco.book).
+"""The book: staging, toc, intro, offline build, and the HTML check (dsco.book).
 
 The builds here use tiny synthetic "executed" notebooks written with nbformat (a tagged parameters
 cell, $x^2$ math, a matplotlib PNG output), so they do not depend on the real notebooks. Two Sphinx
@@ -17,8 +17,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from dsco import ROOT, book, results, scorecard, sitecheck
+from dsco import book, results, scorecard, sitecheck
 from dsco import verdicts as V
+from dsco.errors import BookError
 
 pytestmark = pytest.mark.slow
 
@@ -137,7 +138,7 @@ def bad_book(tmp_path_factory):
             ],
         },
     )
-    with pytest.raises(book.BookError) as err:
+    with pytest.raises(BookError) as err:
         book.build("digits", "smoke", **dirs)
     return dirs["out_dir"] / "html", str(err.value)
 
@@ -280,14 +281,12 @@ def test_check_html_flags_error_output(bad_book):
 def test_build_without_executed_notebooks_names_the_fix(tmp_path):
     dirs = _project(tmp_path)
     shutil.rmtree(dirs["runs_dir"])
-    with pytest.raises(
-        book.BookError, match=r"run `dsco run --dataset digits --profile smoke` first"
-    ):
+    with pytest.raises(BookError, match=r"run `dsco run --dataset digits --profile smoke` first"):
         book.build("digits", "smoke", **dirs)
     (dirs["runs_dir"] / "digits" / "smoke").mkdir(parents=True)
     nbformat.write(_executed("x"), dirs["runs_dir"] / "digits" / "smoke" / f"{PRESENT[0]}.ipynb")
     with pytest.raises(
-        book.BookError,
+        BookError,
         match=rf"no executed copy of {PRESENT[1]} .*"
         r"run `dsco run --dataset digits --profile smoke` first",
     ):
@@ -305,11 +304,11 @@ def test_notebook_stems_order_and_bad_names(tmp_path):
         (tmp_path / f"{name}.ipynb").write_text("{}")
     assert book.notebook_stems(tmp_path) == ["00_a", "10_c", "21_b"]
     (tmp_path / "notes.ipynb").write_text("{}")
-    with pytest.raises(book.BookError, match="NN_short_name"):
+    with pytest.raises(BookError, match="NN_short_name"):
         book.notebook_stems(tmp_path)
     (tmp_path / "notes.ipynb").unlink()
     (tmp_path / "71_x.ipynb").write_text("{}")
-    with pytest.raises(book.BookError, match="no part for 7x"):
+    with pytest.raises(BookError, match="no part for 7x"):
         book.notebook_stems(tmp_path)
 
 
@@ -325,56 +324,10 @@ def test_make_toc_groups_by_first_digit():
     )
 
 
-def test_paper_map_covers_every_section_table_and_figure():
-    data = book.load_paper_map(ROOT / "book" / "paper_map.yml")
-    ids = {e["id"] for entries in data["items"].values() for e in entries}
-    wanted = (
-        {f"§3.{i}" for i in range(1, 6)}
-        | {"§4.1", "§4.2"}
-        | {f"Table {i}" for i in range(1, 14)}
-        | {f"Figure {i}" for i in range(1, 9)}
-    )
-    assert wanted <= ids, wanted - ids
-    assert all(e["notebooks"] for entries in data["items"].values() for e in entries)
-    # every notebook the project has is on the map (so the intro never hides one)
-    for stem in book.notebook_stems(ROOT / "notebooks"):
-        assert stem in data["notebooks"], f"add {stem} to book/paper_map.yml"
-
-
-def test_paper_map_markdown_links_or_plans(tmp_path):
-    data = {
-        "notebooks": {"10_a": {"issue": 2}, "11_b": {"issue": 9}},
-        "items": {
-            "tables": [
-                {"id": "Table 13", "title": "x | y", "notebooks": ["10_a"]},
-                {"id": "Table 1", "title": "t", "notebooks": ["11_b"]},
-            ]
-        },
-    }
-    md = book.paper_map_markdown(data, present={"10_a", "12_extra"})
-    assert "| Table 13 | x \\| y | {doc}`10_a <notebooks/10_a>` |" in md
-    assert "`11_b` — planned (issue #9)" in md
-    assert "{doc}`12_extra <notebooks/12_extra>`" in md  # present but unmapped: still listed
-    assert "`11_b` — not run in this build" in book.paper_map_markdown(
-        data, {"10_a"}, existing={"10_a", "11_b"}
-    )
-    bad = tmp_path / "map.yml"
-    bad.write_text("notebooks: {}\nitems:\n  tables:\n    - {id: T1, notebooks: [99_x]}\n")
-    with pytest.raises(book.BookError, match="99_x"):
-        book.load_paper_map(bad)
-
-
 def test_render_intro_fills_and_rejects_missing_values():
     assert book.render_intro("a {{ x }} b {{y}}", x=1, y="z") == "a 1 b z"
-    with pytest.raises(book.BookError, match="needs y"):
+    with pytest.raises(BookError, match="needs y"):
         book.render_intro("{{ x }} {{ y }}", x=1)
-
-
-def test_ensure_mathjax_is_cached(good_book):
-    static = book.ensure_mathjax()
-    assert (static / "mathjax" / "tex-chtml.js").is_file()
-    assert (static / "mathjax" / ".version").read_text() == book.MATHJAX_VERSION
-    assert book.ensure_mathjax() == static
 
 
 def test_run_parameters_come_from_papermill_metadata_and_the_intro_describes_the_dataset(tmp_path):
@@ -470,5 +423,5 @@ def test_the_reference_book_renders_shipped_runs_and_a_rerun_is_compared_with_th
         )
     card = (index.parent / "scorecard.html").read_text()
     assert "1 reproduced, 0 changed, 0 new" in card
-    with pytest.raises(book.BookError, match="no reference run of the paper profile"):
+    with pytest.raises(BookError, match="no reference run of the paper profile"):
         book.build_reference("paper", folder=tmp_path)

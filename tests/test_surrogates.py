@@ -312,3 +312,14 @@ def test_the_folder_registry_entry_passes_its_projector_to_nopt(tmp_path):
     assert surrogates.nopt_options(ds, "dsco", {"projector": "digits"})[0]["projector"] == "digits"
     digits = datasets.get("digits")  # digits keeps NOpt's default (its key is unchanged)
     assert surrogates.nopt_options(digits, "dsco", {})[1]["projector"] is None
+
+
+def test_make_alone_builds_the_set_in_a_fresh_process_and_reads_it_back(tmp_path):
+    ds = datasets.get("digits", "smoke")
+    s = surrogates.make_alone(ds, "random", 1, 3, cache_dir=tmp_path, threads=1)
+    assert s.cached and len(list(tmp_path.glob("*.pt"))) == 1  # made by the child, read back
+    assert s.peak_mem_mb > 0 and s.wall_s >= 0 and len(s.data) == ds.num_classes
+    here = surrogates.make("random", 1, 3, dataset=ds, cache=False, progress=False)
+    assert torch.equal(s.data.x, here.data.x)  # the same set as made here
+    with pytest.raises(RuntimeError, match="fresh process failed"):
+        surrogates.make_alone(ds, "nope", 1, 0, cache_dir=tmp_path)
