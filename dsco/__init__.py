@@ -12,9 +12,11 @@ checks that no module imports one that imports it back):
   ``teacher``, ``recipes``, ``models``, ``budgets``, ``registry`` (the datasets' entries),
   ``datasets`` (an entry resolved for a run), ``validation``;
 - the method: ``noise`` (NOpt's noise draws and their SGD), ``objective`` (NOpt's objective at
-  one step), ``engines`` (its two loops), ``nopt`` (``synthesize``), ``surrogates``, ``doping``;
+  one step), ``engines`` (its two loops), ``nopt`` (``synthesize``), ``surrogates``, ``doping``
+  (confusion scores, selection), ``trigger`` (the Dope Trigger), ``export`` (a concentrated set on
+  disk);
 - evaluation and analyses: ``evaluate`` (cached evaluations), ``grids`` (grids of them and
-  their summaries), ``metrics`` (MMD, coverage), ``theory`` (the toys of §3, App. B),
+  their summaries), ``metrics`` (MMD, coverage), ``occupancy`` (App. B), ``theory`` (the toys of §3),
   ``exact_diffusion`` (§3.4's exact-score toy), ``laws`` (the scaling law), ``privacy``,
   ``boundary`` (the configuration-coverage law), ``discrepancy``;
 - claims and book: ``paper`` (the paper's tables), ``verdicts`` (the decision rules), ``cells``
@@ -22,7 +24,8 @@ checks that no module imports one that imports it back):
   ``scorecard``, ``plots`` (figures), ``sitecheck`` (the built book's checks), ``paper_map`` (the
   intro's paper map), ``mathjax`` (served offline), ``book``;
 - commands: ``prepare`` (notebook 00), ``fixtures``, ``concentrate``, ``devices`` (timing, peak
-  memory and FLOP/s on a device), ``bench``, ``bench_reports``, ``runner``, ``cli``.
+  memory and FLOP/s on a device), ``bench``, ``bench_reports``, ``schedule`` (a batch's order),
+  ``runner``, ``cli``.
 
 Shared file helpers: :func:`replacing` (atomic writes) and :func:`tree_digest` /
 :func:`files_digest` (cheap digests of what a cache depends on).

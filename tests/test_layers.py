@@ -16,6 +16,7 @@ edge: Python initialises the package before any of its modules, so the name is t
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "dsco"
@@ -138,3 +139,25 @@ def test_the_graph_reader_sees_every_kind_of_import(tmp_path):
     assert edges == {INIT: {"a"}, "a": {"b"}, "b": {"c"}, "c": {"d"}, "d": {"a"}, "e": {"c"}}
     assert cycles(edges) == [["a", "b", "c", "d", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+#: "About 500 lines at most" per module (the developers' guide); a module past this is two concepts.
+MAX_LINES = 510
+
+
+def test_every_module_is_one_concept_of_about_500_lines_at_most():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in modules().items()}
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_the_readme_maps_every_module_in_its_diagram_and_its_table():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layers = readme.split("### The package's layers", 1)[1].split("\n## ", 1)[0]
+    diagram, table = layers.split("| module | what it is |", 1)
+    missing = {
+        name: [
+            where for where, text in (("diagram", diagram), ("table", table)) if name not in text
+        ]
+        for name in set(modules()) - {INIT, "__main__"}
+    }
+    assert {name: where for name, where in missing.items() if where} == {}
