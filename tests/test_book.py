@@ -422,6 +422,6 @@ def test_the_reference_book_renders_shipped_runs_and_a_rerun_is_compared_with_th
             out_dir=tmp_path / "rerun",
         )
     card = (index.parent / "scorecard.html").read_text()
-    assert "1 reproduced, 0 changed, 0 new" in card
+    assert "1 reproduced<br>0 changed<br>0 new" in card  # the run table's comparison cell
     with pytest.raises(BookError, match="no reference run of the paper profile"):
         book.build_reference("paper", folder=tmp_path)
