@@ -16,9 +16,9 @@ checks that no module imports one that imports it back):
   (confusion scores, selection), ``trigger`` (the Dope Trigger), ``export`` (a concentrated set on
   disk);
 - evaluation and analyses: ``evaluate`` (cached evaluations), ``grids`` (grids of them and
-  their summaries), ``metrics`` (MMD, coverage), ``occupancy`` (App. B), ``theory`` (the toys of §3),
-  ``exact_diffusion`` (§3.4's exact-score toy), ``laws`` (the scaling law), ``privacy``,
-  ``boundary`` (the configuration-coverage law), ``discrepancy``;
+  their summaries), ``metrics`` (MMD, coverage), ``occupancy`` (App. B), ``theory`` (the toys
+  of §3), ``exact_diffusion`` (§3.4's exact-score toy), ``laws`` (the scaling law),
+  ``privacy``, ``boundary`` (the configuration-coverage law), ``discrepancy``;
 - claims and book: ``paper`` (the paper's tables), ``verdicts`` (the decision rules), ``cells``
   (their statistics), ``reference`` (shipped runs, and a rerun against them),
   ``scorecard``, ``plots`` (figures), ``sitecheck`` (the built book's checks), ``paper_map`` (the

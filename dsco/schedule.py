@@ -13,6 +13,9 @@ from pathlib import Path
 
 from . import ROOT, trace
 
+#: Where :func:`dsco.reference.ship` puts the shipped runs (``<dataset>/<profile>/``).
+SHIPPED = ROOT / "reference" / "runs"
+
 
 def longest_first(paths, folders, traced: dict | None = None) -> list:
     """The order in which a parallel batch submits its notebooks: the longest first by their last
@@ -59,5 +62,5 @@ def traced_seconds(dataset: str, profile: str, folder=None) -> dict:
 def reference_dirs(dataset: str, profile: str) -> list:
     """The executed notebooks shipped with the repository for ``dataset`` and ``profile`` (their
     durations order a first batch); empty when none are shipped."""
-    folder = ROOT / "reference" / dataset / profile / "notebooks"
+    folder = SHIPPED / dataset / profile
     return [folder] if folder.is_dir() else []

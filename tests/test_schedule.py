@@ -43,3 +43,14 @@ def test_traced_seconds_reads_the_newest_recorded_trace_of_the_batch(tmp_path):
     seconds = schedule.traced_seconds("digits", "paper", tmp_path)
     assert seconds == {"10_a": 9.0, "11_b": 7.0}  # a failed notebook keeps its older time
     assert schedule.traced_seconds("folder", "paper", tmp_path) == {}
+
+
+def test_reference_dirs_are_the_shipped_runs_of_the_batch(tmp_path, monkeypatch):
+    from dsco import reference
+
+    assert schedule.SHIPPED == reference.REFERENCE / "runs"
+    monkeypatch.setattr(schedule, "SHIPPED", tmp_path / "runs")
+    assert schedule.reference_dirs("digits", "paper") == []
+    (tmp_path / "runs" / "digits" / "paper").mkdir(parents=True)
+    assert schedule.reference_dirs("digits", "paper") == [tmp_path / "runs" / "digits" / "paper"]
+    assert schedule.reference_dirs("mnist", "paper") == []
