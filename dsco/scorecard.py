@@ -175,7 +175,7 @@ def runs(long: pd.DataFrame, profile: str) -> pd.DataFrame:
             c["n"]
             for cells in d["cells"]
             for c in json.loads(cells or "[]")
-            if c.get("n") == c.get("n") and c.get("n") is not None
+            if c.get("n") == c.get("n") and c.get("n")  # not NaN, None or 0 (a cell with no data)
         ]
         commits = sorted({c[:10] for c in d["git_commit"] if c})
         dates = sorted({s[:10] for s in d["saved_at"] if s})
@@ -228,14 +228,9 @@ def page(profile: str, present=(), datasets=None, status=None, base=None) -> str
     shown = long.assign(verdict="not measured (smoke)") if smoke else long
     counts = shown.groupby("dataset", sort=False)["verdict"].value_counts().unstack(fill_value=0)
     order = [v for v in (*VERDICTS, "not measured (smoke)") if v in counts.columns]
-    lines = [
-        "| dataset | profile | commit | date | replicates | claims (notebooks) | verdicts "
-        "| against the reference run |",
-        "|---" * 8 + "|",
-    ]
+    columns = {}  # one column per dataset, as in the claims table below: it fits the page
     for r in runs(long, profile).itertuples():
         c = counts.loc[r.dataset]
-        verdicts = "<br>".join(f"{c[v]} {v}" for v in order if c[v])
         s = status.get(r.dataset)
         against = (
             "none shipped"
@@ -245,11 +240,18 @@ def page(profile: str, present=(), datasets=None, status=None, base=None) -> str
             )
             + (f"<br>**{int(s['flipped'].sum())} flipped**" if s["flipped"].any() else "")
         )
-        commits = "<br>".join(f"`{k}`" for k in r.commit.split(", "))
-        lines.append(
-            f"| {r.dataset} | {r.profile} | {commits} | {r.date} | {r.replicates} | "
-            f"{r.claims} ({r.notebooks}) | {verdicts} | {against} |"
-        )
+        columns[r.dataset] = {
+            "profile": r.profile,
+            "commit": "<br>".join(f"`{k}`" for k in r.commit.split(", ")),
+            "date": r.date,
+            "replicates": r.replicates,
+            "claims (notebooks)": f"{r.claims} ({r.notebooks})",
+            "verdicts": "<br>".join(f"{c[v]} {v}" for v in order if c[v]),
+            "against the reference run": against,
+        }
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (1 + len(columns)) + "|"]
+    for field in next(iter(columns.values())):
+        lines.append(f"| {field} | " + " | ".join(col[field] for col in columns.values()) + " |")
     return head + "\n".join(lines) + "\n\n" + html_table(shown, set(present), status) + "\n"
 
 
