@@ -254,7 +254,7 @@ VOLATILE_FILES = (
 )
 VOLATILE_COLUMNS = re.compile(
     r"(_s|seconds|wall_s|peak_mem_mb|s_per_image|speedup|cached|"
-    r"\(s\)|\(MB\))$"
+    r"\(s\)|\(MB\))$|^cost\b"  # times, memory, and ratios of times ("cost ratio ...")
 )
 #: The rounding tolerance of a number against its reference: the same computation on the same
 #: machine is bit-identical; these absorb float formatting and summation order only.

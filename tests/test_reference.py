@@ -163,6 +163,13 @@ def test_a_moved_smoke_number_is_reported_until_the_reference_is_updated(tmp_pat
     assert gone["new"].tolist() == ["missing"]
 
 
+def test_times_memory_and_ratios_of_times_are_not_compared():
+    volatile = ("wall_s", "peak memory (MB)", "generation IPC1 (s)", "cost ratio paper / candidate")
+    kept = ("acc", "ratio %", "doped with score > 0", "costly", "mmd2")
+    assert all(reference.VOLATILE_COLUMNS.search(c) for c in volatile)
+    assert not any(reference.VOLATILE_COLUMNS.search(c) for c in kept)
+
+
 def test_same_machine_reads_the_run_record():
     from dsco import trace
 
