@@ -43,3 +43,28 @@ def nette_ds(nette_params):
     from dsco import datasets
 
     return datasets.get("imagenette", "smoke", **nette_params)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    """The digits DDPM with random weights and a tiny UNet, 10 sampling steps (once per module)."""
+    from dsco import backbones, digits_ddpm
+
+    return backbones.load(
+        "digits-ddpm", random_weights=True, config=digits_ddpm.TINY_UNET, num_steps=10
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_dit():
+    """A DiT-XL/2-class transformer and VAE with random weights at tiny sizes, 10 sampling steps
+    (once per module)."""
+    from dsco import backbones, dit
+
+    return backbones.load(
+        "dit-xl-2-256",
+        random_weights=True,
+        config=dit.TINY_DIT,
+        vae_config=dit.TINY_VAE,
+        num_steps=10,
+    )

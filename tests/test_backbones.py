@@ -7,24 +7,6 @@ import torch
 from dsco import ROOT, backbones, checkpoints, diffusion, digits_ddpm, dit
 
 
-@pytest.fixture(scope="module")
-def unet():
-    return backbones.load(
-        "digits-ddpm", random_weights=True, config=digits_ddpm.TINY_UNET, num_steps=10
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_dit():
-    return backbones.load(
-        "dit-xl-2-256",
-        random_weights=True,
-        config=dit.TINY_DIT,
-        vae_config=dit.TINY_VAE,
-        num_steps=10,
-    )
-
-
 def test_sample_shapes_determinism_and_batch_independence(unet):
     kw = dict(ipc=3, guidance=2.0, num_steps=5, progress=False)
     lat, lab = backbones.sample(unet, [2, 5], seed=7, **kw)

@@ -5,25 +5,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from dsco import backbones, diffusion, digits_ddpm, dit
-
-
-@pytest.fixture(scope="module")
-def unet():
-    return backbones.load(
-        "digits-ddpm", random_weights=True, config=digits_ddpm.TINY_UNET, num_steps=10
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_dit():
-    return backbones.load(
-        "dit-xl-2-256",
-        random_weights=True,
-        config=dit.TINY_DIT,
-        vae_config=dit.TINY_VAE,
-        num_steps=10,
-    )
+from dsco import backbones, diffusion, digits_ddpm
 
 
 def reference_scheduler(variance_type, num_steps):

@@ -8,13 +8,6 @@ import torch
 from dsco import backbones, checkpoints, digits_ddpm
 
 
-@pytest.fixture(scope="module")
-def unet():
-    return backbones.load(
-        "digits-ddpm", random_weights=True, config=digits_ddpm.TINY_UNET, num_steps=10
-    )
-
-
 def test_identity_autoencoder_for_digits(unet):
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(unet.encode(x), x) and torch.equal(unet.decode(x), x)

@@ -8,17 +8,6 @@ from diffusers import AutoencoderKL, DiTTransformer2DModel
 from dsco import backbones, checkpoints, dit
 
 
-@pytest.fixture(scope="module")
-def tiny_dit():
-    return backbones.load(
-        "dit-xl-2-256",
-        random_weights=True,
-        config=dit.TINY_DIT,
-        vae_config=dit.TINY_VAE,
-        num_steps=10,
-    )
-
-
 def test_dit_guidance_first_three_channels(tiny_dit):
     z = torch.randn(2, *tiny_dit.latent_shape, generator=torch.Generator().manual_seed(0))
     y, t, s = torch.tensor([1, 7]), int(tiny_dit.timesteps[3]), 4.0
