@@ -56,6 +56,19 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _parameters(p: argparse.ArgumentParser, what: str) -> None:
+    """The repeatable ``-p KEY VALUE`` option (values read by :func:`_value`)."""
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help=what,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="dsco", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -72,15 +85,7 @@ def parser() -> argparse.ArgumentParser:
         default=1,
         help="notebooks executed at once after the 0x setup notebooks (default 1)",
     )
-    r.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("KEY", "VALUE"),
-        help="extra parameter passed to every notebook (repeatable)",
-    )
+    _parameters(r, "extra parameter passed to every notebook (repeatable)")
     r.add_argument(
         "--trace",
         default=None,
@@ -138,15 +143,7 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--scratch", default=None, help="the scratch folder (default: a new temporary one)"
     )
-    v.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("KEY", "VALUE"),
-        help="a notebook parameter, as for dsco run (repeatable)",
-    )
+    _parameters(v, "a notebook parameter, as for dsco run (repeatable)")
 
     k = sub.add_parser(
         "concentrate",
@@ -193,15 +190,7 @@ def parser() -> argparse.ArgumentParser:
         metavar=("NAME", "VALUE"),
         help="a NOpt option over the profile's, e.g. -o iterations 200 (repeatable)",
     )
-    k.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("KEY", "VALUE"),
-        help="a dataset parameter, as for dsco run (repeatable)",
-    )
+    _parameters(k, "a dataset parameter, as for dsco run (repeatable)")
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per rank)")
     k.add_argument("--threads", type=int, default=None, help="torch threads per process")
@@ -230,15 +219,7 @@ def parser() -> argparse.ArgumentParser:
         help="bench a registry dataset's own backbone on its real latents "
         "(with -p root/backbone_path/...)",
     )
-    c.add_argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("KEY", "VALUE"),
-        help="a dataset parameter for --dataset (repeatable)",
-    )
+    _parameters(c, "a dataset parameter for --dataset (repeatable)")
     c.add_argument(
         "--backbone", default="digits-ddpm", help="digits-ddpm (default) or dit-xl-2-256"
     )
