@@ -44,6 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: ``$DSCO_CACHE`` when set (``dsco verify`` gives its kernels caches of their own), else
 #: ``build/cache``. Read once, when a module that caches is imported.
 CACHE = Path(os.environ.get("DSCO_CACHE") or ROOT / "build" / "cache")
+#: Where the reference runs are shipped (:mod:`dsco.reference`): ``runs/`` and ``results/``, laid
+#: out like ``build/``.
+REFERENCE = ROOT / "reference"
 
 
 @contextmanager

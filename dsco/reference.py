@@ -29,11 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import ROOT
+from . import REFERENCE, ROOT  # REFERENCE: where reference runs live (the layout of build/)
 from .verdicts import VERDICTS
 
-#: Where reference runs live (the same layout as ``build/``: ``runs/`` and ``results/``).
-REFERENCE = ROOT / "reference"
 #: The size budget of one dataset's reference runs, all profiles together (MB).
 BUDGET_MB = 20.0
 #: What a claim is against its reference.

@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import ROOT, trace
-
-#: Where :func:`dsco.reference.ship` puts the shipped runs (``<dataset>/<profile>/``).
-SHIPPED = ROOT / "reference" / "runs"
+from . import REFERENCE, trace
 
 
 def longest_first(paths, folders, traced: dict | None = None) -> list:
@@ -62,5 +59,5 @@ def traced_seconds(dataset: str, profile: str, folder=None) -> dict:
 def reference_dirs(dataset: str, profile: str) -> list:
     """The executed notebooks shipped with the repository for ``dataset`` and ``profile`` (their
     durations order a first batch); empty when none are shipped."""
-    folder = SHIPPED / dataset / profile
+    folder = REFERENCE / "runs" / dataset / profile
     return [folder] if folder.is_dir() else []

@@ -48,8 +48,8 @@ def test_traced_seconds_reads_the_newest_recorded_trace_of_the_batch(tmp_path):
 def test_reference_dirs_are_the_shipped_runs_of_the_batch(tmp_path, monkeypatch):
     from dsco import reference
 
-    assert schedule.SHIPPED == reference.REFERENCE / "runs"
-    monkeypatch.setattr(schedule, "SHIPPED", tmp_path / "runs")
+    assert schedule.REFERENCE == reference.REFERENCE  # one definition, in dsco/__init__
+    monkeypatch.setattr(schedule, "REFERENCE", tmp_path)
     assert schedule.reference_dirs("digits", "paper") == []
     (tmp_path / "runs" / "digits" / "paper").mkdir(parents=True)
     assert schedule.reference_dirs("digits", "paper") == [tmp_path / "runs" / "digits" / "paper"]
