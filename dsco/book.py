@@ -74,6 +74,7 @@ def build(
     partial: bool = False,
     results_dir: str | Path | None = None,
     against_reference: bool = True,
+    shipped: str | None = None,
 ) -> Path:
     """Build the book for one dataset and profile; return the path of ``index.html``.
 
@@ -84,7 +85,8 @@ def build(
     With ``check`` the built pages go through :func:`dsco.sitecheck.check_html` and any problem
     fails the build. The scorecard reads the verdicts under ``results_dir`` (default: where runs
     save them) and, with ``against_reference``, compares every dataset's claims with its shipped
-    reference run (:func:`dsco.reference.compare`) where one exists.
+    reference run (:func:`dsco.reference.compare`) where one exists; ``shipped`` (a line on the
+    run record) marks a book of the reference run itself.
     Raises :class:`BookError` with the fix in its message.
     """
     from .results import check_params, git_commit
@@ -134,7 +136,9 @@ def build(
             if not ref.empty:
                 ours = scorecard.collect(profile, [name], stems, results_dir)
                 status[name] = reference.compare(ours, ref)
-    page = scorecard.page(profile, stems, status=status, base=results_dir)
+    page = scorecard.page(
+        profile, stems, status=status, base=results_dir, shipped=shipped and {dataset: shipped}
+    )
     (src / "scorecard.md").write_text(page, encoding="utf8")
     paper_map = load_paper_map(book_dir / "paper_map.yml")
     params = run_parameters(executed)
@@ -393,8 +397,9 @@ def build_reference(
     out = Path(out_dir or ROOT / "book" / "_build" / "reference")
     books = {}
     for name in names:
-        record = base / "runs" / name / profile / "run.json"
-        commits = json.loads(record.read_text()).get("commits", []) if record.is_file() else []
+        path = base / "runs" / name / profile / "run.json"
+        record = json.loads(path.read_text()) if path.is_file() else {}
+        commits = record.get("commits", [])
         books[name] = build(
             name,
             profile,
@@ -402,6 +407,7 @@ def build_reference(
             out_dir=out / name,
             results_dir=base / "results",
             against_reference=False,
+            shipped=reference.describe(record),
             commit=", ".join(c[:12] for c in commits) or None,
             **options,
         )

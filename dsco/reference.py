@@ -109,8 +109,9 @@ def ship(
 def run_record(dataset: str, profile: str, runs: Path, trace=None) -> dict:
     """The run record of the executed notebooks in ``runs``: dataset, profile, the commit and date
     they ran at, package versions, the machine (:func:`dsco.trace.machine`) and, from the batch's
-    trace when given, jobs, threads and the batch's wall time; the wall time of every notebook
-    (papermill's, from the executed copies)."""
+    trace when given, jobs, threads, the batch's wall time and what it computed or read back from
+    the caches (:func:`dsco.trace.work`: a rerun from full caches is fast, ``cached_s`` says what
+    it stands on); the wall time of every notebook (papermill's, from the executed copies)."""
     from . import results
     from . import trace as tracing
 
@@ -141,8 +142,31 @@ def run_record(dataset: str, profile: str, runs: Path, trace=None) -> dict:
             "batch_wall_s": round(t.wall_s, 1),
             "trace": str(Path(trace).name),
             "machine": t.meta.get("machine") or record["machine"],
+            "work": tracing.work(t),
         }
     return record
+
+
+def describe(record: dict) -> str:
+    """One line on a run record (:func:`run_record`) for the book of the reference run itself:
+    what ran where, how long, and what it read back from the caches."""
+    if not record:
+        return "this run is the reference (no run record)"
+    m = record.get("machine") or {}
+    line = (
+        f"this run is the reference: {len(record.get('notebook_seconds', {}))} notebooks, "
+        f"{m.get('cores', '?')} cores of {m.get('cpu', 'an unknown CPU')}"
+    )
+    if "batch_wall_s" in record:
+        line += f", {record['batch_wall_s'] / 60:.0f} min wall with {record.get('jobs')} jobs"
+    w = record.get("work")
+    if w:
+        line += (
+            f"; {w['sets']['cached']} sets and {w['trainings']['cached']} trainings read back "
+            f"from caches holding {w['cached_s'] / 3600:.1f} core-hours of computation, "
+            f"{w['trainings']['computed']} trainings and {w['sets']['computed']} sets computed"
+        )
+    return line + " (`run.json`)"
 
 
 def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:

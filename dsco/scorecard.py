@@ -199,13 +199,14 @@ def runs(long: pd.DataFrame, profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def page(profile: str, present=(), datasets=None, status=None, base=None) -> str:
+def page(profile: str, present=(), datasets=None, status=None, base=None, shipped=None) -> str:
     """The book's scorecard page (MyST markdown) for ``profile``: title, the smoke banner where it
     applies, how to read it, what stands behind each column (:func:`runs`), the counts and one
     compact table: a mark per dataset, the verdict and its numbers on expand. ``status``:
     ``{dataset: frame of dsco.reference.compare}`` adds, per dataset, how every claim compares
-    with the shipped reference run (*reproduced*, *changed*, *new*). ``base``: where the results
-    are (:func:`collect`)."""
+    with the shipped reference run (*reproduced*, *changed*, *new*); ``shipped``: ``{dataset: one
+    line}`` for a book that renders the reference run itself (:func:`dsco.reference.describe`).
+    ``base``: where the results are (:func:`collect`)."""
     long = collect(profile, datasets, present, base)
     status = status or {}
     smoke = profile == SMOKE
@@ -233,7 +234,7 @@ def page(profile: str, present=(), datasets=None, status=None, base=None) -> str
         c = counts.loc[r.dataset]
         s = status.get(r.dataset)
         against = (
-            "none shipped"
+            (shipped or {}).get(r.dataset, "none shipped")
             if s is None
             else "<br>".join(
                 f"{int((s['status'] == k).sum())} {k}" for k in ("reproduced", "changed", "new")

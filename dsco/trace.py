@@ -330,6 +330,48 @@ def summary(trace: Trace) -> dict:
     }
 
 
+def work(trace: Trace, cache_dir=None) -> dict:
+    """What stands behind a batch: the sets and trainings (students included) it computed and
+    those it read back from the caches, the seconds it spent computing (``computed_s``) and the
+    seconds the cache entries it read back took when they were computed (``cached_s``, from the
+    ``wall_s`` each entry stores, each entry once; entries found in ``cache_dir``, default
+    :data:`dsco.CACHE`, by the key the event names). A batch rerun from full caches runs in
+    minutes; ``cached_s`` says what it would take from scratch on the machine that filled them."""
+    from . import CACHE
+
+    ev = trace.events
+    cached = ev["cached"].astype(bool)
+    synth = ev["kind"] == "synth"
+    files = {}
+    for p in Path(cache_dir or CACHE).rglob("*"):
+        if p.suffix in (".json", ".pt"):
+            files[p.stem.rsplit("-", 1)[-1]] = p
+    keys = set(ev.loc[cached, "key"].dropna()) if "key" in ev else set()
+    keys -= set(ev.loc[~cached, "key"].dropna()) if "key" in ev else set()
+    return {
+        "sets": {"computed": int((synth & ~cached).sum()), "cached": int((synth & cached).sum())},
+        "trainings": {
+            "computed": int((~synth & ~cached).sum()),
+            "cached": int((~synth & cached).sum()),
+        },
+        "computed_s": round(float(ev.loc[~cached, "seconds"].sum()), 1),
+        "cached_s": round(sum(_stored_seconds(files.get(k)) for k in keys), 1),
+    }
+
+
+def _stored_seconds(path) -> float:
+    """The ``wall_s`` a cache entry stores (0 for none or a missing entry)."""
+    if path is None:
+        return 0.0
+    if path.suffix == ".json":
+        blob = json.loads(path.read_text())
+    else:
+        import torch
+
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    return float(blob.get("wall_s") or 0.0) if isinstance(blob, dict) else 0.0
+
+
 def shares(trace: Trace, title: str = ""):
     """Every executed notebook's wall time split into synthesis, training and the rest (stacked
     horizontal bars, longest first). Returns the figure."""

@@ -410,7 +410,7 @@ def test_the_reference_book_renders_shipped_runs_and_a_rerun_is_compared_with_th
     )
     card = (books["digits"].parent / "scorecard.html").read_text()
     assert "occupancy ≈ 1 − 1/e" in card and "against the reference run" in card
-    assert "none shipped" in card and "reproduced" not in card  # not compared with itself
+    assert "this run is the reference" in card and "reproduced" not in card  # not with itself
     with pytest.MonkeyPatch.context() as mp:  # a rerun of the same claims, the reference shipped
         mp.setattr(reference, "REFERENCE", tmp_path)
         mp.setenv("DSCO_RESULTS", str(tmp_path / "results"))

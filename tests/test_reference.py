@@ -56,10 +56,14 @@ def _runs(gap, seed=0, reps=5):
     )
 
 
-def test_ship_copies_a_finished_batch_with_its_run_record(tmp_path):
+def test_ship_copies_a_finished_batch_with_its_run_record(tmp_path, monkeypatch):
+    import dsco
+
     runs, res = _fake_batch(tmp_path)
+    monkeypatch.setattr(dsco, "CACHE", tmp_path / "no-cache")  # what the batch read back: gone
+    trace = ROOT / "data" / "bench" / "batch_digits_paper_before.json"
     folder = reference.ship(
-        "digits", "paper", runs_dir=runs, results_dir=res, folder=tmp_path / "ref"
+        "digits", "paper", runs_dir=runs, results_dir=res, folder=tmp_path / "ref", trace=trace
     )
     assert folder == tmp_path / "ref" / "runs" / "digits" / "paper"
     assert sorted(p.stem for p in folder.glob("*.ipynb")) == [p.stem for p in runner.notebooks()]
@@ -68,8 +72,29 @@ def test_ship_copies_a_finished_batch_with_its_run_record(tmp_path):
     record = json.loads((folder / "run.json").read_text())
     assert record["notebook_seconds"][NB] == 12.5 and record["machine"]["cores"] >= 1
     assert record["packages"]["torch"] and record["commits"]
+    assert record["jobs"] == 2 and record["batch_wall_s"] > 3600  # from the batch's trace
+    assert record["work"]["trainings"]["computed"] > 100 and record["work"]["cached_s"] == 0
     assert reference.collect("digits", "paper", tmp_path / "ref")["claim"].tolist() == ["A > B"]
     assert 0 < reference.size_mb("digits", tmp_path / "ref") < 1
+
+
+def test_describe_says_what_a_reference_run_stood_on():
+    record = {
+        "notebook_seconds": {"10_a": 1.0, "20_b": 2.0},
+        "machine": {"cores": 2, "cpu": "AMD EPYC"},
+        "batch_wall_s": 1429.5,
+        "jobs": 2,
+        "work": {
+            "sets": {"computed": 0, "cached": 691},
+            "trainings": {"computed": 89, "cached": 1197},
+            "computed_s": 1332.2,
+            "cached_s": 13110.2,
+        },
+    }
+    line = reference.describe(record)
+    assert line.startswith("this run is the reference: 2 notebooks, 2 cores of AMD EPYC, 24 min")
+    assert "1197 trainings read back from caches holding 3.6 core-hours" in line
+    assert reference.describe({}) == "this run is the reference (no run record)"
 
 
 def test_ship_refuses_a_partial_batch_and_a_reference_over_budget(tmp_path, monkeypatch):

@@ -120,3 +120,34 @@ def test_recorded_traces_are_found_described_and_shown(tmp_path, monkeypatch):
     monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
     trace.show(found["batch_x"], "batch_x")
     assert shown[0].data == text and len(shown) == 3  # the line, trainings, repeated
+
+
+def test_work_counts_what_a_batch_computed_and_what_it_stood_on(tmp_path):
+    """A batch rerun from caches: the entries it read back, each counted once, with the seconds
+    they took when computed; an entry computed again in the batch is not counted as read back."""
+    import pandas as pd
+    import torch
+
+    (tmp_path / "evaluate").mkdir()
+    (tmp_path / "surrogates").mkdir()
+    (tmp_path / "evaluate" / "t1.json").write_text(json.dumps({"wall_s": 9.0}))
+    (tmp_path / "evaluate" / "t2.json").write_text(json.dumps({"wall_s": 100.0}))
+    torch.save({"x": torch.zeros(1), "wall_s": 4.0}, tmp_path / "surrogates" / "digits-a-s1.pt")
+    events = pd.DataFrame(
+        [
+            dict(kind="train", cached=True, key="t1", seconds=0.0),
+            dict(kind="train", cached=True, key="t1", seconds=0.0),  # read twice: counted once
+            dict(kind="train", cached=True, key="t2", seconds=0.0),
+            dict(kind="train", cached=False, key="t2", seconds=3.0),  # computed here as well
+            dict(kind="student", cached=False, key=None, seconds=2.0),
+            dict(kind="synth", cached=True, key="s1", seconds=0.0),
+            dict(kind="synth", cached=True, key="gone", seconds=0.0),  # not in the cache: 0 s
+        ]
+    )
+    t = trace.Trace({}, pd.DataFrame(), pd.DataFrame(), events)
+    assert trace.work(t, tmp_path) == {
+        "sets": {"computed": 0, "cached": 2},
+        "trainings": {"computed": 2, "cached": 3},
+        "computed_s": 5.0,
+        "cached_s": 13.0,
+    }
