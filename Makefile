@@ -13,16 +13,24 @@ WORKERS ?= 2
 
 .PHONY: install reference book run site test lab clean smoke-reference
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-book.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@ $(VENV)/.book
+
+## what rendering needs and no more (no torch: a minute instead of several)
+$(VENV)/.book: requirements-book.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-book.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(VENV)/.installed
 
-## render the reference runs shipped in reference/ (digits and mnist, paper profile), offline
-reference: install
+## render the reference runs shipped in reference/ (digits and mnist, paper profile), offline;
+## installs only requirements-book.txt (`make install` adds the rest)
+reference: $(VENV)/.book
 	$(DSCO) book --reference
 
 ## execute the notebooks (papermill, cached) and render them (Jupyter Book)

@@ -1,4 +1,5 @@
-"""Install files agree with each other: environment.yml (conda) pins what requirements.txt pins."""
+"""Install files agree with each other: environment.yml (conda) pins what requirements.txt pins
+(with requirements-book.txt, which it includes), and the book's subset needs no torch."""
 
 import tomllib
 
@@ -7,9 +8,16 @@ import yaml
 from dsco import ROOT
 
 
-def requirement_pins():
-    lines = (ROOT / "requirements.txt").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+def requirement_pins(name="requirements.txt"):
+    """The pins of a requirements file, following its ``-r`` includes."""
+    pins = []
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("-r "):
+            pins += requirement_pins(line.removeprefix("-r ").strip())
+        elif line and not line.startswith("#"):
+            pins.append(line)
+    return pins
 
 
 def test_requirements_are_all_exact_pins():
@@ -18,6 +26,13 @@ def test_requirements_are_all_exact_pins():
     torch = next(p for p in pins if p.startswith("torch=="))
     assert torch == "torch==2.14.1"  # a newer torch pulls a multi-GB download here
     assert "jupyter-book==1.0.4.post1" in pins  # 2.x cannot build HTML offline
+    assert len(set(pins)) == len(pins)  # each pin once, in one of the two files
+
+
+def test_the_book_requirements_are_a_torch_free_subset():
+    book = requirement_pins("requirements-book.txt")
+    assert set(book) < set(requirement_pins()) and "jupyter-book==1.0.4.post1" in book
+    assert not {p.split("==")[0] for p in book} & {"torch", "torchvision", "diffusers", "timm"}
 
 
 def test_environment_yml_parses_and_pins_the_same_versions():
