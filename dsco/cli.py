@@ -428,8 +428,9 @@ def main(argv=None) -> int:
 
 def verify(args) -> int:
     """``dsco verify``: re-execute ``--only`` into a scratch folder with caches of its own (every
-    set and training computed again), print every claim against the shipped reference run and
-    return 1 when a verdict the reference decided flips, else 0."""
+    set and training computed again), print every claim against the shipped reference run and the
+    numbers that moved beyond rounding (expected on another CPU), and return 1 when a verdict the
+    reference decided flips, else 0."""
     import os
     import tempfile
     from pathlib import Path
@@ -471,11 +472,20 @@ def verify(args) -> int:
                 index=False
             )
         )
+    moved = reference.compare_numbers(
+        scratch / "results" / args.dataset / args.profile,
+        reference.REFERENCE / "results" / args.dataset / args.profile,
+        notebooks={r.notebook for r in done},
+    )
+    if len(moved):
+        print(f"numbers that moved against the reference (first 20 of {len(moved)}):")
+        print(moved.head(20).to_string(index=False))
     flipped = int(table["flipped"].sum())
     counts = table["status"].value_counts()
     print(
         f"dsco verify: {', '.join(f'{counts.get(s, 0)} {s}' for s in reference.STATUS)}; "
-        f"{flipped} decided verdict(s) flipped ({scratch})"
+        f"{flipped} decided verdict(s) flipped; {len(moved)} number(s) moved beyond rounding "
+        f"({scratch})"
     )
     return 1 if flipped else 0
 

@@ -283,18 +283,21 @@ VOLATILE_COLUMNS = re.compile(
 RTOL, ATOL = 1e-5, 1e-8
 
 
-def compare_numbers(new_dir, ref_dir) -> pd.DataFrame:
+def compare_numbers(new_dir, ref_dir, notebooks=None) -> pd.DataFrame:
     """Every number of the result tables in ``ref_dir`` (a reference run's results) against the
     same table in ``new_dir``: one row per difference -- ``notebook`` (from the sidecar),
     ``result`` (the file), ``column``, ``row``, ``reference`` and ``new`` -- where a number moved
     beyond :data:`RTOL`/:data:`ATOL`, a text changed, or a table is missing or reshaped. Timing
     and memory columns (:data:`VOLATILE_FILES`, :data:`VOLATILE_COLUMNS`) are not compared, nor
-    the verdict files beyond their claims and verdicts. Empty: every number reproduced."""
+    the verdict files beyond their claims and verdicts; ``notebooks``: only the tables these
+    notebooks saved (a rerun of some notebooks). Empty: every number reproduced."""
     new_dir, ref_dir = Path(new_dir), Path(ref_dir)
     rows = []
     for ref_file in sorted(ref_dir.glob("*.csv")):
         side = ref_file.with_suffix(".json")
         notebook = json.loads(side.read_text()).get("notebook") if side.is_file() else None
+        if notebooks is not None and notebook not in notebooks:
+            continue
         base = {"notebook": notebook or "", "result": ref_file.name}
         new_file = new_dir / ref_file.name
         if not new_file.is_file():

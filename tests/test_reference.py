@@ -2,6 +2,7 @@
 size budget, and ``dsco verify``'s exit status."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -186,6 +187,8 @@ def test_a_moved_smoke_number_is_reported_until_the_reference_is_updated(tmp_pat
     (res2 / "digits" / "paper" / "table01_02_stats.csv").unlink()
     gone = reference.compare_numbers(res2 / "digits" / "paper", shipped)
     assert gone["new"].tolist() == ["missing"]
+    only = reference.compare_numbers(res2 / "digits" / "paper", shipped, notebooks={"10_x"})
+    assert only.empty  # the tables of other notebooks than those rerun are not compared
 
 
 def test_times_memory_and_ratios_of_times_are_not_compared():
@@ -216,6 +219,11 @@ def test_verify_exits_1_when_a_decided_verdict_flips(tmp_path, monkeypatch, caps
 
         assert force and os.environ["DSCO_CACHE"].startswith(str(tmp_path / "scratch"))
         results.start(dataset, profile, 0, "cpu")
+        acc = 70.0 if gap["value"] > 0 else 65.0
+        results.save(
+            pd.DataFrame({"method": ["A", "B"], "acc": [acc, 60.0], "wall_s": [9.0, 9.0]}),
+            "table01_02_stats",
+        )
         scorecard.record(
             {"A > B": V.superiority(_runs(gap["value"]), "A", "B")}, NB, "§5", show=False
         )
@@ -223,11 +231,15 @@ def test_verify_exits_1_when_a_decided_verdict_flips(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(runner, "run", rerun)
     args = ["verify", "--dataset", "digits", "--only", "31", "--scratch", str(tmp_path / "scratch")]
+    monkeypatch.setenv("DSCO_NOTEBOOK", NB)
     assert cli.main(args) == 0
-    assert "1 reproduced, 0 changed, 0 new; 0 decided verdict(s) flipped" in capsys.readouterr().out
+    out = capsys.readouterr().out  # the timings differ; timings are not compared
+    assert "1 reproduced, 0 changed, 0 new; 0 decided verdict(s) flipped; 0 number(s)" in out
     gap["value"] = -3.0
     assert cli.main(args) == 1
-    assert "1 decided verdict(s) flipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 decided verdict(s) flipped; 2 number(s) moved beyond rounding" in out
+    assert re.search(r"table01_02_stats.csv +acc +0 +70.0 +65.0", out)  # the moved number
     monkeypatch.setattr(reference, "REFERENCE", tmp_path / "nothing")
     assert cli.main(args) == 2  # no reference shipped: one line naming the fix
     assert "ship one with `dsco reference ship" in capsys.readouterr().err
