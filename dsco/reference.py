@@ -173,7 +173,8 @@ def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     """Every claim of ``ours`` against the reference ``ref`` (both long frames of
     :func:`dsco.scorecard.collect`, one dataset and profile each): ``status`` *reproduced* (the same
     verdict, and every cell's new estimate inside the reference's 95 % interval -- or, where the
-    reference cell is undecided, the two intervals overlapping), *changed* or *new* (no such claim
+    reference cell is undecided, the two intervals overlapping; for a claim on a timing,
+    :func:`timed`, the same verdict), *changed* or *new* (no such claim
     in the reference); ``flipped`` where the reference verdict decided the claim and the new one
     differs; ``why`` says what differs."""
     key = ["notebook", "claim"]
@@ -208,10 +209,21 @@ def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*key, "verdict", "reference", "status", "flipped", "why"])
 
 
+def timed(rule: str) -> bool:
+    """Whether a claim's rule measures a time (``... of microseconds on ...``, ``... of
+    s_per_image ...``: the quantities of :data:`VOLATILE_COLUMNS`). A timing moves with the load of
+    the machine beyond what the replicates' interval covers, so such a claim is compared by its
+    verdict alone, as timing columns are left out of :func:`compare_numbers`."""
+    return any(VOLATILE_COLUMNS.search(name) for name in re.findall(r"\bof (\w+)", rule or ""))
+
+
 def _differences(new, old) -> list[str]:
-    """Why a claim's rerun differs from its reference (empty: reproduced)."""
+    """Why a claim's rerun differs from its reference (empty: reproduced); a timed claim
+    (:func:`timed`) by its verdict alone."""
     if new["verdict"] != old["verdict"]:
         return [f"verdict {old['verdict']} → {new['verdict']}"]
+    if timed(old.get("rule", "")):
+        return []
     ref_cells = {c["cell"]: c for c in json.loads(old["cells"] or "[]")}
     why = []
     for c in json.loads(new["cells"] or "[]"):

@@ -132,6 +132,7 @@ def _long(runs_by_claim, dataset="digits"):
                 "notebook": NB,
                 "claim": claim,
                 "verdict": v.verdict,
+                "rule": v.rule,
                 "cells": v.cells_json(),
             }
         )
@@ -170,6 +171,26 @@ def test_compare_marks_reproduced_changed_new_and_flipped():
     assert not out.loc["A > B", "flipped"]
     assert out.loc["B > A", "status"] == "changed" and out.loc["B > A", "flipped"]
     assert out.loc["noise", "status"] == "reproduced"
+
+
+def test_a_claim_on_a_timing_is_compared_by_its_verdict_alone():
+    """A timing moves with the machine's load beyond its replicates' interval: the same verdict
+    reproduces it; an accuracy claim whose estimate moved as much is changed."""
+
+    def slopes(per_step, value):
+        rows = [
+            {"replicate": r, "n": n, value: 100 - per_step * n + r}
+            for r in range(5)
+            for n in (1, 2, 4, 8)
+        ]
+        return V.trend(pd.DataFrame(rows), "n", value)
+
+    ref = _long({"timed": slopes(1.0, "microseconds"), "acc": slopes(1.0, "acc")})
+    new = _long({"timed": slopes(3.0, "microseconds"), "acc": slopes(3.0, "acc")})
+    out = reference.compare(new, ref).set_index("claim")
+    assert out.loc["timed", "status"] == "reproduced" and out.loc["acc", "status"] == "changed"
+    assert reference.timed("trend: slope of s_per_image on ipc per replicate below 0")
+    assert not reference.timed("trend: slope of acc on ipc per replicate below 0")
 
 
 def test_a_moved_smoke_number_is_reported_until_the_reference_is_updated(tmp_path):
