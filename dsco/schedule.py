@@ -16,12 +16,17 @@ from . import REFERENCE, trace
 
 def longest_first(paths, folders, traced: dict | None = None) -> list:
     """The order in which a parallel batch submits its notebooks: the longest first by their last
-    execution (:func:`previous_seconds`, else the recorded batch traces ``traced``, as
-    :func:`traced_seconds` reads them), so that the short ones fill the cores at the end instead
-    of one long notebook running alone while the other cores idle (longest-processing-time-first
+    execution (:func:`previous_seconds`) or the recorded batch traces ``traced`` (as
+    :func:`traced_seconds` reads them), the longer of the two -- an executed copy may have read
+    its sets and trainings back from caches (the shipped reference run did), a recorded batch
+    computed them -- so that the short ones fill the cores at the end instead of one long
+    notebook running alone while the other cores idle (longest-processing-time-first
     scheduling); notebooks with no known time go first, in numbered order."""
     traced = traced or {}
-    known = {p: previous_seconds(p.stem, folders) or traced.get(p.stem) for p in paths}
+    known = {}
+    for p in paths:
+        times = [t for t in (previous_seconds(p.stem, folders), traced.get(p.stem)) if t]
+        known[p] = max(times) if times else None
     return sorted(paths, key=lambda p: (known[p] is not None, -(known[p] or 0.0)))
 
 

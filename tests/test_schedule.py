@@ -26,6 +26,8 @@ def test_a_parallel_batch_submits_the_longest_notebooks_first(tmp_path):
     assert order == ["13_d", "11_b", "12_c", "10_a"]
     order = [p.stem for p in schedule.longest_first(paths, [runs, shipped], {"13_d": 30.0})]
     assert order == ["11_b", "13_d", "12_c", "10_a"]  # a recorded trace knows 13_d
+    order = [p.stem for p in schedule.longest_first(paths, [runs, shipped], {"12_c": 90.0})]
+    assert order == ["13_d", "12_c", "11_b", "10_a"]  # 12_c's copy read caches: the trace's 90 s
 
 
 def test_traced_seconds_reads_the_newest_recorded_trace_of_the_batch(tmp_path):
