@@ -28,7 +28,7 @@ $(VENV)/.book: requirements-book.txt pyproject.toml
 
 install: $(VENV)/.installed
 
-## render the reference runs shipped in reference/ (digits and mnist, paper profile), offline;
+## render the paper reference runs shipped in reference/, offline;
 ## installs only requirements-book.txt (`make install` adds the rest)
 reference: $(VENV)/.book
 	$(DSCO) book --reference

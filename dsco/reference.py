@@ -174,9 +174,9 @@ def compare(ours: pd.DataFrame, ref: pd.DataFrame) -> pd.DataFrame:
     :func:`dsco.scorecard.collect`, one dataset and profile each): ``status`` *reproduced* (the same
     verdict, and every cell's new estimate inside the reference's 95 % interval -- or, where the
     reference cell is undecided, the two intervals overlapping; for a claim on a timing,
-    :func:`timed`, the same verdict), *changed* or *new* (no such claim
-    in the reference); ``flipped`` where the reference verdict decided the claim and the new one
-    differs; ``why`` says what differs."""
+    :func:`timed`, the same verdict), *changed* or *new* (no such claim in the reference);
+    ``flipped`` where the reference verdict decided the claim and the new one differs; ``why``
+    says what differs."""
     key = ["notebook", "claim"]
     ref = ref.drop_duplicates(key, keep="last").set_index(key)
     rows = []
