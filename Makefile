@@ -13,17 +13,16 @@ WORKERS ?= 2
 
 .PHONY: install reference book run site test lab clean smoke-reference
 
-$(VENV)/.installed: requirements.txt requirements-book.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
-	touch $@ $(VENV)/.book
-
-## what rendering needs and no more (no torch: a minute instead of several)
+## what rendering needs and no more (no torch: a minute instead of several), and the package
 $(VENV)/.book: requirements-book.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-book.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+## everything else on top (requirements.txt includes requirements-book.txt)
+$(VENV)/.installed: $(VENV)/.book requirements.txt
+	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
 install: $(VENV)/.installed
