@@ -346,8 +346,8 @@ def work(trace: Trace, cache_dir=None) -> dict:
     for p in Path(cache_dir or CACHE).rglob("*"):
         if p.suffix in (".json", ".pt"):
             files[p.stem.rsplit("-", 1)[-1]] = p
-    keys = set(ev.loc[cached, "key"].dropna()) if "key" in ev else set()
-    keys -= set(ev.loc[~cached, "key"].dropna()) if "key" in ev else set()
+    key = ev["key"] if "key" in ev else pd.Series(None, index=ev.index, dtype=object)
+    keys = set(key[cached].dropna()) - set(key[~cached].dropna())  # read back, not recomputed
     return {
         "sets": {"computed": int((synth & ~cached).sum()), "cached": int((synth & cached).sum())},
         "trainings": {
