@@ -331,6 +331,7 @@ def run(
             paths,
             [out_dir, *schedule.reference_dirs(dataset, profile)],
             schedule.traced_seconds(dataset, profile),
+            schedule.elsewhere_seconds(dataset, profile),
         )
         return _execute_all(paths, jobs, execute, done, bar, finished, order)
     except KeyboardInterrupt:

@@ -57,12 +57,19 @@ def test_digits_smoke_trains_into_build_models_only(smoke_models):
     assert _shipped_state() == before
 
 
-def test_class_consistency_and_encode_latents_digits():
+def test_class_consistency_and_encode_latents_digits(tmp_path):
     ds = datasets.get("digits", "smoke")
     bb, clf = ds.backbone(), ds.teacher()
     frame, samples = prepare.class_consistency(
-        ds, bb, clf, guidances=(1.0, 4.0), n_per_class=2, num_steps=3
+        ds, bb, clf, guidances=(1.0, 4.0), n_per_class=2, num_steps=3, cache_dir=tmp_path
     )
+    assert len(list(tmp_path.glob("*.pt"))) == 1  # one cache entry, read back by a rerun
+    again, kept = prepare.class_consistency(
+        ds, bb, clf, guidances=(1.0, 4.0), n_per_class=2, num_steps=3, cache_dir=tmp_path
+    )
+    assert again.equals(frame) and all(torch.equal(kept[g], samples[g]) for g in samples)
+    prepare.class_consistency(ds, bb, clf, (1.0, 4.0), 2, num_steps=3, seed=1, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 2  # another seed, another entry
     assert list(frame.columns) == ["guidance", "class", "consistency"] and len(frame) == 2 * 10
     assert frame["class"].tolist() == list(range(10)) * 2 and sorted(samples) == [1.0, 4.0]
     assert frame["consistency"].between(0, 1).all()
@@ -92,7 +99,7 @@ def test_imagenette_fixture_with_user_teacher(nette_ds, nette_params, tmp_path, 
     assert info["source"] == nette_params["teacher_path"] and info["history"] is None
     assert 0 <= info["test_accuracy"] <= 1 and isinstance(clf, T.TimmTeacher)
     frame, samples = prepare.class_consistency(
-        nette_ds, bb, clf, guidances=(4.0,), n_per_class=1, num_steps=2
+        nette_ds, bb, clf, guidances=(4.0,), n_per_class=1, num_steps=2, cache_dir=tmp_path
     )
     assert (
         len(frame) == 10

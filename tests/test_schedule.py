@@ -56,3 +56,39 @@ def test_reference_dirs_are_the_shipped_runs_of_the_batch(tmp_path, monkeypatch)
     (tmp_path / "runs" / "digits" / "paper").mkdir(parents=True)
     assert schedule.reference_dirs("digits", "paper") == [tmp_path / "runs" / "digits" / "paper"]
     assert schedule.reference_dirs("mnist", "paper") == []
+
+
+def test_a_first_batch_on_a_new_dataset_orders_by_another_datasets_times(tmp_path, monkeypatch):
+    """A notebook never run on this dataset takes its time on another dataset (the longest of
+    its shipped copy and recorded traces there), scaled by the two datasets' ratio over the
+    notebooks both know; with nothing known anywhere it goes first."""
+    monkeypatch.setattr(schedule, "REFERENCE", tmp_path / "reference")
+    shipped = tmp_path / "reference" / "runs" / "digits" / "paper"
+    shipped.mkdir(parents=True)
+    for stem, seconds in {"10_a": 10.0, "11_b": 100.0, "12_c": 40.0, "13_d": 1.0}.items():
+        meta = {"metadata": {"papermill": {"duration": seconds}}, "cells": []}
+        (shipped / f"{stem}.ipynb").write_text(json.dumps(meta))
+    traces = tmp_path / "bench"
+    traces.mkdir()
+    blob = {
+        "meta": {"dataset": "digits", "profile": "paper", "started": 1.0},
+        "notebooks": [{"notebook": "13_d", "status": "executed", "start": 0.0, "end": 70.0}],
+        "cpu": [],
+        "events": [],
+    }
+    (traces / "batch_digits.json").write_text(json.dumps(blob))
+    elsewhere = schedule.elsewhere_seconds("mnist", "paper", traces)
+    assert elsewhere == {"10_a": 10.0, "11_b": 100.0, "12_c": 40.0, "13_d": 70.0}
+    assert schedule.elsewhere_seconds("digits", "paper", traces) == {}  # not its own times
+    assert schedule.elsewhere_seconds("mnist", "smoke", traces) == {}
+
+    paths = [tmp_path / f"{s}.ipynb" for s in ("10_a", "11_b", "12_c", "13_d", "14_e")]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    meta = {"metadata": {"papermill": {"duration": 300.0}}, "cells": []}
+    (runs / "12_c.ipynb").write_text(json.dumps(meta))  # mnist runs 12_c at 7.5 times digits
+    order = [p.stem for p in schedule.longest_first(paths, [runs], None, elsewhere)]
+    # guesses: 11_b 750 s, 13_d 525 s, 10_a 75 s; 14_e known nowhere goes first
+    assert order == ["14_e", "11_b", "13_d", "12_c", "10_a"]
+    order = [p.stem for p in schedule.longest_first(paths, [tmp_path / "none"], None, elsewhere)]
+    assert order == ["14_e", "11_b", "13_d", "12_c", "10_a"]  # nothing in common: ratio 1
