@@ -16,8 +16,8 @@ Entry points, each taking a :class:`dsco.datasets.Dataset`:
 - :func:`reconstruction` -- the autoencoder's check: PSNR, and the teacher on reconstructed test
   images (defined in :mod:`dsco.recipes`, whose check of a trained recipe uses it too).
 - :func:`class_consistency` -- the share of guided vanilla samples that the teacher classifies as
-  the class they were drawn for, per class and guidance (cached on disk: on ``mnist`` the samples
-  take 25 minutes of a paper batch's 2 cores).
+  the class they were drawn for, per class and guidance (cached on disk: on ``mnist`` the paper
+  profile's samples take about 4 minutes of one core).
 - :func:`encode_latents` -- every class's real latents through the backbone's encoder, cached on
   disk for a folder dataset (:func:`dsco.encoded.encode_class`), with the time it took.
 
