@@ -28,10 +28,12 @@ checks that no module imports one that imports it back):
   ``runner``, ``cli``.
 
 Shared file helpers: :func:`replacing` (atomic writes) and :func:`tree_digest` /
-:func:`files_digest` (cheap digests of what a cache depends on).
+:func:`files_digest` (cheap digests of what a cache depends on); the digests the caches' content
+keys are made of: :func:`json_digest` (a key) and :func:`tensor_digest` (the tensors it names).
 """
 
 import hashlib
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +89,26 @@ def files_digest(files, base=None) -> str:
         st = os.stat(f)
         name = os.path.relpath(f, base) if base is not None else str(f)
         h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def json_digest(key) -> str:
+    """SHA-256 hex digest of a cache's content ``key`` (what defines the cached result: a dict or
+    list of plain values; anything else, a path or a dtype, enters as its ``str``), its dict keys
+    sorted. The caches' file names are made of it: ``tests/test_runner.py`` pins its bytes, since a
+    changed digest would silently recompute every cached set and training."""
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def tensor_digest(*tensors, shapes: bool = True) -> str:
+    """SHA-256 hex digest of ``tensors``' values in row-major order (any strides, any device),
+    each preceded by its shape unless ``shapes`` is False (the synthesized sets' keys,
+    :func:`dsco.surrogates.real_key`, were made without). Pinned like :func:`json_digest`."""
+    h = hashlib.sha256()
+    for t in tensors:
+        if shapes:
+            h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -18,8 +18,6 @@ concentrated set to disk and reading it back is :mod:`dsco.export`. Bad input ra
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import CACHE, files_digest, replacing, trace
+from . import CACHE, files_digest, json_digest, replacing, tensor_digest, trace
 from .data import ImageSet
 from .errors import DopingError
 
@@ -220,7 +218,7 @@ def confusion_of(
     if cache:
         key = {
             "version": CACHE_VERSION,
-            "train": _tensor_sha(train_set.x.float(), train_set.y),
+            "train": tensor_digest(train_set.x.float(), train_set.y),
             "arch": arch,
             "arch_kwargs": arch_kwargs,
             "protocol": asdict(protocol),
@@ -231,7 +229,7 @@ def confusion_of(
             "teacher": teacher_fingerprint(teacher, train_set.x.float(), device),
             "device": torch.device(device).type,
         }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+        digest = json_digest(key)
         path = Path(cache_dir or CACHE_DIR) / f"{digest[:32]}.pt"
         if path.is_file():
             trace.event(
@@ -271,16 +269,8 @@ def set_key(real) -> list:
     transform (the image size)."""
     base = [getattr(real, "name", ""), getattr(real, "split", ""), len(real)]
     if hasattr(real, "files"):
-        return base + [files_digest(real.files), _tensor_sha(real.y), repr(real.transform)]
-    return base + [_tensor_sha(real.x.float(), real.y)]
-
-
-def _tensor_sha(*tensors) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+        return base + [files_digest(real.files), tensor_digest(real.y), repr(real.transform)]
+    return base + [tensor_digest(real.x.float(), real.y)]
 
 
 def dope(synthetic: ImageSet, scores, real, target_ipc: int, exclude=None, per_class: bool = True):

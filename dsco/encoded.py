@@ -9,7 +9,6 @@ naming the fix.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from . import CACHE, replacing
+from . import CACHE, json_digest, replacing
 from .data import FolderSet, load
 from .errors import DatasetError
 
@@ -62,7 +61,7 @@ def encode_class(
         "transform": repr(data.transform),
         "files": [[Path(f).parent.name + "/" + Path(f).name, os.path.getsize(f)] for f in files],
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    digest = json_digest(key)[:20]
     path = (
         Path(cache_dir or CACHE_DIR)
         / f"{data.name}-{data.split}-{data.wnids[c]}-{digest}.safetensors"

@@ -22,7 +22,6 @@ are listed in :mod:`dsco.training` and :mod:`dsco.architectures`. Every bad inpu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -35,7 +34,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from . import CACHE, replacing, trace
+from . import CACHE, json_digest, replacing, tensor_digest, trace
 from .architectures import ARCHS, EvaluateError, build
 from .training import Protocol, epochs_for, get_protocol, peak_mem_mb, resolve, train_model
 
@@ -116,8 +115,8 @@ def evaluate(
     metric = "best_of_last_third" if best_of_last_third else "final"
     base = {
         "version": CACHE_VERSION,
-        "surrogate": _sha(x, y),
-        "test": _sha(tx, ty),
+        "surrogate": tensor_digest(x, y),
+        "test": tensor_digest(tx, ty),
         "arch": arch,
         "arch_kwargs": arch_kwargs,
         "protocol": asdict(p),
@@ -130,9 +129,7 @@ def evaluate(
     runs = []
     for r in tqdm(range(repeats), desc=f"{arch} × {repeats}", disable=not progress):
         run_seed = seed + r
-        key = hashlib.sha256(
-            json.dumps(base | {"seed": run_seed}, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        key = json_digest(base | {"seed": run_seed})
         path = folder / f"{key[:32]}.json"
         what = dict(arch=arch, ipc=ipc, steps=None, seed=run_seed, key=key[:32])
         if cache and path.is_file():
@@ -229,7 +226,7 @@ def teacher_fingerprint(teacher: Callable, x: torch.Tensor, device: str = "cpu")
     arrays = [torch.round(t * 1e4).long() for t in logits]
     if isinstance(teacher, nn.Module):
         arrays += [v.detach().float().cpu().contiguous() for v in teacher.state_dict().values()]
-    return _sha(*arrays)
+    return tensor_digest(*arrays)
 
 
 def _one_run(
@@ -315,13 +312,3 @@ def _tensors(data, what: str):
         classes,
         name,
     )
-
-
-def _sha(*arrays, extra=None) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(str(tuple(a.shape)).encode())
-        h.update(a.numpy().tobytes())
-    if extra is not None:
-        h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return h.hexdigest()

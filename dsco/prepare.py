@@ -26,7 +26,6 @@ Each returns what it did in a small dict (``info``) that the notebook prints.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import CACHE, ROOT, backbones, digits_ddpm, recipes, replacing
+from . import CACHE, ROOT, backbones, digits_ddpm, json_digest, recipes, replacing
 from . import teacher as teacher_mod
 from .encoded import encode_class
 from .recipes import reconstruction  # noqa: F401  (notebook 00 calls it as prepare.reconstruction)
@@ -169,7 +168,7 @@ def class_consistency(
 
     key = [fingerprint(bb), fingerprint(clf), list(ds.class_ids), list(guidances)]
     key += [n_per_class, num_steps, seed, str(getattr(bb, "device", "cpu"))]
-    digest = hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()
+    digest = json_digest(key)
     path = Path(cache_dir or CACHE_DIR) / f"{digest[:32]}.pt"
     if path.is_file():
         hit = torch.load(path, weights_only=True)

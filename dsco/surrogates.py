@@ -31,7 +31,6 @@ its own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -42,7 +41,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import CACHE, ROOT, files_digest, nopt, replacing, trace
+from . import CACHE, ROOT, files_digest, json_digest, nopt, replacing, tensor_digest, trace
 from .data import FolderSet, ImageSet
 from .encoded import encode_class
 from .training import peak_mem_mb
@@ -161,7 +160,7 @@ def make(
         "backbone": nopt.fingerprint(backbone) if backbone is not None else None,
         "real": real_key(ds, real),
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    digest = json_digest(key)[:24]
     path = Path(cache_dir or CACHE_DIR) / f"{ds.name}-{method}-ipc{ipc}-s{seed}-{digest}.pt"
     what = dict(method=method, ipc=ipc, seed=seed, key=digest)
     if cache and path.is_file():
@@ -282,7 +281,7 @@ def real_key(ds, real) -> list:
         if real not in _FOLDER_KEYS:
             _FOLDER_KEYS[real] = [
                 files_digest(real.files),
-                _tensor_sha(real.y),
+                tensor_digest(real.y, shapes=False),
                 repr(real.transform),
             ]
         return base + _FOLDER_KEYS[real]
@@ -292,17 +291,10 @@ def real_key(ds, real) -> list:
             len(real) == len(own) and torch.equal(real.y, own.y) and torch.equal(real.x, own.x)
         ):
             return base
-    return base + [_tensor_sha(real.x, real.y)]
+    return base + [tensor_digest(real.x, real.y, shapes=False)]
 
 
 _FOLDER_KEYS = weakref.WeakKeyDictionary()  # FolderSet -> its part of real_key
-
-
-def _tensor_sha(*tensors) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def cost_table(made: dict, label: str = "set") -> pd.DataFrame:

@@ -147,6 +147,32 @@ def test_tree_digest_follows_paths_sizes_and_modification_times(tmp_path):
     assert len({tree_digest(root), resized, first}) == 3
 
 
+def test_the_cache_key_digests_keep_their_bytes():
+    """The caches' content keys are made of json_digest and tensor_digest: the values below were
+    computed by the code they replaced (doping's, evaluate's and surrogates' own hashers, five
+    inline json.dumps), so the sets and trainings cached before keep being read back."""
+    from pathlib import Path
+
+    import torch
+
+    from dsco import json_digest, tensor_digest
+
+    x = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4).transpose(1, 2)  # strided
+    y = torch.tensor([3, 1])
+    with_shapes = "be75dfff77e288ba1bdb63e5dfd4e84d916f5ab1c8d13e1fef940265b0573578"
+    assert tensor_digest(x, y) == tensor_digest(x.contiguous(), y) == with_shapes
+    assert tensor_digest(x.requires_grad_(), y) == with_shapes
+    assert tensor_digest(x, y, shapes=False) == (
+        "12950c915d1474da428e9f3708d1dd6519e6b22241b5fd40928756759bea299e"
+    )
+    assert tensor_digest(x.reshape(4, 6), y) != with_shapes  # same values, another shape
+    key = {"b": [1, 2.5, "c"], "a": {"z": None, "y": True}, "p": Path("/tmp/q"), "t": (1, 2)}
+    assert json_digest(key) == "27337caadd19671cc1c46e5f91ebe3a6fcec128001972b1749aaab992ab2d1a3"
+    assert json_digest(dict(reversed(key.items()))) == json_digest(key)  # dict order: no matter
+    key = ["fp1", "fp2", [0, 1], [1.0, 4.0], 2, 3, 0, "cpu"]  # prepare.class_consistency's
+    assert json_digest(key) == "6f34ab8eb8396ab9592e442a152e9c309f73816282de3cfd3a4dd0480b6a84d3"
+
+
 def test_the_key_follows_the_data_tree_and_the_trained_models(folder, tmp_path, monkeypatch):
     """A changed tree re-executes every notebook; a retrain (a new file under
     build/models/<dataset>/) the notebooks after the setup notebooks."""

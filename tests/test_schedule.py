@@ -90,5 +90,10 @@ def test_a_first_batch_on_a_new_dataset_orders_by_another_datasets_times(tmp_pat
     order = [p.stem for p in schedule.longest_first(paths, [runs], None, elsewhere)]
     # guesses: 11_b 750 s, 13_d 525 s, 10_a 75 s; 14_e known nowhere goes first
     assert order == ["14_e", "11_b", "13_d", "12_c", "10_a"]
-    order = [p.stem for p in schedule.longest_first(paths, [tmp_path / "none"], None, elsewhere)]
-    assert order == ["14_e", "11_b", "13_d", "12_c", "10_a"]  # nothing in common: ratio 1
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    meta = {"metadata": {"papermill": {"duration": 50.0}}, "cells": []}
+    (alone / "14_e.ipynb").write_text(json.dumps(meta))  # known here only: no ratio to take
+    order = [p.stem for p in schedule.longest_first(paths, [alone], None, elsewhere)]
+    # nothing in common, ratio 1: 11_b 100 s, 13_d 70 s, 14_e 50 s (its own), 12_c 40 s, 10_a 10 s
+    assert order == ["11_b", "13_d", "14_e", "12_c", "10_a"]
